@@ -1,0 +1,16 @@
+//! Schema history of xlrs, for SQLite and PostgreSQL.
+//!
+//! Migrations are applied by `xlrs serve` at start-up and by `xlrs migrate`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m0001_statements;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_statements::Migration)]
+    }
+}

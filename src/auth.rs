@@ -1,0 +1,166 @@
+//! Authentication (HTTP Basic against stored credentials) as an extractor,
+//! and the scope checks of each resource.
+//!
+//! An argon2 verification costs tens of milliseconds by design, so a verified
+//! key+secret pair is cached for a short time, keyed by its SHA-256: a request
+//! with a cached pair costs one hash and one map lookup.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use base64::Engine;
+use sea_orm::DatabaseConnection;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::error::LrsError;
+use crate::startup::AppState;
+use crate::store::credentials::{self, verify_secret};
+
+/// A request's verified credential.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub key: String,
+    pub scopes: Vec<String>,
+    /// The Agent the LRS writes as `authority` of statements this credential stores.
+    pub authority: Arc<Value>,
+}
+
+/// What a credential may read of the statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadAccess {
+    All,
+    /// `statements/read/mine`: only statements this credential stored.
+    Mine,
+}
+
+impl Authenticated {
+    fn has(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
+    pub fn require_statement_write(&self) -> Result<(), LrsError> {
+        if self.has("all") || self.has("statements/write") {
+            Ok(())
+        } else {
+            Err(LrsError::Forbidden("this credential lacks the scope statements/write".into()))
+        }
+    }
+
+    pub fn statement_read(&self) -> Result<ReadAccess, LrsError> {
+        if self.has("all") || self.has("all/read") || self.has("statements/read") {
+            Ok(ReadAccess::All)
+        } else if self.has("statements/read/mine") {
+            Ok(ReadAccess::Mine)
+        } else {
+            Err(LrsError::Forbidden("this credential lacks the scope statements/read".into()))
+        }
+    }
+}
+
+/// Verifies credentials, with the cache described above.
+pub struct Authenticator {
+    db: DatabaseConnection,
+    ttl: Duration,
+    authority_home_page: String,
+    cache: Mutex<HashMap<[u8; 32], (Authenticated, Instant)>>,
+}
+
+/// A well-formed argon2 hash to verify against when the key is unknown, so an
+/// unknown key costs the same time as a wrong secret.
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| credentials::hash_secret("xlrs-dummy-secret").unwrap_or_default());
+
+impl Authenticator {
+    pub fn new(db: DatabaseConnection, ttl: Duration, authority_home_page: String) -> Self {
+        Authenticator {
+            db,
+            ttl,
+            authority_home_page,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn authenticate(&self, header_value: Option<&str>) -> Result<Authenticated, LrsError> {
+        let (key, secret) = parse_basic(header_value)?;
+        let fingerprint: [u8; 32] = Sha256::digest(format!("{key}:{secret}").as_bytes()).into();
+        if let Some(hit) = self.cached(&fingerprint) {
+            return Ok(hit);
+        }
+        let stored = credentials::find(&self.db, &key).await.map_err(LrsError::Internal)?;
+        let active = stored.filter(|c| !c.revoked);
+        let hash = active.as_ref().map(|c| c.secret_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
+        let verified = web::block(move || verify_secret(&secret, &hash))
+            .await
+            .map_err(LrsError::internal)?;
+        let credential = match active {
+            Some(c) if verified => c,
+            _ => return Err(LrsError::Unauthorized("invalid credentials".into())),
+        };
+        let auth = Authenticated {
+            authority: Arc::new(json!({
+                "objectType": "Agent",
+                "name": credential.name,
+                "account": {"homePage": self.authority_home_page, "name": credential.key},
+            })),
+            key: credential.key,
+            scopes: credential.scopes.split(' ').map(str::to_owned).collect(),
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 10_000 {
+            cache.retain(|_, (_, at)| at.elapsed() < self.ttl);
+        }
+        cache.insert(fingerprint, (auth.clone(), Instant::now()));
+        Ok(auth)
+    }
+
+    fn cached(&self, fingerprint: &[u8; 32]) -> Option<Authenticated> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(fingerprint)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(a, _)| a.clone())
+    }
+}
+
+fn parse_basic(header_value: Option<&str>) -> Result<(String, String), LrsError> {
+    let missing = || LrsError::Unauthorized("authentication required: send HTTP Basic credentials".into());
+    let value = header_value.ok_or_else(missing)?;
+    let (scheme, encoded) = value.trim().split_once(' ').ok_or_else(missing)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(LrsError::Unauthorized("only HTTP Basic authentication is supported".into()));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| LrsError::Unauthorized("malformed Basic credentials".into()))?;
+    let text = String::from_utf8(decoded).map_err(|_| LrsError::Unauthorized("malformed Basic credentials".into()))?;
+    let (key, secret) = text
+        .split_once(':')
+        .ok_or_else(|| LrsError::Unauthorized("malformed Basic credentials".into()))?;
+    if key.is_empty() {
+        return Err(LrsError::Unauthorized("invalid credentials".into()));
+    }
+    Ok((key.to_owned(), secret.to_owned()))
+}
+
+impl FromRequest for Authenticated {
+    type Error = LrsError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let header_value = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| LrsError::internal(anyhow::anyhow!("application state missing")))?;
+            state.auth.authenticate(header_value.as_deref()).await
+        })
+    }
+}

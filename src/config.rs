@@ -1,0 +1,60 @@
+//! Settings of `xlrs serve`, from flags or the environment.
+
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (`host:port`; port 0 picks a free port).
+    #[arg(long, env = "XLRS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Key of a credential with scope `all`, created or updated at start-up.
+    #[arg(long, env = "XLRS_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+
+    /// Secret of that credential.
+    #[arg(long, env = "XLRS_ADMIN_SECRET", hide_env_values = true)]
+    pub admin_secret: Option<String>,
+
+    /// Largest statement request body, in bytes.
+    #[arg(long, env = "XLRS_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most statements in one page of a statement query (also `limit=0`).
+    #[arg(long, env = "XLRS_PAGE_LIMIT", default_value_t = 500)]
+    pub page_limit: u32,
+
+    /// Home page of the account in the `authority` the LRS sets on statements.
+    #[arg(long, env = "XLRS_AUTHORITY_HOME_PAGE", default_value = "https://xlrs.invalid/credentials")]
+    pub authority_home_page: String,
+
+    /// Seconds a verified credential stays cached (revocation takes at most this long).
+    #[arg(long, env = "XLRS_AUTH_CACHE_SECS", default_value_t = 30)]
+    pub auth_cache_secs: u64,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "XLRS_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://path.db` (created if missing) or `postgres://user@host/db`.
+    #[arg(long = "database-url", env = "DATABASE_URL", default_value = "sqlite://xlrs.db")]
+    pub url: String,
+
+    /// Connections in the pool.
+    #[arg(long, env = "XLRS_DB_POOL", default_value_t = 8)]
+    pub pool_size: u32,
+}
+
+impl ServeArgs {
+    pub fn auth_cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.auth_cache_secs)
+    }
+}

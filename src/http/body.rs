@@ -1,0 +1,39 @@
+//! Request bodies: content type checks and JSON parsing with clear errors.
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use serde_json::Value;
+
+use crate::error::LrsError;
+
+/// The media type of the request, lower-cased, without parameters.
+pub fn media_type(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+}
+
+pub fn require_json(req: &HttpRequest) -> Result<(), LrsError> {
+    match media_type(req).as_deref() {
+        Some("application/json") => Ok(()),
+        Some("multipart/mixed") => Err(LrsError::invalid(
+            "Content-Type",
+            "content-type",
+            "multipart/mixed statement requests (attachment content) are not accepted by this LRS yet; send attachments by fileUrl",
+        )),
+        Some(other) => Err(LrsError::invalid(
+            "Content-Type",
+            "content-type",
+            format!("Content-Type must be application/json, not '{other}'"),
+        )),
+        None => Err(LrsError::invalid("Content-Type", "content-type", "Content-Type application/json is required")),
+    }
+}
+
+pub fn parse_json(bytes: &[u8]) -> Result<Value, LrsError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(LrsError::invalid("body", "json", "the request body is empty"));
+    }
+    serde_json::from_slice(bytes).map_err(|e| LrsError::invalid("body", "json", format!("the body is not valid JSON: {e}")))
+}

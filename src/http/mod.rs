@@ -1,0 +1,30 @@
+//! actix-web layer: one module per xAPI resource, plus the pieces they share.
+
+pub mod about;
+pub mod body;
+pub mod params;
+pub mod statement_query;
+pub mod statements;
+pub mod xapi_headers;
+
+use actix_web::{HttpResponse, web};
+
+use crate::error::LrsError;
+
+/// Routes under `/xapi`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/xapi")
+            .configure(statements::configure)
+            .configure(about::configure)
+            .default_service(web::to(not_found)),
+    );
+}
+
+pub async fn not_found() -> Result<HttpResponse, LrsError> {
+    Err(LrsError::NotFound("no such resource".into()))
+}
+
+pub async fn method_not_allowed() -> Result<HttpResponse, LrsError> {
+    Err(LrsError::MethodNotAllowed("this method is not allowed on this resource".into()))
+}

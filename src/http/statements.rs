@@ -1,0 +1,233 @@
+//! The Statement resource: PUT, POST, GET, HEAD on /xapi/statements.
+
+use std::collections::HashSet;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use serde_json::Value;
+
+use super::body::{parse_json, require_json};
+use super::params::Params;
+use super::statement_query::{self, GET_PARAMS, StatementGet, more_url};
+use crate::auth::{Authenticated, ReadAccess};
+use crate::error::{LrsError, LrsResult};
+use crate::startup::AppState;
+use crate::store::statements::{self as stored, StoredRow};
+use crate::store::writer::WriteError;
+use crate::xapi::XapiVersion;
+use crate::xapi::keys::{KeyKind, key};
+use crate::xapi::output::{Format, accepted_languages, canonical_format, ids_format};
+use crate::xapi::statement::{Invalid, PreparedStatement, StoreContext, prepare};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/statements")
+            .route(web::get().to(get_statements))
+            .route(web::head().to(get_statements))
+            .route(web::put().to(put_statement))
+            .route(web::post().to(post_statements))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+fn version_of(req: &HttpRequest) -> XapiVersion {
+    req.extensions().get::<XapiVersion>().copied().unwrap_or(XapiVersion::V1_0)
+}
+
+async fn put_statement(req: HttpRequest, auth: Authenticated, state: web::Data<AppState>, body: Bytes) -> LrsResult<HttpResponse> {
+    auth.require_statement_write()?;
+    let params = Params::parse(req.query_string(), &["statementId"])?;
+    let id = params
+        .get("statementId")
+        .ok_or_else(|| LrsError::invalid("statementId", "query:required", "PUT /statements needs the statementId parameter"))?;
+    if !crate::xapi::formats::is_uuid(id) {
+        return Err(LrsError::invalid("statementId", "query:uuid", "statementId must be a UUID"));
+    }
+    require_json(&req)?;
+    let statement = parse_json(&body)?;
+    if !statement.is_object() {
+        return Err(LrsError::invalid("body", "schema:type", "PUT /statements takes one statement (a JSON object)"));
+    }
+    if let Some(body_id) = statement.get("id").and_then(Value::as_str) {
+        if !body_id.eq_ignore_ascii_case(id) {
+            return Err(LrsError::invalid("id", "id:matches-parameter", "the statement's id differs from statementId"));
+        }
+    }
+    let ctx = store_context(&req, &auth);
+    let prepared = prepare(statement, Some(id), &ctx).map_err(|e| invalid(e, None))?;
+    check_attachments(&prepared, None)?;
+    write(&state, vec![prepared]).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn post_statements(req: HttpRequest, auth: Authenticated, state: web::Data<AppState>, body: Bytes) -> LrsResult<HttpResponse> {
+    auth.require_statement_write()?;
+    Params::parse(req.query_string(), &[])?;
+    require_json(&req)?;
+    let ctx = store_context(&req, &auth);
+    let prepared = match parse_json(&body)? {
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                let p = prepare(item, None, &ctx).map_err(|e| invalid(e, Some(i)))?;
+                check_attachments(&p, Some(i))?;
+                out.push(p);
+            }
+            out
+        }
+        single @ Value::Object(_) => {
+            let p = prepare(single, None, &ctx).map_err(|e| invalid(e, None))?;
+            check_attachments(&p, None)?;
+            vec![p]
+        }
+        _ => return Err(LrsError::invalid("body", "schema:type", "POST /statements takes a statement or an array of statements")),
+    };
+    let mut seen = HashSet::with_capacity(prepared.len());
+    if let Some(dup) = prepared.iter().find(|s| !seen.insert(s.id.as_str())) {
+        return Err(LrsError::invalid("id", "id:unique-in-batch", format!("statement id {} appears twice in the batch", dup.id)));
+    }
+    let ids: Vec<String> = prepared.iter().map(|s| s.id.clone()).collect();
+    write(&state, prepared).await?;
+    Ok(HttpResponse::Ok().json(ids))
+}
+
+fn store_context<'a>(req: &HttpRequest, auth: &'a Authenticated) -> StoreContext<'a> {
+    StoreContext {
+        version: version_of(req),
+        authority: &auth.authority,
+        credential_key: &auth.key,
+    }
+}
+
+fn invalid(e: Invalid, index: Option<usize>) -> LrsError {
+    let property = match (index, e.property.is_empty()) {
+        (Some(i), true) => format!("[{i}]"),
+        (Some(i), false) => format!("[{i}].{}", e.property),
+        (None, _) => e.property,
+    };
+    let message = if property.is_empty() {
+        format!("invalid statement: {}", e.message)
+    } else {
+        format!("invalid statement: {property}: {}", e.message)
+    };
+    LrsError::BadRequest {
+        message,
+        property: Some(property),
+        rule: Some(e.rule),
+    }
+}
+
+/// Without a multipart request, every attachment must point to its content.
+fn check_attachments(s: &PreparedStatement, index: Option<usize>) -> LrsResult<()> {
+    let attachments = s.received.get("attachments").and_then(Value::as_array);
+    for (i, a) in attachments.into_iter().flatten().enumerate() {
+        if a.get("fileUrl").is_none() {
+            let at = index.map(|n| format!("[{n}].")).unwrap_or_default();
+            return Err(LrsError::invalid(
+                format!("{at}attachments[{i}].fileUrl"),
+                "attachment:content",
+                "an attachment without fileUrl needs its content in a multipart/mixed request",
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn write(state: &AppState, statements: Vec<PreparedStatement>) -> LrsResult<()> {
+    match state.writer.write(statements).await {
+        Ok(_) => Ok(()),
+        Err(WriteError::Conflict(id)) => Err(LrsError::Conflict(format!(
+            "statement {id} is already stored with different content; statements are immutable"
+        ))),
+        Err(WriteError::Closed) => Err(LrsError::Unavailable("the LRS is shutting down".into())),
+        Err(e @ WriteError::Storage(_)) => Err(LrsError::internal(e)),
+    }
+}
+
+async fn get_statements(req: HttpRequest, auth: Authenticated, state: web::Data<AppState>) -> LrsResult<HttpResponse> {
+    let access = auth.statement_read()?;
+    let params = Params::parse(req.query_string(), GET_PARAMS)?;
+    let languages = accepted_languages(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
+    match statement_query::parse(&params, access, &auth.key, state.page_limit)? {
+        StatementGet::Single { id, voided, format, attachments } => {
+            let row = stored::by_id(&state.db, &id).await?;
+            let row = match row {
+                Some(r) if r.voided == voided => r,
+                _ => return Err(LrsError::NotFound(format!("no {}statement with id {id}", if voided { "voided " } else { "" }))),
+            };
+            if access == ReadAccess::Mine && !stored::has_key(&state.db, row.seq, key(KeyKind::Credential, &auth.key)).await? {
+                return Err(LrsError::NotFound(format!("no statement with id {id}")));
+            }
+            let body = render_statement(&row.body, format, &languages)?;
+            respond(body, Some(row.stored_us), attachments)
+        }
+        StatementGet::Page { query, format, attachments } => {
+            let (rows, more) = stored::page(&state.db, &query).await?;
+            let more = match rows.last() {
+                Some(last) if more => more_url(&query, format, attachments, last.seq),
+                _ => String::new(),
+            };
+            let last_modified = rows.iter().map(|r| r.stored_us).max();
+            let body = render_page(&rows, &more, format, &languages)?;
+            respond(body, last_modified, attachments)
+        }
+    }
+}
+
+fn render_statement(body: &str, format: Format, languages: &[String]) -> LrsResult<String> {
+    if format == Format::Exact {
+        return Ok(body.to_owned());
+    }
+    let mut value: Value = serde_json::from_str(body).map_err(LrsError::internal)?;
+    match format {
+        Format::Ids => ids_format(&mut value),
+        Format::Canonical => canonical_format(&mut value, languages),
+        Format::Exact => {}
+    }
+    serde_json::to_string(&value).map_err(LrsError::internal)
+}
+
+/// The StatementResult, built from the stored JSON text without re-parsing
+/// it in the default (exact) format.
+fn render_page(rows: &[StoredRow], more: &str, format: Format, languages: &[String]) -> LrsResult<String> {
+    let mut out = String::with_capacity(rows.iter().map(|r| r.body.len() + 1).sum::<usize>() + more.len() + 32);
+    out.push_str("{\"statements\":[");
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&render_statement(&row.body, format, languages)?);
+    }
+    out.push_str("],\"more\":");
+    out.push_str(&serde_json::to_string(more).map_err(LrsError::internal)?);
+    out.push('}');
+    Ok(out)
+}
+
+const BOUNDARY: &str = "xlrs-statement-boundary-7f3a9c";
+
+fn respond(json: String, stored_us: Option<i64>, attachments: bool) -> LrsResult<HttpResponse> {
+    let mut res = if attachments {
+        // The statement part; attachment parts follow it for statements whose
+        // attachment content the LRS holds (none can be stored without a
+        // multipart request, which this LRS does not accept yet).
+        let body = format!(
+            "--{BOUNDARY}\r\nContent-Type: application/json\r\n\r\n{json}\r\n--{BOUNDARY}--\r\n"
+        );
+        HttpResponse::Ok()
+            .content_type(format!("multipart/mixed; boundary={BOUNDARY}"))
+            .body(body)
+    } else {
+        HttpResponse::Ok().content_type("application/json").body(json)
+    };
+    if let Some(us) = stored_us {
+        if let Some(t) = chrono::DateTime::from_timestamp_micros(us) {
+            let http_date = t.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            if let Ok(v) = HeaderValue::from_str(&http_date) {
+                res.headers_mut().insert(header::LAST_MODIFIED, v);
+            }
+        }
+    }
+    Ok(res)
+}

@@ -1,0 +1,105 @@
+//! Builds the application: database, writer, HTTP server. `create_app` is the
+//! one app factory, used by `xlrs serve` and by the tests.
+
+use std::net::TcpListener;
+
+use actix_cors::Cors;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{ErrorHandlers, NormalizePath, TrailingSlash, from_fn};
+use actix_web::{App, Error, HttpServer, web};
+use anyhow::Context;
+use sea_orm::DatabaseConnection;
+
+use crate::auth::Authenticator;
+use crate::config::ServeArgs;
+use crate::error::{LrsError, json_error_handler};
+use crate::http;
+use crate::store::{self, credentials, writer::Writer, writer::WriterHandle};
+use crate::xapi::schema;
+
+/// Everything a request handler may need.
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub writer: Writer,
+    pub auth: Authenticator,
+    pub page_limit: u32,
+}
+
+pub fn create_app(
+    state: web::Data<AppState>,
+    max_body_bytes: usize,
+) -> App<impl ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<impl MessageBody>, Error = Error, InitError = ()>>
+{
+    App::new()
+        .app_data(state)
+        .app_data(web::PayloadConfig::new(max_body_bytes))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| LrsError::bad_request(e.to_string()).into()))
+        .configure(http::configure)
+        .default_service(web::to(http::not_found))
+        .wrap(ErrorHandlers::new().default_handler(json_error_handler))
+        .wrap(from_fn(http::xapi_headers::xapi_headers))
+        .wrap(NormalizePath::new(TrailingSlash::Trim))
+        // Browser-hosted content calls the LRS from other origins.
+        .wrap(Cors::permissive().max_age(86_400))
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+    writer: WriterHandle,
+}
+
+impl Application {
+    pub async fn build(args: ServeArgs) -> anyhow::Result<Application> {
+        let db = store::connect(&args.database).await?;
+        store::migrate(&db).await?;
+        if let (Some(key), Some(secret)) = (&args.admin_key, &args.admin_secret) {
+            credentials::upsert_admin(&db, key, secret).await?;
+        }
+        if credentials::count_active(&db).await? == 0 {
+            tracing::warn!(
+                "no credentials exist, so every xAPI request will be refused (401). Create one with \
+                 `xlrs credentials create --name admin --scopes all`, or start with XLRS_ADMIN_KEY and \
+                 XLRS_ADMIN_SECRET set"
+            );
+        }
+        schema::warm_up();
+        let (writer, writer_handle) = Writer::spawn(db.clone());
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            writer,
+            auth: Authenticator::new(db, args.auth_cache_ttl(), args.authority_home_page.clone()),
+            page_limit: args.page_limit.max(1),
+        });
+        let listener = TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+        let port = listener.local_addr()?.port();
+        let max_body = args.max_body_bytes;
+        let mut server = HttpServer::new(move || create_app(state.clone(), max_body))
+            .listen(listener)?
+            .shutdown_timeout(30);
+        if let Some(workers) = args.workers {
+            server = server.workers(workers);
+        }
+        tracing::info!(listen = %args.listen, port, "xlrs is serving xAPI under /xapi/");
+        Ok(Application {
+            port,
+            server: server.run(),
+            writer: writer_handle,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the server stops (SIGTERM/SIGINT drain in-flight
+    /// requests first), then lets the writer commit what it holds.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await?;
+        self.writer.shutdown().await;
+        tracing::info!("xlrs stopped");
+        Ok(())
+    }
+}

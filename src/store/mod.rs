@@ -1,0 +1,59 @@
+//! Storage: the only module that knows SQL. SQLite (WAL) and PostgreSQL run
+//! the same code; where their SQL differs, `sql.rs` holds one version of each.
+
+pub mod credentials;
+mod sql;
+pub mod statements;
+pub mod writer;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::config::DatabaseArgs;
+
+/// Opens the pool for `DATABASE_URL` (creating a SQLite file if missing).
+pub async fn connect(args: &DatabaseArgs) -> anyhow::Result<DatabaseConnection> {
+    let url = args.url.as_str();
+    if url.starts_with("sqlite:") {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| "invalid SQLite DATABASE_URL")?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a statement is acknowledged only once its commit is on disk.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        // An in-memory database lives in its one connection.
+        let pool_size = if in_memory { 1 } else { args.pool_size.max(2) };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(pool_size)
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(3600)) })
+            .connect_with(options)
+            .await
+            .with_context(|| "cannot open the SQLite database")?;
+        Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let pool = PgPoolOptions::new()
+            .max_connections(args.pool_size.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .with_context(|| "cannot connect to PostgreSQL")?;
+        Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+    } else {
+        anyhow::bail!("DATABASE_URL must start with sqlite: or postgres:")
+    }
+}
+
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    Migrator::up(db, None).await.with_context(|| "applying migrations")
+}
+

@@ -1,0 +1,69 @@
+//! SQL text that differs between SQLite and PostgreSQL.
+
+use sea_orm::{DbBackend, Statement, Value};
+
+/// `(?, ?), (?, ?)` or `($1, $2), ($3, $4)` for `rows` rows of `cols` values.
+pub fn row_placeholders(backend: DbBackend, rows: usize, cols: usize) -> String {
+    let mut out = String::with_capacity(rows * (cols * 4 + 4));
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            out.push(',');
+        }
+        out.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                out.push(',');
+            }
+            n += 1;
+            push_placeholder(backend, &mut out, n);
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// `?, ?, ?` or `$1, $2, $3` (numbering from `first`).
+pub fn list_placeholders(backend: DbBackend, count: usize, first: usize) -> String {
+    let mut out = String::with_capacity(count * 4);
+    for i in 0..count {
+        if i > 0 {
+            out.push(',');
+        }
+        push_placeholder(backend, &mut out, first + i);
+    }
+    out
+}
+
+fn push_placeholder(backend: DbBackend, out: &mut String, n: usize) {
+    match backend {
+        DbBackend::Postgres => {
+            out.push('$');
+            out.push_str(&n.to_string());
+        }
+        _ => out.push('?'),
+    }
+}
+
+/// Placeholder number `n` (1-based) in the backend's syntax.
+pub fn p(backend: DbBackend, n: usize) -> String {
+    let mut s = String::new();
+    push_placeholder(backend, &mut s, n);
+    s
+}
+
+/// `INSERT ... ` that silently skips rows whose key exists.
+pub fn insert_ignore(backend: DbBackend, table_and_cols: &str, values: &str) -> String {
+    match backend {
+        DbBackend::Postgres => format!("INSERT INTO {table_and_cols} VALUES {values} ON CONFLICT DO NOTHING"),
+        _ => format!("INSERT OR IGNORE INTO {table_and_cols} VALUES {values}"),
+    }
+}
+
+pub fn stmt(backend: DbBackend, sql: impl Into<String>, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// Most bound values per statement we send: under SQLite's 32,766 and
+/// PostgreSQL's 65,535.
+pub const MAX_PARAMS: usize = 30_000;

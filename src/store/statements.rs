@@ -1,0 +1,150 @@
+//! Reading statements: by id, and filtered pages in `seq` order.
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
+
+use super::sql::{self, p};
+use crate::error::LrsResult;
+
+/// A stored statement as read back.
+#[derive(Debug, Clone)]
+pub struct StoredRow {
+    pub seq: i64,
+    pub stored_us: i64,
+    pub voided: bool,
+    pub body: String,
+}
+
+pub async fn by_id(db: &DatabaseConnection, id: &str) -> LrsResult<Option<StoredRow>> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(sql::stmt(
+            backend,
+            format!("SELECT seq, stored_us, voided, body FROM statement WHERE id = {}", p(backend, 1)),
+            vec![Value::from(id.to_lowercase())],
+        ))
+        .await?;
+    Ok(match row {
+        Some(r) => Some(StoredRow {
+            seq: r.try_get_by_index(0)?,
+            stored_us: r.try_get_by_index(1)?,
+            voided: r.try_get_by_index(2)?,
+            body: r.try_get_by_index(3)?,
+        }),
+        None => None,
+    })
+}
+
+/// Whether the statement at `seq` carries `key`.
+pub async fn has_key(db: &DatabaseConnection, seq: i64, key: i64) -> LrsResult<bool> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(sql::stmt(
+            backend,
+            format!("SELECT 1 FROM statement_key WHERE key = {} AND seq = {}", p(backend, 1), p(backend, 2)),
+            vec![Value::from(key), Value::from(seq)],
+        ))
+        .await?;
+    Ok(row.is_some())
+}
+
+/// A filtered page request, in storage terms.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery {
+    /// Keys a statement must all carry, most selective first (the first one
+    /// drives the index scan).
+    pub keys: Vec<i64>,
+    /// Only statements stored after this instant (µs, exclusive).
+    pub since_us: Option<i64>,
+    /// Only statements stored at or before this instant (µs, inclusive).
+    pub until_us: Option<i64>,
+    pub ascending: bool,
+    /// Keyset cursor: continue after this `seq` (in the query's direction).
+    pub after_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// One page of non-voided statements matching `q`, plus whether more follow.
+pub async fn page(db: &DatabaseConnection, q: &PageQuery) -> LrsResult<(Vec<StoredRow>, bool)> {
+    let backend = db.get_database_backend();
+    let Some((lo, hi)) = seq_bounds(db, backend, q).await? else {
+        return Ok((Vec::new(), false));
+    };
+    let mut values: Vec<Value> = Vec::new();
+    let bind = |v: Value, values: &mut Vec<Value>| {
+        values.push(v);
+        p(backend, values.len())
+    };
+    let seq_col = if q.keys.is_empty() { "s.seq" } else { "k0.seq" };
+    let mut conditions = vec!["s.voided = FALSE".to_owned()];
+    let from = match q.keys.first() {
+        // SQLite: CROSS JOIN fixes the key scan as the outer loop.
+        Some(first) => {
+            conditions.push(format!("k0.key = {}", bind(Value::from(*first), &mut values)));
+            let join = if backend == DbBackend::Sqlite { "CROSS JOIN" } else { "JOIN" };
+            format!("statement_key k0 {join} statement s ON s.seq = k0.seq")
+        }
+        None => "statement s".to_owned(),
+    };
+    if let Some(lo) = lo {
+        conditions.push(format!("{seq_col} >= {}", bind(Value::from(lo), &mut values)));
+    }
+    if let Some(hi) = hi {
+        conditions.push(format!("{seq_col} <= {}", bind(Value::from(hi), &mut values)));
+    }
+    if let Some(after) = q.after_seq {
+        let op = if q.ascending { ">" } else { "<" };
+        conditions.push(format!("{seq_col} {op} {}", bind(Value::from(after), &mut values)));
+    }
+    for (i, key) in q.keys.iter().enumerate().skip(1) {
+        let ph = bind(Value::from(*key), &mut values);
+        conditions.push(format!(
+            "EXISTS (SELECT 1 FROM statement_key k{i} WHERE k{i}.key = {ph} AND k{i}.seq = s.seq)"
+        ));
+    }
+    let order = if q.ascending { "ASC" } else { "DESC" };
+    let limit = bind(Value::from(i64::from(q.limit) + 1), &mut values);
+    let sql_text = format!(
+        "SELECT s.seq, s.stored_us, s.body FROM {from} WHERE {} ORDER BY {seq_col} {order} LIMIT {limit}",
+        conditions.join(" AND ")
+    );
+    let rows = db.query_all_raw(sql::stmt(backend, sql_text, values)).await?;
+    let more = rows.len() > q.limit as usize;
+    let mut out = Vec::with_capacity(rows.len().min(q.limit as usize));
+    for r in rows.into_iter().take(q.limit as usize) {
+        out.push(StoredRow {
+            seq: r.try_get_by_index(0)?,
+            stored_us: r.try_get_by_index(1)?,
+            voided: false,
+            body: r.try_get_by_index(2)?,
+        });
+    }
+    Ok((out, more))
+}
+
+/// `since`/`until` as a `seq` range (`stored` grows with `seq`, so a time
+/// range is a seq range). `None` when the range holds no statement at all.
+async fn seq_bounds(db: &DatabaseConnection, backend: DbBackend, q: &PageQuery) -> LrsResult<Option<(Option<i64>, Option<i64>)>> {
+    let mut lo = None;
+    let mut hi = None;
+    if let Some(since) = q.since_us {
+        let sql_text = format!(
+            "SELECT seq FROM statement WHERE stored_us > {} ORDER BY stored_us ASC, seq ASC LIMIT 1",
+            p(backend, 1)
+        );
+        match db.query_one_raw(sql::stmt(backend, sql_text, vec![Value::from(since)])).await? {
+            Some(r) => lo = Some(r.try_get_by_index::<i64>(0)?),
+            None => return Ok(None),
+        }
+    }
+    if let Some(until) = q.until_us {
+        let sql_text = format!(
+            "SELECT seq FROM statement WHERE stored_us <= {} ORDER BY stored_us DESC, seq DESC LIMIT 1",
+            p(backend, 1)
+        );
+        match db.query_one_raw(sql::stmt(backend, sql_text, vec![Value::from(until)])).await? {
+            Some(r) => hi = Some(r.try_get_by_index::<i64>(0)?),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some((lo, hi)))
+}

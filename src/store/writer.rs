@@ -1,0 +1,413 @@
+//! The group-commit writer: one task per database takes the validated
+//! statements of every request waiting for it and stores them in one
+//! transaction, then answers each request. One commit (one fsync) serves many
+//! requests, and a request is answered only after its statements committed.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Context;
+use chrono::Utc;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTrait, Value};
+use serde_json::Value as Json;
+use tokio::sync::{mpsc, oneshot};
+
+use super::sql::{self, MAX_PARAMS};
+use crate::xapi::formats::format_timestamp;
+use crate::xapi::same::same_statement;
+use crate::xapi::statement::PreparedStatement;
+
+/// Largest number of statements one transaction takes before it commits.
+const MAX_GROUP_STATEMENTS: usize = 5_000;
+/// Requests that may wait for the writer before senders are held back.
+const QUEUE_DEPTH: usize = 4_096;
+/// Serialises group commits across `xlrs serve` nodes sharing a PostgreSQL
+/// database, so `seq` order is commit order (keyset paging relies on it).
+const PG_WRITER_LOCK: i64 = 0x786c_7273; // "xlrs"
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A statement of the request has the id of a different stored statement.
+    #[error("statement {0} already exists with different content")]
+    Conflict(String),
+    #[error("the statement writer has stopped")]
+    Closed,
+    #[error("storing statements failed")]
+    Storage(#[source] anyhow::Error),
+}
+
+/// What the writer did with one request.
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    /// `stored` of the statements this request added (µs since the epoch);
+    /// `None` when every statement was already stored.
+    pub stored_us: Option<i64>,
+}
+
+struct Job {
+    statements: Vec<PreparedStatement>,
+    reply: oneshot::Sender<Result<WriteOutcome, WriteError>>,
+}
+
+/// Handle to the writer task; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer task.
+    pub fn spawn(db: DatabaseConnection) -> (Writer, WriterHandle) {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let (stop, stopped) = oneshot::channel();
+        let join = tokio::spawn(run(db, rx, stopped));
+        (Writer { tx }, WriterHandle { stop, join })
+    }
+
+    /// Stores the statements (all or none) and returns once they are committed.
+    pub async fn write(&self, statements: Vec<PreparedStatement>) -> Result<WriteOutcome, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Job { statements, reply }).await.map_err(|_| WriteError::Closed)?;
+        answer.await.map_err(|_| WriteError::Closed)?
+    }
+}
+
+/// Stops the writer once what is queued is committed.
+pub struct WriterHandle {
+    stop: oneshot::Sender<()>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl WriterHandle {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.join.await {
+            tracing::error!(error = ?e, "statement writer failed");
+        }
+    }
+}
+
+async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, mut stop: oneshot::Receiver<()>) {
+    let mut stopping = false;
+    loop {
+        let first = tokio::select! {
+            job = rx.recv() => match job {
+                Some(job) => job,
+                None => break,
+            },
+            _ = &mut stop, if !stopping => {
+                // No new requests; the queued ones still commit.
+                rx.close();
+                stopping = true;
+                continue;
+            }
+        };
+        let mut count = first.statements.len();
+        let mut group = vec![first];
+        // Whatever queued while the last commit ran joins this one.
+        while count < MAX_GROUP_STATEMENTS {
+            match rx.try_recv() {
+                Ok(job) => {
+                    count += job.statements.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(&db, group).await;
+    }
+}
+
+async fn commit_group(db: &DatabaseConnection, group: Vec<Job>) {
+    let batches: Vec<&[PreparedStatement]> = group.iter().map(|j| j.statements.as_slice()).collect();
+    match write_group(db, &batches).await {
+        Ok(results) => {
+            for (job, result) in group.into_iter().zip(results) {
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) if group.len() > 1 => {
+            // One request may have poisoned the group: give each its own transaction.
+            tracing::warn!(error = ?e, requests = group.len(), "group commit failed; retrying requests one by one");
+            for job in group {
+                let result = match write_group(db, &[job.statements.as_slice()]).await {
+                    Ok(mut r) => r.pop().unwrap_or(Err(WriteError::Closed)),
+                    Err(e) => Err(WriteError::Storage(e)),
+                };
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) => {
+            for job in group {
+                let _ = job.reply.send(Err(WriteError::Storage(anyhow::anyhow!("{e:#}"))));
+            }
+        }
+    }
+}
+
+/// One transaction for all `batches`; a batch with a conflicting id is left
+/// out (and answered 409) without failing the others.
+async fn write_group(
+    db: &DatabaseConnection,
+    batches: &[&[PreparedStatement]],
+) -> anyhow::Result<Vec<Result<WriteOutcome, WriteError>>> {
+    let backend = db.get_database_backend();
+    let txn = db.begin().await.context("begin")?;
+    if backend == DbBackend::Postgres {
+        txn.execute_raw(sql::stmt(backend, format!("SELECT pg_advisory_xact_lock({PG_WRITER_LOCK})"), vec![]))
+            .await
+            .context("writer lock")?;
+    }
+    let existing = existing_bodies(&txn, backend, batches).await?;
+    let (accepted, mut results) = admit(batches, &existing);
+
+    let (last_seq, last_stored) = last_row(&txn, backend).await?;
+    let stored_us = Utc::now().timestamp_micros().max(last_stored);
+    let stored = format_timestamp(chrono::DateTime::from_timestamp_micros(stored_us).unwrap_or_else(Utc::now));
+    for r in results.iter_mut().flatten() {
+        if r.stored_us.is_some() {
+            r.stored_us = Some(stored_us);
+        }
+    }
+    if !accepted.is_empty() {
+        let rows: Vec<(i64, &PreparedStatement)> = accepted.iter().enumerate().map(|(i, s)| (last_seq + 1 + i as i64, *s)).collect();
+        insert_statements(&txn, backend, &rows, stored_us, &stored).await?;
+        insert_keys(&txn, backend, &rows).await?;
+        resolve_references(&txn, backend, &rows).await?;
+    }
+    txn.commit().await.context("commit")?;
+    Ok(results)
+}
+
+/// Bodies of already stored statements whose ids the batches use (ids the
+/// LRS generated cannot collide and are not looked up).
+async fn existing_bodies(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    batches: &[&[PreparedStatement]],
+) -> anyhow::Result<HashMap<String, Json>> {
+    let ids: Vec<&str> = batches
+        .iter()
+        .flat_map(|b| b.iter())
+        .filter(|s| !s.id_generated)
+        .map(|s| s.id.as_str())
+        .collect();
+    let mut found = HashMap::new();
+    for chunk in ids.chunks(MAX_PARAMS) {
+        let sql_text = format!(
+            "SELECT id, body FROM statement WHERE id IN ({})",
+            sql::list_placeholders(backend, chunk.len(), 1)
+        );
+        let values = chunk.iter().map(|id| Value::from(id.to_string())).collect();
+        for row in txn.query_all_raw(sql::stmt(backend, sql_text, values)).await.context("existing ids")? {
+            let id: String = row.try_get_by_index(0)?;
+            let body: String = row.try_get_by_index(1)?;
+            found.insert(id, serde_json::from_str(&body).context("stored body is JSON")?);
+        }
+    }
+    Ok(found)
+}
+
+/// Decides, batch by batch, which statements are new, which restate a stored
+/// one (skipped), and which batches conflict (refused whole).
+fn admit<'a>(
+    batches: &[&'a [PreparedStatement]],
+    existing: &HashMap<String, Json>,
+) -> (Vec<&'a PreparedStatement>, Vec<Result<WriteOutcome, WriteError>>) {
+    let mut accepted: Vec<&PreparedStatement> = Vec::new();
+    let mut in_group: HashMap<&str, &Json> = HashMap::new();
+    let mut results = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let mut fresh = Vec::new();
+        let mut conflict = None;
+        for s in batch.iter() {
+            let earlier = existing.get(&s.id).or_else(|| in_group.get(s.id.as_str()).copied());
+            match earlier {
+                Some(previous) if same_statement(&s.received, previous) => {}
+                Some(_) => {
+                    conflict = Some(s.id.clone());
+                    break;
+                }
+                None => fresh.push(s),
+            }
+        }
+        match conflict {
+            Some(id) => results.push(Err(WriteError::Conflict(id))),
+            None => {
+                results.push(Ok(WriteOutcome {
+                    stored_us: (!fresh.is_empty()).then_some(0),
+                }));
+                for s in &fresh {
+                    in_group.insert(s.id.as_str(), &s.received);
+                }
+                accepted.extend(fresh);
+            }
+        }
+    }
+    (accepted, results)
+}
+
+async fn last_row(txn: &DatabaseTransaction, backend: DbBackend) -> anyhow::Result<(i64, i64)> {
+    let row = txn
+        .query_one_raw(sql::stmt(backend, "SELECT seq, stored_us FROM statement ORDER BY seq DESC LIMIT 1", vec![]))
+        .await
+        .context("last statement")?;
+    Ok(match row {
+        Some(r) => (r.try_get_by_index(0)?, r.try_get_by_index(1)?),
+        None => (0, 0),
+    })
+}
+
+async fn insert_statements(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    rows: &[(i64, &PreparedStatement)],
+    stored_us: i64,
+    stored: &str,
+) -> anyhow::Result<()> {
+    const COLS: usize = 7;
+    for chunk in rows.chunks(MAX_PARAMS / COLS) {
+        let mut values = Vec::with_capacity(chunk.len() * COLS);
+        for (seq, s) in chunk {
+            values.push(Value::from(*seq));
+            values.push(Value::from(s.id.clone()));
+            values.push(Value::from(stored_us));
+            values.push(Value::from(s.voiding));
+            values.push(Value::from(s.object_ref.clone()));
+            values.push(Value::from(key_list(s.keys.iter().filter(|k| k.heritable).map(|k| k.key))));
+            values.push(Value::from(s.body(stored)));
+        }
+        let sql_text = format!(
+            "INSERT INTO statement (seq, id, stored_us, voiding, object_ref, key_list, body) VALUES {}",
+            sql::row_placeholders(backend, chunk.len(), COLS)
+        );
+        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert statements")?;
+    }
+    Ok(())
+}
+
+async fn insert_keys(txn: &DatabaseTransaction, backend: DbBackend, rows: &[(i64, &PreparedStatement)]) -> anyhow::Result<()> {
+    let pairs: Vec<(i64, i64)> = rows.iter().flat_map(|(seq, s)| s.keys.iter().map(move |k| (k.key, *seq))).collect();
+    insert_key_pairs(txn, backend, &pairs).await
+}
+
+async fn insert_key_pairs(txn: &DatabaseTransaction, backend: DbBackend, pairs: &[(i64, i64)]) -> anyhow::Result<()> {
+    for chunk in pairs.chunks(MAX_PARAMS / 2) {
+        let values = chunk.iter().flat_map(|(k, s)| [Value::from(*k), Value::from(*s)]).collect();
+        let sql_text = sql::insert_ignore(backend, "statement_key (key, seq)", &sql::row_placeholders(backend, chunk.len(), 2));
+        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert keys")?;
+    }
+    Ok(())
+}
+
+fn key_list(keys: impl Iterator<Item = i64>) -> String {
+    keys.map(|k| k.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn parse_key_list(text: &str) -> Vec<i64> {
+    text.split(',').filter_map(|k| k.parse().ok()).collect()
+}
+
+/// A statement whose object is a StatementRef.
+struct Referrer {
+    seq: i64,
+    id: String,
+    voiding: bool,
+    target: String,
+}
+
+/// Applies the StatementRef rules for the new rows, in both directions: a new
+/// statement referencing a stored one, and stored statements referencing a
+/// new one (they arrived first). A referrer takes over its target's filter
+/// keys, transitively; a voiding referrer voids its target unless the target
+/// is itself a voiding statement.
+async fn resolve_references(txn: &DatabaseTransaction, backend: DbBackend, rows: &[(i64, &PreparedStatement)]) -> anyhow::Result<()> {
+    let mut work: Vec<Referrer> = rows
+        .iter()
+        .filter_map(|(seq, s)| {
+            s.object_ref.as_ref().map(|t| Referrer {
+                seq: *seq,
+                id: s.id.clone(),
+                voiding: s.voiding,
+                target: t.clone(),
+            })
+        })
+        .collect();
+    let new_ids: Vec<&str> = rows.iter().map(|(_, s)| s.id.as_str()).collect();
+    work.extend(referrers_of(txn, backend, &new_ids).await?);
+    let mut done: HashSet<(i64, String)> = HashSet::new();
+    while let Some(r) = work.pop() {
+        if !done.insert((r.seq, r.target.clone())) {
+            continue;
+        }
+        let Some((target_seq, target_keys, target_voiding)) = statement_by_id(txn, backend, &r.target).await? else {
+            continue;
+        };
+        if r.voiding && !target_voiding {
+            txn.execute_raw(sql::stmt(
+                backend,
+                format!("UPDATE statement SET voided = TRUE WHERE seq = {}", sql::p(backend, 1)),
+                vec![Value::from(target_seq)],
+            ))
+            .await
+            .context("void")?;
+        }
+        let Some((_, own_keys, _)) = statement_by_id(txn, backend, &r.id).await? else {
+            continue;
+        };
+        let missing: Vec<i64> = target_keys.into_iter().filter(|k| !own_keys.contains(k)).collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let pairs: Vec<(i64, i64)> = missing.iter().map(|k| (*k, r.seq)).collect();
+        insert_key_pairs(txn, backend, &pairs).await?;
+        let all = key_list(own_keys.into_iter().chain(missing));
+        txn.execute_raw(sql::stmt(
+            backend,
+            format!("UPDATE statement SET key_list = {} WHERE seq = {}", sql::p(backend, 1), sql::p(backend, 2)),
+            vec![Value::from(all), Value::from(r.seq)],
+        ))
+        .await
+        .context("update key list")?;
+        // What this referrer gained, statements referencing it gain too.
+        work.extend(referrers_of(txn, backend, &[r.id.as_str()]).await?);
+    }
+    Ok(())
+}
+
+async fn referrers_of(txn: &DatabaseTransaction, backend: DbBackend, ids: &[&str]) -> anyhow::Result<Vec<Referrer>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(MAX_PARAMS) {
+        let sql_text = format!(
+            "SELECT seq, id, voiding, object_ref FROM statement WHERE object_ref IN ({})",
+            sql::list_placeholders(backend, chunk.len(), 1)
+        );
+        let values = chunk.iter().map(|id| Value::from(id.to_string())).collect();
+        for row in txn.query_all_raw(sql::stmt(backend, sql_text, values)).await.context("referrers")? {
+            out.push(Referrer {
+                seq: row.try_get_by_index(0)?,
+                id: row.try_get_by_index(1)?,
+                voiding: row.try_get_by_index(2)?,
+                target: row.try_get_by_index(3)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn statement_by_id(txn: &DatabaseTransaction, backend: DbBackend, id: &str) -> anyhow::Result<Option<(i64, Vec<i64>, bool)>> {
+    let row = txn
+        .query_one_raw(sql::stmt(
+            backend,
+            format!("SELECT seq, key_list, voiding FROM statement WHERE id = {}", sql::p(backend, 1)),
+            vec![Value::from(id.to_owned())],
+        ))
+        .await
+        .context("statement by id")?;
+    Ok(match row {
+        Some(r) => {
+            let keys: String = r.try_get_by_index(1)?;
+            Some((r.try_get_by_index(0)?, parse_key_list(&keys), r.try_get_by_index(2)?))
+        }
+        None => None,
+    })
+}

@@ -1,0 +1,236 @@
+//! Checks for the value formats of xAPI that JSON Schema's built-ins do not
+//! express exactly (registered as custom formats in `schema.rs`, and used by
+//! the query-parameter parser).
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+
+/// An absolute IRI: a scheme, `:`, and at least one more character, with no
+/// character RFC 3987 forbids outright (whitespace, controls, `<>"{}|\^` and backtick).
+pub fn is_iri(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    scheme_ok
+        && !rest.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`'))
+}
+
+/// `mailto:` followed by an address with exactly one `@` and non-empty parts.
+pub fn is_mailto(s: &str) -> bool {
+    let Some(addr) = s.strip_prefix("mailto:") else {
+        return false;
+    };
+    match addr.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !addr.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    }
+}
+
+pub fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// SHA-1 as 40 hex digits (`mbox_sha1sum`).
+pub fn is_sha1(s: &str) -> bool {
+    is_hex(s, 40)
+}
+
+/// A SHA-2 digest in hex: SHA-224, -256, -384 or -512.
+pub fn is_sha2(s: &str) -> bool {
+    [56, 64, 96, 128].iter().any(|&n| is_hex(s, n))
+}
+
+/// A UUID in its standard hyphenated form (any case).
+pub fn is_uuid(s: &str) -> bool {
+    s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
+}
+
+/// An RFC 5646 language tag.
+pub fn is_language_tag(s: &str) -> bool {
+    language_tags::LanguageTag::parse(s).is_ok_and(|t| t.validate().is_ok())
+}
+
+/// An ISO 8601 duration: `PnYnMnDTnHnMnS` (fraction allowed on the last
+/// component, at least one component, `T` only before a time part) or `PnW`.
+pub fn is_duration(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('P') else {
+        return false;
+    };
+    if let Some(weeks) = rest.strip_suffix('W') {
+        return is_decimal(weeks);
+    }
+    let (date, time) = match rest.split_once('T') {
+        Some((d, t)) => {
+            if t.is_empty() {
+                return false;
+            }
+            (d, Some(t))
+        }
+        None => (rest, None),
+    };
+    let mut parts = 0;
+    let mut fraction_seen = false;
+    for (text, units) in [(date, &['Y', 'M', 'D'][..]), (time.unwrap_or(""), &['H', 'M', 'S'][..])] {
+        let mut remaining = text;
+        let mut unit_index = 0;
+        while !remaining.is_empty() {
+            let Some(pos) = remaining.find(|c: char| c.is_ascii_alphabetic()) else {
+                return false;
+            };
+            let (number, tail) = remaining.split_at(pos);
+            let unit = tail.chars().next().unwrap_or(' ');
+            let Some(found) = units[unit_index..].iter().position(|&u| u == unit) else {
+                return false;
+            };
+            if !is_decimal(number) || fraction_seen {
+                return false;
+            }
+            fraction_seen = number.contains(['.', ',']);
+            unit_index += found + 1;
+            parts += 1;
+            remaining = &tail[1..];
+        }
+    }
+    parts > 0
+}
+
+fn is_decimal(s: &str) -> bool {
+    let (int, frac) = match s.split_once(['.', ',']) {
+        Some((i, f)) => (i, Some(f)),
+        None => (s, None),
+    };
+    !int.is_empty() && int.bytes().all(|b| b.is_ascii_digit()) && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Parses an ISO 8601 timestamp in the extended format xAPI uses:
+/// `YYYY-MM-DDThh:mm[:ss[.f+]]` with `Z`, `±hh`, `±hhmm` or `±hh:mm`; without
+/// an offset the time is taken as UTC. The offsets `-00`, `-0000` and `-00:00`
+/// ("unknown local offset") are refused, as the spec requires.
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    if b.len() < 16 || b[10] != b'T' && b[10] != b't' {
+        return None;
+    }
+    let (local, offset) = split_offset(s)?;
+    let mut local = local.to_owned();
+    if local.len() == 16 {
+        local.push_str(":00");
+    }
+    let naive = NaiveDateTime::parse_from_str(&local, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
+    if !local[..4].bytes().all(|c| c.is_ascii_digit()) || local.as_bytes()[4] != b'-' {
+        return None;
+    }
+    let offset = match offset {
+        None => 0,
+        Some(o) => o,
+    };
+    let fixed = FixedOffset::east_opt(offset)?;
+    fixed.from_local_datetime(&naive).single().map(|dt| dt.with_timezone(&Utc))
+}
+
+/// Splits the offset off a timestamp, returning it in seconds east of UTC
+/// (`None` when there is no offset).
+fn split_offset(s: &str) -> Option<(&str, Option<i32>)> {
+    if let Some(local) = s.strip_suffix(['Z', 'z']) {
+        return Some((local, Some(0)));
+    }
+    // The offset starts at the last '+' or '-' after the time separator.
+    let t = s.find(['T', 't'])?;
+    let Some(pos) = s[t..].rfind(['+', '-']).map(|p| p + t) else {
+        return Some((s, None));
+    };
+    let (local, off) = s.split_at(pos);
+    let sign = if off.starts_with('-') { -1 } else { 1 };
+    let digits = off[1..].replace(':', "");
+    let colon_ok = match off[1..].len() {
+        2 => true,
+        4 => !off.contains(':'),
+        5 => off.as_bytes()[3] == b':',
+        _ => false,
+    };
+    if !colon_ok || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let hours: i32 = digits[..2].parse().ok()?;
+    let minutes: i32 = if digits.len() == 4 { digits[2..].parse().ok()? } else { 0 };
+    if hours > 23 || minutes > 59 || (sign < 0 && hours == 0 && minutes == 0) {
+        return None;
+    }
+    Some((local, Some(sign * (hours * 3600 + minutes * 60))))
+}
+
+pub fn is_timestamp(s: &str) -> bool {
+    parse_timestamp(s).is_some()
+}
+
+/// The form in which the LRS writes `stored` (and a defaulted `timestamp`):
+/// UTC, microseconds, `Z`.
+pub fn format_timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        for ok in ["PT1H0M0.5S", "P1Y", "P3W", "PT0S", "P1DT12H", "PT4.25S", "P0.5D"] {
+            assert!(is_duration(ok), "{ok}");
+        }
+        for bad in ["P", "PT", "1H", "PT1H2", "P1H", "PT1.5H2M", "P1M1Y", "PT-1S", "P1W1D"] {
+            assert!(!is_duration(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        for ok in [
+            "2013-05-18T05:32:34.804Z",
+            "2013-05-18T05:32:34+00:00",
+            "2013-05-18T05:32:34.804+0530",
+            "2013-05-18T05:32:34-07",
+            "2013-05-18T05:32Z",
+            "2013-05-18T05:32:34",
+        ] {
+            assert!(is_timestamp(ok), "{ok}");
+        }
+        for bad in [
+            "2013-05-18T05:32:34-00:00",
+            "2013-05-18T05:32:34-0000",
+            "2013-05-18T05:32:34-00",
+            "2013-05-18 05:32:34Z",
+            "2013-13-18T05:32:34Z",
+            "yesterday",
+            "2013-05-18T05:32:34+25:00",
+        ] {
+            assert!(!is_timestamp(bad), "{bad}");
+        }
+        let t = parse_timestamp("2013-05-18T05:32:34.804+01:00").unwrap();
+        assert_eq!(format_timestamp(t), "2013-05-18T04:32:34.804000Z");
+    }
+
+    #[test]
+    fn iris_and_mboxes() {
+        assert!(is_iri("http://adlnet.gov/expapi/verbs/completed"));
+        assert!(is_iri("urn:uuid:1234"));
+        assert!(!is_iri("not an iri"));
+        assert!(!is_iri("completed"));
+        assert!(!is_iri("http://x y"));
+        assert!(is_mailto("mailto:a@b.c"));
+        assert!(!is_mailto("a@b.c"));
+        assert!(!is_mailto("mailto:ab.c"));
+        assert!(is_language_tag("en-US"));
+        assert!(!is_language_tag("not a tag"));
+    }
+}

@@ -1,0 +1,13 @@
+//! The xAPI domain: no HTTP, no SQL.
+
+pub mod agent;
+pub mod formats;
+pub mod keys;
+pub mod output;
+pub mod rules;
+pub mod same;
+pub mod schema;
+pub mod statement;
+pub mod version;
+
+pub use version::XapiVersion;

@@ -1,0 +1,147 @@
+//! Turning a statement as received into one ready to store: validated, with
+//! the properties the LRS assigns, its filter keys, and its JSON text.
+
+use serde_json::Value;
+
+use super::keys::{FilterKey, object_type, statement_keys};
+use super::rules::{self, VOIDED_VERB};
+use super::{XapiVersion, schema};
+
+/// Who is storing the statements, and under which rules.
+pub struct StoreContext<'a> {
+    pub version: XapiVersion,
+    /// The Agent the LRS writes as `authority`.
+    pub authority: &'a Value,
+    pub credential_key: &'a str,
+}
+
+/// Where and why a statement is invalid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invalid {
+    pub property: String,
+    pub rule: String,
+    pub message: String,
+}
+
+/// A statement ready for the writer. `stored` (and `timestamp`, when the
+/// client sent none) are added by the writer, at commit time, by closing
+/// `body_open` with them: no second serialisation on the write path.
+#[derive(Debug, Clone)]
+pub struct PreparedStatement {
+    /// Lower-cased UUID.
+    pub id: String,
+    /// The LRS generated the id, so it cannot be stored already.
+    pub id_generated: bool,
+    /// The statement's JSON without its closing `}`.
+    pub body_open: String,
+    pub needs_timestamp: bool,
+    pub keys: Vec<FilterKey>,
+    /// Target of a StatementRef object, lower-cased.
+    pub object_ref: Option<String>,
+    pub voiding: bool,
+    /// The statement as the client sent it (plus id), for the same-statement check.
+    pub received: Value,
+}
+
+pub fn validate(statement: &Value) -> Result<(), Invalid> {
+    if !statement.is_object() {
+        return Err(Invalid {
+            property: String::new(),
+            rule: "schema:type".into(),
+            message: "a statement must be a JSON object".into(),
+        });
+    }
+    schema::check_statement(statement).map_err(|v| Invalid {
+        property: v.property,
+        rule: v.rule,
+        message: v.message,
+    })?;
+    rules::check_statement(statement).map_err(|v| Invalid {
+        property: v.property,
+        rule: v.rule.into(),
+        message: v.message,
+    })
+}
+
+/// Validates `statement` and prepares it for storage. `id` is the id to use
+/// when the statement has none (PUT's `statementId`).
+pub fn prepare(statement: Value, id: Option<&str>, ctx: &StoreContext<'_>) -> Result<PreparedStatement, Invalid> {
+    validate(&statement)?;
+    let Value::Object(mut map) = statement else {
+        unreachable!("validate() accepts only objects");
+    };
+    let id_generated = id.is_none() && !map.contains_key("id");
+    let id = match map.get("id").and_then(Value::as_str) {
+        Some(existing) => existing.to_lowercase(),
+        None => {
+            let id = id.map(str::to_lowercase).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            map.shift_insert(0, "id".into(), Value::String(id.clone()));
+            id
+        }
+    };
+    let received = Value::Object(map.clone());
+    map.remove("stored");
+    map.insert("authority".into(), ctx.authority.clone());
+    if !map.contains_key("version") {
+        map.insert("version".into(), Value::String(ctx.version.default_statement_version().into()));
+    }
+    let needs_timestamp = !map.contains_key("timestamp");
+    let object = map.get("object");
+    let object_ref = (object_type(object) == "StatementRef")
+        .then(|| object.and_then(|o| o.get("id")).and_then(Value::as_str).map(str::to_lowercase))
+        .flatten();
+    let voiding = map.get("verb").and_then(|v| v.get("id")).and_then(Value::as_str) == Some(VOIDED_VERB);
+    let full = Value::Object(map);
+    let keys = statement_keys(&full, ctx.credential_key);
+    let mut body_open = serde_json::to_string(&full).expect("a JSON value serialises");
+    body_open.pop();
+    Ok(PreparedStatement {
+        id,
+        id_generated,
+        body_open,
+        needs_timestamp,
+        keys,
+        object_ref,
+        voiding,
+        received,
+    })
+}
+
+impl PreparedStatement {
+    /// The statement's JSON text as stored, given its `stored` time.
+    pub fn body(&self, stored: &str) -> String {
+        let mut body = String::with_capacity(self.body_open.len() + 80);
+        body.push_str(&self.body_open);
+        if self.needs_timestamp {
+            body.push_str(",\"timestamp\":\"");
+            body.push_str(stored);
+            body.push('"');
+        }
+        body.push_str(",\"stored\":\"");
+        body.push_str(stored);
+        body.push_str("\"}");
+        body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn prepare_assigns_lrs_properties() {
+        let authority = json!({"objectType": "Agent", "account": {"homePage": "http://lrs", "name": "k"}});
+        let ctx = StoreContext { version: XapiVersion::V1_0, authority: &authority, credential_key: "k" };
+        let s = json!({"actor": {"mbox": "mailto:a@x"}, "verb": {"id": "http://v"}, "object": {"id": "http://a"},
+                       "stored": "2000-01-01T00:00:00Z"});
+        let p = prepare(s, None, &ctx).unwrap();
+        let body: Value = serde_json::from_str(&p.body("2024-01-01T00:00:00.000000Z")).unwrap();
+        assert_eq!(body["id"], json!(p.id));
+        assert_eq!(body["stored"], json!("2024-01-01T00:00:00.000000Z"));
+        assert_eq!(body["timestamp"], body["stored"]);
+        assert_eq!(body["version"], json!("1.0.0"));
+        assert_eq!(body["authority"], authority);
+        assert!(p.object_ref.is_none() && !p.voiding);
+    }
+}
