@@ -1,4 +1,7 @@
-//! Statements, their filter keys, and credentials.
+//! Statements, their filter keys, attachment content, and credentials.
+//!
+//! Attachment content is stored once per SHA-2 hash, whichever statements
+//! refer to it.
 //!
 //! Every filter of the Statement resource (verb, registration, agent, activity,
 //! related agents/activities, authority) is one row in `statement_key`: a 64-bit
@@ -35,6 +38,12 @@ const SQLITE: &[&str] = &[
         seq INTEGER NOT NULL,
         PRIMARY KEY (key, seq)
     ) WITHOUT ROWID",
+    "CREATE TABLE attachment (
+        sha2 TEXT PRIMARY KEY NOT NULL,
+        content_type TEXT NOT NULL,
+        length INTEGER NOT NULL,
+        content BLOB NOT NULL
+    )",
     "CREATE TABLE credential (
         key TEXT PRIMARY KEY NOT NULL,
         name TEXT NOT NULL,
@@ -62,6 +71,12 @@ const POSTGRES: &[&str] = &[
         key BIGINT NOT NULL,
         seq BIGINT NOT NULL,
         PRIMARY KEY (key, seq)
+    )",
+    "CREATE TABLE attachment (
+        sha2 TEXT PRIMARY KEY NOT NULL,
+        content_type TEXT NOT NULL,
+        length BIGINT NOT NULL,
+        content BYTEA NOT NULL
     )",
     "CREATE TABLE credential (
         key TEXT PRIMARY KEY NOT NULL,

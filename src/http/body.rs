@@ -17,11 +17,6 @@ pub fn media_type(req: &HttpRequest) -> Option<String> {
 pub fn require_json(req: &HttpRequest) -> Result<(), LrsError> {
     match media_type(req).as_deref() {
         Some("application/json") => Ok(()),
-        Some("multipart/mixed") => Err(LrsError::invalid(
-            "Content-Type",
-            "content-type",
-            "multipart/mixed statement requests (attachment content) are not accepted by this LRS yet; send attachments by fileUrl",
-        )),
         Some(other) => Err(LrsError::invalid(
             "Content-Type",
             "content-type",

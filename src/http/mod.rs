@@ -2,6 +2,7 @@
 
 pub mod about;
 pub mod body;
+pub mod multipart;
 pub mod params;
 pub mod statement_query;
 pub mod statements;

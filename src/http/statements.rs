@@ -7,7 +7,8 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use serde_json::Value;
 
-use super::body::{parse_json, require_json};
+use super::body::{media_type, parse_json, require_json};
+use super::multipart;
 use super::params::Params;
 use super::statement_query::{self, GET_PARAMS, StatementGet, more_url};
 use crate::auth::{Authenticated, ReadAccess};
@@ -15,7 +16,9 @@ use crate::error::{LrsError, LrsResult};
 use crate::startup::AppState;
 use crate::store::statements::{self as stored, StoredRow};
 use crate::store::writer::WriteError;
+use crate::store::attachments;
 use crate::xapi::XapiVersion;
+use crate::xapi::attachment::{self, AttachmentContent};
 use crate::xapi::keys::{KeyKind, key};
 use crate::xapi::output::{Format, accepted_languages, canonical_format, ids_format};
 use crate::xapi::statement::{Invalid, PreparedStatement, StoreContext, prepare};
@@ -44,8 +47,7 @@ async fn put_statement(req: HttpRequest, auth: Authenticated, state: web::Data<A
     if !crate::xapi::formats::is_uuid(id) {
         return Err(LrsError::invalid("statementId", "query:uuid", "statementId must be a UUID"));
     }
-    require_json(&req)?;
-    let statement = parse_json(&body)?;
+    let (statement, attachments) = read_statements(&req, &body)?;
     if !statement.is_object() {
         return Err(LrsError::invalid("body", "schema:type", "PUT /statements takes one statement (a JSON object)"));
     }
@@ -55,40 +57,33 @@ async fn put_statement(req: HttpRequest, auth: Authenticated, state: web::Data<A
         }
     }
     let ctx = store_context(&req, &auth);
-    let prepared = prepare(statement, Some(id), &ctx).map_err(|e| invalid(e, None))?;
-    check_attachments(&prepared, None)?;
-    write(&state, vec![prepared]).await?;
+    let prepared = vec![prepare(statement, Some(id), &ctx).map_err(|e| invalid(e, None))?];
+    match_attachments(&prepared, &attachments)?;
+    write(&state, prepared, attachments).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 async fn post_statements(req: HttpRequest, auth: Authenticated, state: web::Data<AppState>, body: Bytes) -> LrsResult<HttpResponse> {
     auth.require_statement_write()?;
     Params::parse(req.query_string(), &[])?;
-    require_json(&req)?;
+    let (statements, attachments) = read_statements(&req, &body)?;
     let ctx = store_context(&req, &auth);
-    let prepared = match parse_json(&body)? {
-        Value::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.into_iter().enumerate() {
-                let p = prepare(item, None, &ctx).map_err(|e| invalid(e, Some(i)))?;
-                check_attachments(&p, Some(i))?;
-                out.push(p);
-            }
-            out
-        }
-        single @ Value::Object(_) => {
-            let p = prepare(single, None, &ctx).map_err(|e| invalid(e, None))?;
-            check_attachments(&p, None)?;
-            vec![p]
-        }
+    let prepared = match statements {
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| prepare(item, None, &ctx).map_err(|e| invalid(e, Some(i))))
+            .collect::<LrsResult<Vec<_>>>()?,
+        single @ Value::Object(_) => vec![prepare(single, None, &ctx).map_err(|e| invalid(e, None))?],
         _ => return Err(LrsError::invalid("body", "schema:type", "POST /statements takes a statement or an array of statements")),
     };
     let mut seen = HashSet::with_capacity(prepared.len());
     if let Some(dup) = prepared.iter().find(|s| !seen.insert(s.id.as_str())) {
         return Err(LrsError::invalid("id", "id:unique-in-batch", format!("statement id {} appears twice in the batch", dup.id)));
     }
+    match_attachments(&prepared, &attachments)?;
     let ids: Vec<String> = prepared.iter().map(|s| s.id.clone()).collect();
-    write(&state, prepared).await?;
+    write(&state, prepared, attachments).await?;
     Ok(HttpResponse::Ok().json(ids))
 }
 
@@ -118,24 +113,42 @@ fn invalid(e: Invalid, index: Option<usize>) -> LrsError {
     }
 }
 
-/// Without a multipart request, every attachment must point to its content.
-fn check_attachments(s: &PreparedStatement, index: Option<usize>) -> LrsResult<()> {
-    let attachments = s.received.get("attachments").and_then(Value::as_array);
-    for (i, a) in attachments.into_iter().flatten().enumerate() {
-        if a.get("fileUrl").is_none() {
-            let at = index.map(|n| format!("[{n}].")).unwrap_or_default();
-            return Err(LrsError::invalid(
-                format!("{at}attachments[{i}].fileUrl"),
-                "attachment:content",
-                "an attachment without fileUrl needs its content in a multipart/mixed request",
-            ));
-        }
+/// The statements of a PUT/POST (one object or an array) and, for a
+/// `multipart/mixed` request, the attachment content that came with them.
+fn read_statements(req: &HttpRequest, body: &Bytes) -> LrsResult<(Value, Vec<AttachmentContent>)> {
+    if media_type(req).as_deref() == Some("multipart/mixed") {
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let parts = multipart::parse(content_type, body)?;
+        Ok((parse_json(&parts.statements)?, parts.attachments))
+    } else {
+        require_json(req)?;
+        Ok((parse_json(body)?, Vec::new()))
+    }
+}
+
+/// Every attachment needs its content: a `fileUrl`, or a part with its hash;
+/// and every part must be the content of a declared attachment.
+fn match_attachments(statements: &[PreparedStatement], parts: &[AttachmentContent]) -> LrsResult<()> {
+    let declared: Vec<(String, bool)> = statements.iter().flat_map(|s| attachment::declared(&s.received)).collect();
+    if let Some((sha2, _)) = declared.iter().find(|(sha2, has_url)| !has_url && !parts.iter().any(|p| &p.sha2 == sha2)) {
+        return Err(LrsError::invalid(
+            "attachments",
+            "attachment:content",
+            format!("attachment {sha2} has no fileUrl and no part with its content (X-Experience-API-Hash)"),
+        ));
+    }
+    if let Some(part) = parts.iter().find(|p| !declared.iter().any(|(sha2, _)| *sha2 == p.sha2)) {
+        return Err(LrsError::invalid(
+            "attachments",
+            "attachment:unexpected-part",
+            format!("the part with X-Experience-API-Hash {} matches no attachment of the statements", part.sha2),
+        ));
     }
     Ok(())
 }
 
-async fn write(state: &AppState, statements: Vec<PreparedStatement>) -> LrsResult<()> {
-    match state.writer.write(statements).await {
+async fn write(state: &AppState, statements: Vec<PreparedStatement>, attachments: Vec<AttachmentContent>) -> LrsResult<()> {
+    match state.writer.write(statements, attachments).await {
         Ok(_) => Ok(()),
         Err(WriteError::Conflict(id)) => Err(LrsError::Conflict(format!(
             "statement {id} is already stored with different content; statements are immutable"
@@ -160,7 +173,8 @@ async fn get_statements(req: HttpRequest, auth: Authenticated, state: web::Data<
                 return Err(LrsError::NotFound(format!("no statement with id {id}")));
             }
             let body = render_statement(&row.body, format, &languages)?;
-            respond(body, Some(row.stored_us), attachments)
+            let contents = attachment_contents(&state, attachments, std::slice::from_ref(&row)).await?;
+            respond(body, Some(row.stored_us), contents)
         }
         StatementGet::Page { query, format, attachments } => {
             let (rows, more) = stored::page(&state.db, &query).await?;
@@ -170,7 +184,8 @@ async fn get_statements(req: HttpRequest, auth: Authenticated, state: web::Data<
             };
             let last_modified = rows.iter().map(|r| r.stored_us).max();
             let body = render_page(&rows, &more, format, &languages)?;
-            respond(body, last_modified, attachments)
+            let contents = attachment_contents(&state, attachments, &rows).await?;
+            respond(body, last_modified, contents)
         }
     }
 }
@@ -205,21 +220,33 @@ fn render_page(rows: &[StoredRow], more: &str, format: Format, languages: &[Stri
     Ok(out)
 }
 
-const BOUNDARY: &str = "xlrs-statement-boundary-7f3a9c";
+/// With `attachments=true`, the stored content of every attachment the
+/// statements declare (each hash once); `None` otherwise.
+async fn attachment_contents(state: &AppState, wanted: bool, rows: &[StoredRow]) -> LrsResult<Option<Vec<AttachmentContent>>> {
+    if !wanted {
+        return Ok(None);
+    }
+    let mut hashes: Vec<String> = Vec::new();
+    for row in rows {
+        let statement: Value = serde_json::from_str(&row.body).map_err(LrsError::internal)?;
+        for (sha2, _) in attachment::declared(&statement) {
+            if !hashes.contains(&sha2) {
+                hashes.push(sha2);
+            }
+        }
+    }
+    Ok(Some(attachments::by_hashes(&state.db, &hashes).await?))
+}
 
-fn respond(json: String, stored_us: Option<i64>, attachments: bool) -> LrsResult<HttpResponse> {
-    let mut res = if attachments {
-        // The statement part; attachment parts follow it for statements whose
-        // attachment content the LRS holds (none can be stored without a
-        // multipart request, which this LRS does not accept yet).
-        let body = format!(
-            "--{BOUNDARY}\r\nContent-Type: application/json\r\n\r\n{json}\r\n--{BOUNDARY}--\r\n"
-        );
-        HttpResponse::Ok()
-            .content_type(format!("multipart/mixed; boundary={BOUNDARY}"))
-            .body(body)
-    } else {
-        HttpResponse::Ok().content_type("application/json").body(json)
+fn respond(json: String, stored_us: Option<i64>, attachments: Option<Vec<AttachmentContent>>) -> LrsResult<HttpResponse> {
+    let mut res = match attachments {
+        Some(parts) => {
+            let boundary = uuid::Uuid::new_v4().simple().to_string();
+            HttpResponse::Ok()
+                .insert_header((header::CONTENT_TYPE, format!("multipart/mixed; boundary={boundary}")))
+                .body(multipart::render(&boundary, &json, &parts))
+        }
+        None => HttpResponse::Ok().content_type("application/json").body(json),
     };
     if let Some(us) = stored_us {
         if let Some(t) = chrono::DateTime::from_timestamp_micros(us) {

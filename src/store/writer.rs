@@ -11,7 +11,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBacken
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
+use super::attachments;
 use super::sql::{self, MAX_PARAMS};
+use crate::xapi::attachment::AttachmentContent;
 use crate::xapi::formats::format_timestamp;
 use crate::xapi::same::same_statement;
 use crate::xapi::statement::PreparedStatement;
@@ -45,6 +47,7 @@ pub struct WriteOutcome {
 
 struct Job {
     statements: Vec<PreparedStatement>,
+    attachments: Vec<AttachmentContent>,
     reply: oneshot::Sender<Result<WriteOutcome, WriteError>>,
 }
 
@@ -63,10 +66,15 @@ impl Writer {
         (Writer { tx }, WriterHandle { stop, join })
     }
 
-    /// Stores the statements (all or none) and returns once they are committed.
-    pub async fn write(&self, statements: Vec<PreparedStatement>) -> Result<WriteOutcome, WriteError> {
+    /// Stores the statements and the attachment content they came with (all
+    /// or none) and returns once they are committed.
+    pub async fn write(
+        &self,
+        statements: Vec<PreparedStatement>,
+        attachments: Vec<AttachmentContent>,
+    ) -> Result<WriteOutcome, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Job { statements, reply }).await.map_err(|_| WriteError::Closed)?;
+        self.tx.send(Job { statements, attachments, reply }).await.map_err(|_| WriteError::Closed)?;
         answer.await.map_err(|_| WriteError::Closed)?
     }
 }
@@ -117,8 +125,23 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, mut stop: ones
     }
 }
 
+/// One request's share of a group commit.
+struct Batch<'a> {
+    statements: &'a [PreparedStatement],
+    attachments: &'a [AttachmentContent],
+}
+
+impl Job {
+    fn batch(&self) -> Batch<'_> {
+        Batch {
+            statements: &self.statements,
+            attachments: &self.attachments,
+        }
+    }
+}
+
 async fn commit_group(db: &DatabaseConnection, group: Vec<Job>) {
-    let batches: Vec<&[PreparedStatement]> = group.iter().map(|j| j.statements.as_slice()).collect();
+    let batches: Vec<Batch<'_>> = group.iter().map(Job::batch).collect();
     match write_group(db, &batches).await {
         Ok(results) => {
             for (job, result) in group.into_iter().zip(results) {
@@ -129,7 +152,7 @@ async fn commit_group(db: &DatabaseConnection, group: Vec<Job>) {
             // One request may have poisoned the group: give each its own transaction.
             tracing::warn!(error = ?e, requests = group.len(), "group commit failed; retrying requests one by one");
             for job in group {
-                let result = match write_group(db, &[job.statements.as_slice()]).await {
+                let result = match write_group(db, &[job.batch()]).await {
                     Ok(mut r) => r.pop().unwrap_or(Err(WriteError::Closed)),
                     Err(e) => Err(WriteError::Storage(e)),
                 };
@@ -146,10 +169,7 @@ async fn commit_group(db: &DatabaseConnection, group: Vec<Job>) {
 
 /// One transaction for all `batches`; a batch with a conflicting id is left
 /// out (and answered 409) without failing the others.
-async fn write_group(
-    db: &DatabaseConnection,
-    batches: &[&[PreparedStatement]],
-) -> anyhow::Result<Vec<Result<WriteOutcome, WriteError>>> {
+async fn write_group(db: &DatabaseConnection, batches: &[Batch<'_>]) -> anyhow::Result<Vec<Result<WriteOutcome, WriteError>>> {
     let backend = db.get_database_backend();
     let txn = db.begin().await.context("begin")?;
     if backend == DbBackend::Postgres {
@@ -157,8 +177,16 @@ async fn write_group(
             .await
             .context("writer lock")?;
     }
-    let existing = existing_bodies(&txn, backend, batches).await?;
-    let (accepted, mut results) = admit(batches, &existing);
+    let statements: Vec<&[PreparedStatement]> = batches.iter().map(|b| b.statements).collect();
+    let existing = existing_bodies(&txn, backend, &statements).await?;
+    let (accepted, mut results) = admit(&statements, &existing);
+    let contents: Vec<&AttachmentContent> = batches
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .flat_map(|(b, _)| b.attachments.iter())
+        .collect();
+    attachments::insert(&txn, &contents).await?;
 
     let (last_seq, last_stored) = last_row(&txn, backend).await?;
     let stored_us = Utc::now().timestamp_micros().max(last_stored);

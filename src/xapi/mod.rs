@@ -1,6 +1,7 @@
 //! The xAPI domain: no HTTP, no SQL.
 
 pub mod agent;
+pub mod attachment;
 pub mod formats;
 pub mod keys;
 pub mod output;

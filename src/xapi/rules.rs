@@ -31,6 +31,9 @@ pub fn check_statement(s: &Value) -> Result<(), RuleViolation> {
             "a statement with the verb 'voided' must have a StatementRef as its object",
         ));
     }
+    if let Some(authority) = s.get("authority") {
+        check_authority(authority)?;
+    }
     check_statement_like(s, "")?;
     if let Some(sub) = s.get("object").filter(|o| object_type(Some(o)) == "SubStatement") {
         check_statement_like(sub, "object.")?;
@@ -56,6 +59,26 @@ fn check_statement_like(s: &Value, prefix: &str) -> Result<(), RuleViolation> {
     }
     if let Some(def) = s.pointer("/object/definition") {
         check_interaction(def, &format!("{prefix}object.definition"))?;
+    }
+    Ok(())
+}
+
+/// A Group as authority stands for an OAuth consumer and user: it is
+/// anonymous and has exactly two members.
+fn check_authority(authority: &Value) -> Result<(), RuleViolation> {
+    if !crate::xapi::agent::is_group(authority) {
+        return Ok(());
+    }
+    if crate::xapi::agent::ifi(authority).is_some() {
+        return Err(violation("authority", "authority:group", "a Group as authority must be anonymous (no identifier)"));
+    }
+    let members = authority.get("member").and_then(Value::as_array).map_or(0, Vec::len);
+    if members != 2 {
+        return Err(violation(
+            "authority.member",
+            "authority:group",
+            format!("a Group as authority must have exactly two members, not {members}"),
+        ));
     }
     Ok(())
 }
@@ -86,6 +109,15 @@ fn check_score(score: &Value, at: &str) -> Result<(), RuleViolation> {
 fn check_interaction(def: &Value, at: &str) -> Result<(), RuleViolation> {
     const LISTS: [&str; 5] = ["choices", "scale", "source", "target", "steps"];
     let kind = def.get("interactionType").and_then(Value::as_str);
+    if kind.is_none() {
+        if let Some(used) = LISTS.iter().chain(&["correctResponsesPattern"]).find(|k| def.get(**k).is_some()) {
+            return Err(violation(
+                format!("{at}.interactionType"),
+                "interaction:type-required",
+                format!("'{used}' is used, so interactionType is required"),
+            ));
+        }
+    }
     for list in LISTS {
         let Some(items) = def.get(list).and_then(Value::as_array) else {
             continue;
@@ -138,6 +170,24 @@ mod tests {
         let mut s = stmt("http://v", json!({"objectType": "Agent", "mbox": "mailto:b@x"}));
         s["context"] = json!({"revision": "1"});
         assert_eq!(check_statement(&s).unwrap_err().property, "context.revision");
+    }
+
+    #[test]
+    fn authority_groups_are_anonymous_pairs() {
+        let mut s = stmt("http://v", json!({"id": "http://a"}));
+        let m = json!({"mbox": "mailto:m@x"});
+        s["authority"] = json!({"objectType": "Group", "member": [m.clone(), m.clone()]});
+        assert_eq!(check_statement(&s), Ok(()));
+        s["authority"] = json!({"objectType": "Group", "member": [m.clone()]});
+        assert!(check_statement(&s).is_err());
+        s["authority"] = json!({"objectType": "Group", "mbox": "mailto:g@x", "member": [m.clone(), m]});
+        assert!(check_statement(&s).is_err());
+    }
+
+    #[test]
+    fn interaction_lists_need_a_type() {
+        let s = stmt("http://v", json!({"id": "http://a", "definition": {"choices": [{"id": "a"}]}}));
+        assert_eq!(check_statement(&s).unwrap_err().rule, "interaction:type-required");
     }
 
     #[test]

@@ -79,6 +79,10 @@ pub fn prepare(statement: Value, id: Option<&str>, ctx: &StoreContext<'_>) -> Re
             id
         }
     };
+    arrays_for_context_activities(&mut map);
+    if let Some(Value::Object(sub)) = map.get_mut("object") {
+        arrays_for_context_activities(sub);
+    }
     let received = Value::Object(map.clone());
     map.remove("stored");
     map.insert("authority".into(), ctx.authority.clone());
@@ -105,6 +109,20 @@ pub fn prepare(statement: Value, id: Option<&str>, ctx: &StoreContext<'_>) -> Re
         voiding,
         received,
     })
+}
+
+/// Context activities are stored (and returned) as arrays, even when a
+/// client sent a single Activity object.
+fn arrays_for_context_activities(statement: &mut serde_json::Map<String, Value>) {
+    let lists = statement
+        .get_mut("context")
+        .and_then(|c| c.get_mut("contextActivities"))
+        .and_then(Value::as_object_mut);
+    for list in lists.into_iter().flat_map(|l| l.values_mut()) {
+        if list.is_object() {
+            *list = Value::Array(vec![list.take()]);
+        }
+    }
 }
 
 impl PreparedStatement {
@@ -143,5 +161,17 @@ mod tests {
         assert_eq!(body["version"], json!("1.0.0"));
         assert_eq!(body["authority"], authority);
         assert!(p.object_ref.is_none() && !p.voiding);
+    }
+
+    #[test]
+    fn context_activities_become_arrays() {
+        let authority = json!({"objectType": "Agent", "mbox": "mailto:lrs@x"});
+        let ctx = StoreContext { version: XapiVersion::V1_0, authority: &authority, credential_key: "k" };
+        let s = json!({"actor": {"mbox": "mailto:a@x"}, "verb": {"id": "http://v"}, "object": {"id": "http://a"},
+                       "context": {"contextActivities": {"parent": {"id": "http://p"}, "other": [{"id": "http://o"}]}}});
+        let p = prepare(s, None, &ctx).unwrap();
+        let body: Value = serde_json::from_str(&p.body("2024-01-01T00:00:00.000000Z")).unwrap();
+        assert_eq!(body["context"]["contextActivities"]["parent"], json!([{"id": "http://p"}]));
+        assert_eq!(body["context"]["contextActivities"]["other"], json!([{"id": "http://o"}]));
     }
 }
