@@ -47,7 +47,9 @@ impl Authenticated {
         if self.has("all") || self.has("statements/write") {
             Ok(())
         } else {
-            Err(LrsError::Forbidden("this credential lacks the scope statements/write".into()))
+            Err(LrsError::Forbidden(
+                "this credential lacks the scope statements/write".into(),
+            ))
         }
     }
 
@@ -57,7 +59,9 @@ impl Authenticated {
         } else if self.has("statements/read/mine") {
             Ok(ReadAccess::Mine)
         } else {
-            Err(LrsError::Forbidden("this credential lacks the scope statements/read".into()))
+            Err(LrsError::Forbidden(
+                "this credential lacks the scope statements/read".into(),
+            ))
         }
     }
 }
@@ -85,15 +89,23 @@ impl Authenticator {
         }
     }
 
-    pub async fn authenticate(&self, header_value: Option<&str>) -> Result<Authenticated, LrsError> {
+    pub async fn authenticate(
+        &self,
+        header_value: Option<&str>,
+    ) -> Result<Authenticated, LrsError> {
         let (key, secret) = parse_basic(header_value)?;
         let fingerprint: [u8; 32] = Sha256::digest(format!("{key}:{secret}").as_bytes()).into();
         if let Some(hit) = self.cached(&fingerprint) {
             return Ok(hit);
         }
-        let stored = credentials::find(&self.db, &key).await.map_err(LrsError::Internal)?;
+        let stored = credentials::find(&self.db, &key)
+            .await
+            .map_err(LrsError::Internal)?;
         let active = stored.filter(|c| !c.revoked);
-        let hash = active.as_ref().map(|c| c.secret_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
+        let hash = active
+            .as_ref()
+            .map(|c| c.secret_hash.clone())
+            .unwrap_or_else(|| DUMMY_HASH.clone());
         let verified = web::block(move || verify_secret(&secret, &hash))
             .await
             .map_err(LrsError::internal)?;
@@ -128,16 +140,20 @@ impl Authenticator {
 }
 
 fn parse_basic(header_value: Option<&str>) -> Result<(String, String), LrsError> {
-    let missing = || LrsError::Unauthorized("authentication required: send HTTP Basic credentials".into());
+    let missing =
+        || LrsError::Unauthorized("authentication required: send HTTP Basic credentials".into());
     let value = header_value.ok_or_else(missing)?;
     let (scheme, encoded) = value.trim().split_once(' ').ok_or_else(missing)?;
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(LrsError::Unauthorized("only HTTP Basic authentication is supported".into()));
+        return Err(LrsError::Unauthorized(
+            "only HTTP Basic authentication is supported".into(),
+        ));
     }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .map_err(|_| LrsError::Unauthorized("malformed Basic credentials".into()))?;
-    let text = String::from_utf8(decoded).map_err(|_| LrsError::Unauthorized("malformed Basic credentials".into()))?;
+    let text = String::from_utf8(decoded)
+        .map_err(|_| LrsError::Unauthorized("malformed Basic credentials".into()))?;
     let (key, secret) = text
         .split_once(':')
         .ok_or_else(|| LrsError::Unauthorized("malformed Basic credentials".into()))?;
@@ -159,7 +175,8 @@ impl FromRequest for Authenticated {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         Box::pin(async move {
-            let state = state.ok_or_else(|| LrsError::internal(anyhow::anyhow!("application state missing")))?;
+            let state = state
+                .ok_or_else(|| LrsError::internal(anyhow::anyhow!("application state missing")))?;
             state.auth.authenticate(header_value.as_deref()).await
         })
     }

@@ -54,7 +54,11 @@ impl LrsError {
         }
     }
 
-    pub fn invalid(property: impl Into<String>, rule: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn invalid(
+        property: impl Into<String>,
+        rule: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         LrsError::BadRequest {
             message: message.into(),
             property: Some(property.into()),
@@ -84,7 +88,12 @@ struct ErrorBody<'a> {
 }
 
 /// The JSON every error response carries.
-pub fn error_json(status: StatusCode, message: &str, property: Option<&str>, rule: Option<&str>) -> HttpResponse {
+pub fn error_json(
+    status: StatusCode,
+    message: &str,
+    property: Option<&str>,
+    rule: Option<&str>,
+) -> HttpResponse {
     let body = ErrorBody {
         error: status.canonical_reason().unwrap_or("Error"),
         message,
@@ -93,8 +102,10 @@ pub fn error_json(status: StatusCode, message: &str, property: Option<&str>, rul
     };
     let mut res = HttpResponse::build(status).json(body);
     if status == StatusCode::UNAUTHORIZED {
-        res.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"xlrs\""));
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"xlrs\""),
+        );
     }
     res
 }
@@ -149,7 +160,10 @@ pub fn json_error_handler<B: MessageBody + 'static>(
     let mut new = error_json(status, &message, None, None);
     // Keep headers set by inner layers (version, CORS, Allow) but not the body's.
     for (name, value) in old.headers() {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH && !new.headers().contains_key(name) {
+        if name != header::CONTENT_TYPE
+            && name != header::CONTENT_LENGTH
+            && !new.headers().contains_key(name)
+        {
             new.headers_mut().insert(name.clone(), value.clone());
         }
     }

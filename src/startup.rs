@@ -29,12 +29,22 @@ pub struct AppState {
 pub fn create_app(
     state: web::Data<AppState>,
     max_body_bytes: usize,
-) -> App<impl ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<impl MessageBody>, Error = Error, InitError = ()>>
-{
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
     App::new()
         .app_data(state)
         .app_data(web::PayloadConfig::new(max_body_bytes))
-        .app_data(web::QueryConfig::default().error_handler(|e, _| LrsError::bad_request(e.to_string()).into()))
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|e, _| LrsError::bad_request(e.to_string()).into()),
+        )
         .configure(http::configure)
         .default_service(web::to(http::not_found))
         .wrap(ErrorHandlers::new().default_handler(json_error_handler))
@@ -73,7 +83,8 @@ impl Application {
             auth: Authenticator::new(db, args.auth_cache_ttl(), args.authority_home_page.clone()),
             page_limit: args.page_limit.max(1),
         });
-        let listener = TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+        let listener = TcpListener::bind(&args.listen)
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
         let port = listener.local_addr()?.port();
         let max_body = args.max_body_bytes;
         let mut server = HttpServer::new(move || create_app(state.clone(), max_body))

@@ -38,7 +38,10 @@ struct Part {
 
 impl Part {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -49,7 +52,9 @@ fn split(body: &Bytes, boundary: &str) -> Result<Vec<Part>, LrsError> {
     let start = if body.starts_with(delimiter.as_bytes()) {
         0
     } else {
-        memmem::find(body, next_delimiter.as_bytes()).map(|p| p + 2).ok_or_else(|| bad("no part starts with the boundary"))?
+        memmem::find(body, next_delimiter.as_bytes())
+            .map(|p| p + 2)
+            .ok_or_else(|| bad("no part starts with the boundary"))?
     };
     let mut parts = Vec::new();
     let mut pos = start + delimiter.len();
@@ -58,8 +63,12 @@ fn split(body: &Bytes, boundary: &str) -> Result<Vec<Part>, LrsError> {
             return Ok(parts);
         }
         // Transport padding, then the line break that ends the delimiter line.
-        let line_end = memmem::find(&body[pos..], b"\r\n").ok_or_else(|| bad("a boundary line is not terminated"))?;
-        if !body[pos..pos + line_end].iter().all(|b| *b == b' ' || *b == b'\t') {
+        let line_end = memmem::find(&body[pos..], b"\r\n")
+            .ok_or_else(|| bad("a boundary line is not terminated"))?;
+        if !body[pos..pos + line_end]
+            .iter()
+            .all(|b| *b == b' ' || *b == b'\t')
+        {
             return Err(bad("unexpected text after a boundary"));
         }
         pos += line_end + 2;
@@ -75,13 +84,16 @@ fn parse_part(raw: Bytes) -> Result<Part, LrsError> {
     let (head, body) = if raw.starts_with(b"\r\n") {
         (&raw[..0], raw.slice(2..))
     } else {
-        let split = memmem::find(&raw, b"\r\n\r\n").ok_or_else(|| bad("a part has no blank line after its headers"))?;
+        let split = memmem::find(&raw, b"\r\n\r\n")
+            .ok_or_else(|| bad("a part has no blank line after its headers"))?;
         (&raw[..split], raw.slice(split + 4..))
     };
     let head = std::str::from_utf8(head).map_err(|_| bad("part headers must be UTF-8"))?;
     let mut headers = Vec::new();
     for line in head.split("\r\n").filter(|l| !l.is_empty()) {
-        let (name, value) = line.split_once(':').ok_or_else(|| bad(format!("malformed part header '{line}'")))?;
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| bad(format!("malformed part header '{line}'")))?;
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
     Ok(Part { headers, body })
@@ -91,10 +103,20 @@ fn parse_part(raw: Bytes) -> Result<Part, LrsError> {
 pub fn parse(content_type: &str, body: &Bytes) -> Result<StatementMultipart, LrsError> {
     let boundary = boundary(content_type)?;
     let mut parts = split(body, &boundary)?.into_iter();
-    let first = parts.next().ok_or_else(|| bad("the multipart body has no parts"))?;
+    let first = parts
+        .next()
+        .ok_or_else(|| bad("the multipart body has no parts"))?;
     let first_type = first.header("Content-Type").unwrap_or("");
-    if !first_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
-        return Err(bad("the first part must be the statements, with Content-Type application/json"));
+    if !first_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/json")
+    {
+        return Err(bad(
+            "the first part must be the statements, with Content-Type application/json",
+        ));
     }
     let mut attachments = Vec::new();
     for part in parts {
@@ -102,17 +124,24 @@ pub fn parse(content_type: &str, body: &Bytes) -> Result<StatementMultipart, Lrs
             .header("X-Experience-API-Hash")
             .ok_or_else(|| bad("every part after the first needs an X-Experience-API-Hash header"))?
             .to_ascii_lowercase();
-        if let Some(encoding) = part.header("Content-Transfer-Encoding") {
-            if !encoding.eq_ignore_ascii_case("binary") {
-                return Err(bad(format!("Content-Transfer-Encoding must be binary, not '{encoding}'")));
-            }
+        if let Some(encoding) = part.header("Content-Transfer-Encoding")
+            && !encoding.eq_ignore_ascii_case("binary")
+        {
+            return Err(bad(format!(
+                "Content-Transfer-Encoding must be binary, not '{encoding}'"
+            )));
         }
         if !hash_matches(&hash, &part.body) {
-            return Err(bad(format!("the content of the part with X-Experience-API-Hash {hash} does not have that hash")));
+            return Err(bad(format!(
+                "the content of the part with X-Experience-API-Hash {hash} does not have that hash"
+            )));
         }
         attachments.push(AttachmentContent {
             sha2: hash,
-            content_type: part.header("Content-Type").unwrap_or("application/octet-stream").to_owned(),
+            content_type: part
+                .header("Content-Type")
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
             content: part.body,
         });
     }
@@ -124,9 +153,16 @@ pub fn parse(content_type: &str, body: &Bytes) -> Result<StatementMultipart, Lrs
 
 /// Writes a `multipart/mixed` body: the JSON part, then each attachment.
 pub fn render(boundary: &str, json: &str, attachments: &[AttachmentContent]) -> Vec<u8> {
-    let size = json.len() + attachments.iter().map(|a| a.content.len() + 200).sum::<usize>() + 200;
+    let size = json.len()
+        + attachments
+            .iter()
+            .map(|a| a.content.len() + 200)
+            .sum::<usize>()
+        + 200;
     let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(format!("--{boundary}\r\nContent-Type: application/json\r\n\r\n").as_bytes());
+    out.extend_from_slice(
+        format!("--{boundary}\r\nContent-Type: application/json\r\n\r\n").as_bytes(),
+    );
     out.extend_from_slice(json.as_bytes());
     for a in attachments {
         out.extend_from_slice(

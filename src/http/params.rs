@@ -28,7 +28,10 @@ impl Params {
                     format!("unknown query parameter '{name}'{hint}"),
                 ));
             }
-            if values.insert(name.to_string(), value.into_owned()).is_some() {
+            if values
+                .insert(name.to_string(), value.into_owned())
+                .is_some()
+            {
                 return Err(LrsError::invalid(
                     name.as_ref(),
                     "query:repeated-parameter",

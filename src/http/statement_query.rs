@@ -36,8 +36,17 @@ pub const GET_PARAMS: &[&str] = &[
 #[derive(Debug)]
 pub enum StatementGet {
     /// `statementId` (voided = false) or `voidedStatementId` (voided = true).
-    Single { id: String, voided: bool, format: Format, attachments: bool },
-    Page { query: PageQuery, format: Format, attachments: bool },
+    Single {
+        id: String,
+        voided: bool,
+        format: Format,
+        attachments: bool,
+    },
+    Page {
+        query: PageQuery,
+        format: Format,
+        attachments: bool,
+    },
 }
 
 /// What a `more` cursor carries: the whole query plus the last `seq` served.
@@ -53,63 +62,120 @@ struct Cursor {
     q: i64,
 }
 
-pub fn parse(params: &Params, access: ReadAccess, credential_key: &str, page_limit: u32) -> Result<StatementGet, LrsError> {
+pub fn parse(
+    params: &Params,
+    access: ReadAccess,
+    credential_key: &str,
+    page_limit: u32,
+) -> Result<StatementGet, LrsError> {
     let format = match params.get("format") {
         None => Format::Exact,
-        Some(f) => Format::parse(f)
-            .ok_or_else(|| LrsError::invalid("format", "query:format", format!("format must be ids, exact or canonical, not '{f}'")))?,
+        Some(f) => Format::parse(f).ok_or_else(|| {
+            LrsError::invalid(
+                "format",
+                "query:format",
+                format!("format must be ids, exact or canonical, not '{f}'"),
+            )
+        })?,
     };
     let attachments = params.bool("attachments")?;
-    let single = ["statementId", "voidedStatementId"].iter().filter(|n| params.contains(n)).count();
+    let single = ["statementId", "voidedStatementId"]
+        .iter()
+        .filter(|n| params.contains(n))
+        .count();
     if single > 0 {
         if single > 1 {
-            return Err(LrsError::bad_request("statementId and voidedStatementId cannot be used together"));
+            return Err(LrsError::bad_request(
+                "statementId and voidedStatementId cannot be used together",
+            ));
         }
-        if let Some(other) = params.names().find(|n| !matches!(*n, "statementId" | "voidedStatementId" | "format" | "attachments")) {
+        if let Some(other) = params.names().find(|n| {
+            !matches!(
+                *n,
+                "statementId" | "voidedStatementId" | "format" | "attachments"
+            )
+        }) {
             return Err(LrsError::invalid(
                 other,
                 "query:single-statement",
                 format!("'{other}' cannot be combined with statementId or voidedStatementId"),
             ));
         }
-        let (name, voided) = if params.contains("statementId") { ("statementId", false) } else { ("voidedStatementId", true) };
+        let (name, voided) = if params.contains("statementId") {
+            ("statementId", false)
+        } else {
+            ("voidedStatementId", true)
+        };
         let id = params.get(name).unwrap_or_default();
         if !is_uuid(id) {
-            return Err(LrsError::invalid(name, "query:uuid", format!("{name} must be a UUID")));
+            return Err(LrsError::invalid(
+                name,
+                "query:uuid",
+                format!("{name} must be a UUID"),
+            ));
         }
-        return Ok(StatementGet::Single { id: id.to_lowercase(), voided, format, attachments });
+        return Ok(StatementGet::Single {
+            id: id.to_lowercase(),
+            voided,
+            format,
+            attachments,
+        });
     }
     if let Some(token) = params.get("more") {
         if let Some(other) = params.names().find(|n| *n != "more") {
-            return Err(LrsError::invalid(other, "query:more", format!("'{other}' cannot be combined with more")));
+            return Err(LrsError::invalid(
+                other,
+                "query:more",
+                format!("'{other}' cannot be combined with more"),
+            ));
         }
         return decode_cursor(token, access, credential_key);
     }
     let mut keys = Vec::new();
     if let Some(reg) = params.get("registration") {
         if !is_uuid(reg) {
-            return Err(LrsError::invalid("registration", "query:uuid", "registration must be a UUID"));
+            return Err(LrsError::invalid(
+                "registration",
+                "query:uuid",
+                "registration must be a UUID",
+            ));
         }
         keys.push(key(KeyKind::Registration, &reg.to_lowercase()));
     }
     if let Some(text) = params.get("agent") {
-        let kind = if params.bool("related_agents")? { KeyKind::RelatedAgent } else { KeyKind::Agent };
+        let kind = if params.bool("related_agents")? {
+            KeyKind::RelatedAgent
+        } else {
+            KeyKind::Agent
+        };
         keys.push(key(kind, &agent_param(text)?));
     } else {
         params.bool("related_agents")?;
     }
     if let Some(activity) = params.get("activity") {
         if !is_iri(activity) {
-            return Err(LrsError::invalid("activity", "query:iri", "activity must be an IRI"));
+            return Err(LrsError::invalid(
+                "activity",
+                "query:iri",
+                "activity must be an IRI",
+            ));
         }
-        let kind = if params.bool("related_activities")? { KeyKind::RelatedActivity } else { KeyKind::Activity };
+        let kind = if params.bool("related_activities")? {
+            KeyKind::RelatedActivity
+        } else {
+            KeyKind::Activity
+        };
         keys.push(key(kind, activity));
     } else {
         params.bool("related_activities")?;
     }
     if let Some(verb) = params.get("verb") {
         if !is_iri(verb) {
-            return Err(LrsError::invalid("verb", "query:iri", "verb must be an IRI"));
+            return Err(LrsError::invalid(
+                "verb",
+                "query:iri",
+                "verb must be an IRI",
+            ));
         }
         keys.push(key(KeyKind::Verb, verb));
     }
@@ -121,7 +187,13 @@ pub fn parse(params: &Params, access: ReadAccess, credential_key: &str, page_lim
         Some(l) => match l.parse::<u32>() {
             Ok(0) => page_limit,
             Ok(n) => n.min(page_limit),
-            Err(_) => return Err(LrsError::invalid("limit", "query:limit", "limit must be a non-negative integer")),
+            Err(_) => {
+                return Err(LrsError::invalid(
+                    "limit",
+                    "query:limit",
+                    "limit must be a non-negative integer",
+                ));
+            }
         },
     };
     let query = PageQuery {
@@ -132,19 +204,38 @@ pub fn parse(params: &Params, access: ReadAccess, credential_key: &str, page_lim
         after_seq: None,
         limit,
     };
-    Ok(StatementGet::Page { query, format, attachments })
+    Ok(StatementGet::Page {
+        query,
+        format,
+        attachments,
+    })
 }
 
 /// The `agent` parameter: an Agent or identified Group as JSON.
 fn agent_param(text: &str) -> Result<String, LrsError> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| LrsError::invalid("agent", "query:agent", format!("agent must be an Agent as JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        LrsError::invalid(
+            "agent",
+            "query:agent",
+            format!("agent must be an Agent as JSON: {e}"),
+        )
+    })?;
     let as_statement = serde_json::json!({"actor": value, "verb": {"id": "http://x"}, "object": {"id": "http://x"}});
     if let Err(v) = schema::check_statement(&as_statement) {
         let property = v.property.replacen("actor", "agent", 1);
-        return Err(LrsError::invalid(property, v.rule, format!("agent is not a valid Agent or Group: {}", v.message)));
+        return Err(LrsError::invalid(
+            property,
+            v.rule,
+            format!("agent is not a valid Agent or Group: {}", v.message),
+        ));
     }
-    agent::ifi(&value).ok_or_else(|| LrsError::invalid("agent", "query:agent", "agent must have an identifier (anonymous groups cannot be queried)"))
+    agent::ifi(&value).ok_or_else(|| {
+        LrsError::invalid(
+            "agent",
+            "query:agent",
+            "agent must have an identifier (anonymous groups cannot be queried)",
+        )
+    })
 }
 
 fn time_param(params: &Params, name: &str) -> Result<Option<i64>, LrsError> {
@@ -153,7 +244,13 @@ fn time_param(params: &Params, name: &str) -> Result<Option<i64>, LrsError> {
         .map(|t| {
             parse_timestamp(t)
                 .map(|t| t.timestamp_micros())
-                .ok_or_else(|| LrsError::invalid(name, "query:timestamp", format!("{name} must be an ISO 8601 timestamp")))
+                .ok_or_else(|| {
+                    LrsError::invalid(
+                        name,
+                        "query:timestamp",
+                        format!("{name} must be an ISO 8601 timestamp"),
+                    )
+                })
         })
         .transpose()
 }
@@ -174,7 +271,11 @@ pub fn more_url(query: &PageQuery, format: Format, attachments: bool, last_seq: 
     format!("/xapi/statements?more={}", URL_SAFE_NO_PAD.encode(json))
 }
 
-fn decode_cursor(token: &str, access: ReadAccess, credential_key: &str) -> Result<StatementGet, LrsError> {
+fn decode_cursor(
+    token: &str,
+    access: ReadAccess,
+    credential_key: &str,
+) -> Result<StatementGet, LrsError> {
     let bad = || LrsError::invalid("more", "query:more", "more is not a cursor this LRS issued");
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;

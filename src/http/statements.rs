@@ -14,9 +14,9 @@ use super::statement_query::{self, GET_PARAMS, StatementGet, more_url};
 use crate::auth::{Authenticated, ReadAccess};
 use crate::error::{LrsError, LrsResult};
 use crate::startup::AppState;
+use crate::store::attachments;
 use crate::store::statements::{self as stored, StoredRow};
 use crate::store::writer::WriteError;
-use crate::store::attachments;
 use crate::xapi::XapiVersion;
 use crate::xapi::attachment::{self, AttachmentContent};
 use crate::xapi::keys::{KeyKind, key};
@@ -35,26 +35,50 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 fn version_of(req: &HttpRequest) -> XapiVersion {
-    req.extensions().get::<XapiVersion>().copied().unwrap_or(XapiVersion::V1_0)
+    req.extensions()
+        .get::<XapiVersion>()
+        .copied()
+        .unwrap_or(XapiVersion::V1_0)
 }
 
-async fn put_statement(req: HttpRequest, auth: Authenticated, state: web::Data<AppState>, body: Bytes) -> LrsResult<HttpResponse> {
+async fn put_statement(
+    req: HttpRequest,
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    body: Bytes,
+) -> LrsResult<HttpResponse> {
     auth.require_statement_write()?;
     let params = Params::parse(req.query_string(), &["statementId"])?;
-    let id = params
-        .get("statementId")
-        .ok_or_else(|| LrsError::invalid("statementId", "query:required", "PUT /statements needs the statementId parameter"))?;
+    let id = params.get("statementId").ok_or_else(|| {
+        LrsError::invalid(
+            "statementId",
+            "query:required",
+            "PUT /statements needs the statementId parameter",
+        )
+    })?;
     if !crate::xapi::formats::is_uuid(id) {
-        return Err(LrsError::invalid("statementId", "query:uuid", "statementId must be a UUID"));
+        return Err(LrsError::invalid(
+            "statementId",
+            "query:uuid",
+            "statementId must be a UUID",
+        ));
     }
     let (statement, attachments) = read_statements(&req, &body)?;
     if !statement.is_object() {
-        return Err(LrsError::invalid("body", "schema:type", "PUT /statements takes one statement (a JSON object)"));
+        return Err(LrsError::invalid(
+            "body",
+            "schema:type",
+            "PUT /statements takes one statement (a JSON object)",
+        ));
     }
-    if let Some(body_id) = statement.get("id").and_then(Value::as_str) {
-        if !body_id.eq_ignore_ascii_case(id) {
-            return Err(LrsError::invalid("id", "id:matches-parameter", "the statement's id differs from statementId"));
-        }
+    if let Some(body_id) = statement.get("id").and_then(Value::as_str)
+        && !body_id.eq_ignore_ascii_case(id)
+    {
+        return Err(LrsError::invalid(
+            "id",
+            "id:matches-parameter",
+            "the statement's id differs from statementId",
+        ));
     }
     let ctx = store_context(&req, &auth);
     let prepared = vec![prepare(statement, Some(id), &ctx).map_err(|e| invalid(e, None))?];
@@ -63,7 +87,12 @@ async fn put_statement(req: HttpRequest, auth: Authenticated, state: web::Data<A
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn post_statements(req: HttpRequest, auth: Authenticated, state: web::Data<AppState>, body: Bytes) -> LrsResult<HttpResponse> {
+async fn post_statements(
+    req: HttpRequest,
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    body: Bytes,
+) -> LrsResult<HttpResponse> {
     auth.require_statement_write()?;
     Params::parse(req.query_string(), &[])?;
     let (statements, attachments) = read_statements(&req, &body)?;
@@ -74,12 +103,24 @@ async fn post_statements(req: HttpRequest, auth: Authenticated, state: web::Data
             .enumerate()
             .map(|(i, item)| prepare(item, None, &ctx).map_err(|e| invalid(e, Some(i))))
             .collect::<LrsResult<Vec<_>>>()?,
-        single @ Value::Object(_) => vec![prepare(single, None, &ctx).map_err(|e| invalid(e, None))?],
-        _ => return Err(LrsError::invalid("body", "schema:type", "POST /statements takes a statement or an array of statements")),
+        single @ Value::Object(_) => {
+            vec![prepare(single, None, &ctx).map_err(|e| invalid(e, None))?]
+        }
+        _ => {
+            return Err(LrsError::invalid(
+                "body",
+                "schema:type",
+                "POST /statements takes a statement or an array of statements",
+            ));
+        }
     };
     let mut seen = HashSet::with_capacity(prepared.len());
     if let Some(dup) = prepared.iter().find(|s| !seen.insert(s.id.as_str())) {
-        return Err(LrsError::invalid("id", "id:unique-in-batch", format!("statement id {} appears twice in the batch", dup.id)));
+        return Err(LrsError::invalid(
+            "id",
+            "id:unique-in-batch",
+            format!("statement id {} appears twice in the batch", dup.id),
+        ));
     }
     match_attachments(&prepared, &attachments)?;
     let ids: Vec<String> = prepared.iter().map(|s| s.id.clone()).collect();
@@ -117,7 +158,11 @@ fn invalid(e: Invalid, index: Option<usize>) -> LrsError {
 /// `multipart/mixed` request, the attachment content that came with them.
 fn read_statements(req: &HttpRequest, body: &Bytes) -> LrsResult<(Value, Vec<AttachmentContent>)> {
     if media_type(req).as_deref() == Some("multipart/mixed") {
-        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let parts = multipart::parse(content_type, body)?;
         Ok((parse_json(&parts.statements)?, parts.attachments))
     } else {
@@ -128,26 +173,47 @@ fn read_statements(req: &HttpRequest, body: &Bytes) -> LrsResult<(Value, Vec<Att
 
 /// Every attachment needs its content: a `fileUrl`, or a part with its hash;
 /// and every part must be the content of a declared attachment.
-fn match_attachments(statements: &[PreparedStatement], parts: &[AttachmentContent]) -> LrsResult<()> {
-    let declared: Vec<(String, bool)> = statements.iter().flat_map(|s| attachment::declared(&s.received)).collect();
-    if let Some((sha2, _)) = declared.iter().find(|(sha2, has_url)| !has_url && !parts.iter().any(|p| &p.sha2 == sha2)) {
+fn match_attachments(
+    statements: &[PreparedStatement],
+    parts: &[AttachmentContent],
+) -> LrsResult<()> {
+    let declared: Vec<(String, bool)> = statements
+        .iter()
+        .flat_map(|s| attachment::declared(&s.received))
+        .collect();
+    if let Some((sha2, _)) = declared
+        .iter()
+        .find(|(sha2, has_url)| !has_url && !parts.iter().any(|p| &p.sha2 == sha2))
+    {
         return Err(LrsError::invalid(
             "attachments",
             "attachment:content",
-            format!("attachment {sha2} has no fileUrl and no part with its content (X-Experience-API-Hash)"),
+            format!(
+                "attachment {sha2} has no fileUrl and no part with its content (X-Experience-API-Hash)"
+            ),
         ));
     }
-    if let Some(part) = parts.iter().find(|p| !declared.iter().any(|(sha2, _)| *sha2 == p.sha2)) {
+    if let Some(part) = parts
+        .iter()
+        .find(|p| !declared.iter().any(|(sha2, _)| *sha2 == p.sha2))
+    {
         return Err(LrsError::invalid(
             "attachments",
             "attachment:unexpected-part",
-            format!("the part with X-Experience-API-Hash {} matches no attachment of the statements", part.sha2),
+            format!(
+                "the part with X-Experience-API-Hash {} matches no attachment of the statements",
+                part.sha2
+            ),
         ));
     }
     Ok(())
 }
 
-async fn write(state: &AppState, statements: Vec<PreparedStatement>, attachments: Vec<AttachmentContent>) -> LrsResult<()> {
+async fn write(
+    state: &AppState,
+    statements: Vec<PreparedStatement>,
+    attachments: Vec<AttachmentContent>,
+) -> LrsResult<()> {
     match state.writer.write(statements, attachments).await {
         Ok(_) => Ok(()),
         Err(WriteError::Conflict(id)) => Err(LrsError::Conflict(format!(
@@ -158,25 +224,50 @@ async fn write(state: &AppState, statements: Vec<PreparedStatement>, attachments
     }
 }
 
-async fn get_statements(req: HttpRequest, auth: Authenticated, state: web::Data<AppState>) -> LrsResult<HttpResponse> {
+async fn get_statements(
+    req: HttpRequest,
+    auth: Authenticated,
+    state: web::Data<AppState>,
+) -> LrsResult<HttpResponse> {
     let access = auth.statement_read()?;
     let params = Params::parse(req.query_string(), GET_PARAMS)?;
-    let languages = accepted_languages(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
+    let languages = accepted_languages(
+        req.headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
     match statement_query::parse(&params, access, &auth.key, state.page_limit)? {
-        StatementGet::Single { id, voided, format, attachments } => {
+        StatementGet::Single {
+            id,
+            voided,
+            format,
+            attachments,
+        } => {
             let row = stored::by_id(&state.db, &id).await?;
             let row = match row {
                 Some(r) if r.voided == voided => r,
-                _ => return Err(LrsError::NotFound(format!("no {}statement with id {id}", if voided { "voided " } else { "" }))),
+                _ => {
+                    return Err(LrsError::NotFound(format!(
+                        "no {}statement with id {id}",
+                        if voided { "voided " } else { "" }
+                    )));
+                }
             };
-            if access == ReadAccess::Mine && !stored::has_key(&state.db, row.seq, key(KeyKind::Credential, &auth.key)).await? {
+            if access == ReadAccess::Mine
+                && !stored::has_key(&state.db, row.seq, key(KeyKind::Credential, &auth.key)).await?
+            {
                 return Err(LrsError::NotFound(format!("no statement with id {id}")));
             }
             let body = render_statement(&row.body, format, &languages)?;
-            let contents = attachment_contents(&state, attachments, std::slice::from_ref(&row)).await?;
+            let contents =
+                attachment_contents(&state, attachments, std::slice::from_ref(&row)).await?;
             respond(body, Some(row.stored_us), contents)
         }
-        StatementGet::Page { query, format, attachments } => {
+        StatementGet::Page {
+            query,
+            format,
+            attachments,
+        } => {
             let (rows, more) = stored::page(&state.db, &query).await?;
             let more = match rows.last() {
                 Some(last) if more => more_url(&query, format, attachments, last.seq),
@@ -205,8 +296,15 @@ fn render_statement(body: &str, format: Format, languages: &[String]) -> LrsResu
 
 /// The StatementResult, built from the stored JSON text without re-parsing
 /// it in the default (exact) format.
-fn render_page(rows: &[StoredRow], more: &str, format: Format, languages: &[String]) -> LrsResult<String> {
-    let mut out = String::with_capacity(rows.iter().map(|r| r.body.len() + 1).sum::<usize>() + more.len() + 32);
+fn render_page(
+    rows: &[StoredRow],
+    more: &str,
+    format: Format,
+    languages: &[String],
+) -> LrsResult<String> {
+    let mut out = String::with_capacity(
+        rows.iter().map(|r| r.body.len() + 1).sum::<usize>() + more.len() + 32,
+    );
     out.push_str("{\"statements\":[");
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
@@ -222,7 +320,11 @@ fn render_page(rows: &[StoredRow], more: &str, format: Format, languages: &[Stri
 
 /// With `attachments=true`, the stored content of every attachment the
 /// statements declare (each hash once); `None` otherwise.
-async fn attachment_contents(state: &AppState, wanted: bool, rows: &[StoredRow]) -> LrsResult<Option<Vec<AttachmentContent>>> {
+async fn attachment_contents(
+    state: &AppState,
+    wanted: bool,
+    rows: &[StoredRow],
+) -> LrsResult<Option<Vec<AttachmentContent>>> {
     if !wanted {
         return Ok(None);
     }
@@ -238,22 +340,31 @@ async fn attachment_contents(state: &AppState, wanted: bool, rows: &[StoredRow])
     Ok(Some(attachments::by_hashes(&state.db, &hashes).await?))
 }
 
-fn respond(json: String, stored_us: Option<i64>, attachments: Option<Vec<AttachmentContent>>) -> LrsResult<HttpResponse> {
+fn respond(
+    json: String,
+    stored_us: Option<i64>,
+    attachments: Option<Vec<AttachmentContent>>,
+) -> LrsResult<HttpResponse> {
     let mut res = match attachments {
         Some(parts) => {
             let boundary = uuid::Uuid::new_v4().simple().to_string();
             HttpResponse::Ok()
-                .insert_header((header::CONTENT_TYPE, format!("multipart/mixed; boundary={boundary}")))
+                .insert_header((
+                    header::CONTENT_TYPE,
+                    format!("multipart/mixed; boundary={boundary}"),
+                ))
                 .body(multipart::render(&boundary, &json, &parts))
         }
-        None => HttpResponse::Ok().content_type("application/json").body(json),
+        None => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(json),
     };
-    if let Some(us) = stored_us {
-        if let Some(t) = chrono::DateTime::from_timestamp_micros(us) {
-            let http_date = t.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-            if let Ok(v) = HeaderValue::from_str(&http_date) {
-                res.headers_mut().insert(header::LAST_MODIFIED, v);
-            }
+    if let Some(us) = stored_us
+        && let Some(t) = chrono::DateTime::from_timestamp_micros(us)
+    {
+        let http_date = t.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        if let Ok(v) = HeaderValue::from_str(&http_date) {
+            res.headers_mut().insert(header::LAST_MODIFIED, v);
         }
     }
     Ok(res)

@@ -23,10 +23,14 @@ pub async fn xapi_headers(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let path = req.path();
     let is_statements = path.starts_with("/xapi/statements");
-    let needs_version = path.starts_with("/xapi/") && path != "/xapi/about" && req.method() != Method::OPTIONS;
+    let needs_version =
+        path.starts_with("/xapi/") && path != "/xapi/about" && req.method() != Method::OPTIONS;
     let mut version = XapiVersion::V1_0;
     if needs_version {
-        let header = req.headers().get(HEADER).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        let header = req
+            .headers()
+            .get(HEADER)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}"));
         let parsed = match header {
             None => Err(format!("the {HEADER} header is required")),
             Some(h) => XapiVersion::parse(h),
@@ -49,13 +53,19 @@ pub async fn xapi_headers(
 
 fn stamp<B>(res: &mut ServiceResponse<B>, version: XapiVersion, is_statements: bool) {
     let headers = res.headers_mut();
-    headers.insert(HeaderName::from_static("x-experience-api-version"), HeaderValue::from_static(version.response_header()));
+    headers.insert(
+        HeaderName::from_static("x-experience-api-version"),
+        HeaderValue::from_static(version.response_header()),
+    );
     if is_statements {
         // Writes are synchronous (acknowledged = committed), so every
         // acknowledged statement is queryable as of now.
         let now = format_timestamp(chrono::Utc::now());
         if let Ok(v) = HeaderValue::from_str(&now) {
-            headers.insert(HeaderName::from_static("x-experience-api-consistent-through"), v);
+            headers.insert(
+                HeaderName::from_static("x-experience-api-consistent-through"),
+                v,
+            );
         }
     }
 }

@@ -55,7 +55,9 @@ pub fn p(backend: DbBackend, n: usize) -> String {
 /// `INSERT ... ` that silently skips rows whose key exists.
 pub fn insert_ignore(backend: DbBackend, table_and_cols: &str, values: &str) -> String {
     match backend {
-        DbBackend::Postgres => format!("INSERT INTO {table_and_cols} VALUES {values} ON CONFLICT DO NOTHING"),
+        DbBackend::Postgres => {
+            format!("INSERT INTO {table_and_cols} VALUES {values} ON CONFLICT DO NOTHING")
+        }
         _ => format!("INSERT OR IGNORE INTO {table_and_cols} VALUES {values}"),
     }
 }

@@ -19,7 +19,10 @@ pub async fn by_id(db: &DatabaseConnection, id: &str) -> LrsResult<Option<Stored
     let row = db
         .query_one_raw(sql::stmt(
             backend,
-            format!("SELECT seq, stored_us, voided, body FROM statement WHERE id = {}", p(backend, 1)),
+            format!(
+                "SELECT seq, stored_us, voided, body FROM statement WHERE id = {}",
+                p(backend, 1)
+            ),
             vec![Value::from(id.to_lowercase())],
         ))
         .await?;
@@ -40,7 +43,11 @@ pub async fn has_key(db: &DatabaseConnection, seq: i64, key: i64) -> LrsResult<b
     let row = db
         .query_one_raw(sql::stmt(
             backend,
-            format!("SELECT 1 FROM statement_key WHERE key = {} AND seq = {}", p(backend, 1), p(backend, 2)),
+            format!(
+                "SELECT 1 FROM statement_key WHERE key = {} AND seq = {}",
+                p(backend, 1),
+                p(backend, 2)
+            ),
             vec![Value::from(key), Value::from(seq)],
         ))
         .await?;
@@ -79,21 +86,37 @@ pub async fn page(db: &DatabaseConnection, q: &PageQuery) -> LrsResult<(Vec<Stor
     let from = match q.keys.first() {
         // SQLite: CROSS JOIN fixes the key scan as the outer loop.
         Some(first) => {
-            conditions.push(format!("k0.key = {}", bind(Value::from(*first), &mut values)));
-            let join = if backend == DbBackend::Sqlite { "CROSS JOIN" } else { "JOIN" };
+            conditions.push(format!(
+                "k0.key = {}",
+                bind(Value::from(*first), &mut values)
+            ));
+            let join = if backend == DbBackend::Sqlite {
+                "CROSS JOIN"
+            } else {
+                "JOIN"
+            };
             format!("statement_key k0 {join} statement s ON s.seq = k0.seq")
         }
         None => "statement s".to_owned(),
     };
     if let Some(lo) = lo {
-        conditions.push(format!("{seq_col} >= {}", bind(Value::from(lo), &mut values)));
+        conditions.push(format!(
+            "{seq_col} >= {}",
+            bind(Value::from(lo), &mut values)
+        ));
     }
     if let Some(hi) = hi {
-        conditions.push(format!("{seq_col} <= {}", bind(Value::from(hi), &mut values)));
+        conditions.push(format!(
+            "{seq_col} <= {}",
+            bind(Value::from(hi), &mut values)
+        ));
     }
     if let Some(after) = q.after_seq {
         let op = if q.ascending { ">" } else { "<" };
-        conditions.push(format!("{seq_col} {op} {}", bind(Value::from(after), &mut values)));
+        conditions.push(format!(
+            "{seq_col} {op} {}",
+            bind(Value::from(after), &mut values)
+        ));
     }
     for (i, key) in q.keys.iter().enumerate().skip(1) {
         let ph = bind(Value::from(*key), &mut values);
@@ -107,7 +130,9 @@ pub async fn page(db: &DatabaseConnection, q: &PageQuery) -> LrsResult<(Vec<Stor
         "SELECT s.seq, s.stored_us, s.body FROM {from} WHERE {} ORDER BY {seq_col} {order} LIMIT {limit}",
         conditions.join(" AND ")
     );
-    let rows = db.query_all_raw(sql::stmt(backend, sql_text, values)).await?;
+    let rows = db
+        .query_all_raw(sql::stmt(backend, sql_text, values))
+        .await?;
     let more = rows.len() > q.limit as usize;
     let mut out = Vec::with_capacity(rows.len().min(q.limit as usize));
     for r in rows.into_iter().take(q.limit as usize) {
@@ -123,7 +148,11 @@ pub async fn page(db: &DatabaseConnection, q: &PageQuery) -> LrsResult<(Vec<Stor
 
 /// `since`/`until` as a `seq` range (`stored` grows with `seq`, so a time
 /// range is a seq range). `None` when the range holds no statement at all.
-async fn seq_bounds(db: &DatabaseConnection, backend: DbBackend, q: &PageQuery) -> LrsResult<Option<(Option<i64>, Option<i64>)>> {
+async fn seq_bounds(
+    db: &DatabaseConnection,
+    backend: DbBackend,
+    q: &PageQuery,
+) -> LrsResult<Option<(Option<i64>, Option<i64>)>> {
     let mut lo = None;
     let mut hi = None;
     if let Some(since) = q.since_us {
@@ -131,7 +160,10 @@ async fn seq_bounds(db: &DatabaseConnection, backend: DbBackend, q: &PageQuery) 
             "SELECT seq FROM statement WHERE stored_us > {} ORDER BY stored_us ASC, seq ASC LIMIT 1",
             p(backend, 1)
         );
-        match db.query_one_raw(sql::stmt(backend, sql_text, vec![Value::from(since)])).await? {
+        match db
+            .query_one_raw(sql::stmt(backend, sql_text, vec![Value::from(since)]))
+            .await?
+        {
             Some(r) => lo = Some(r.try_get_by_index::<i64>(0)?),
             None => return Ok(None),
         }
@@ -141,7 +173,10 @@ async fn seq_bounds(db: &DatabaseConnection, backend: DbBackend, q: &PageQuery) 
             "SELECT seq FROM statement WHERE stored_us <= {} ORDER BY stored_us DESC, seq DESC LIMIT 1",
             p(backend, 1)
         );
-        match db.query_one_raw(sql::stmt(backend, sql_text, vec![Value::from(until)])).await? {
+        match db
+            .query_one_raw(sql::stmt(backend, sql_text, vec![Value::from(until)]))
+            .await?
+        {
             Some(r) => hi = Some(r.try_get_by_index::<i64>(0)?),
             None => return Ok(None),
         }

@@ -7,7 +7,9 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTrait, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTrait, Value,
+};
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
@@ -74,7 +76,14 @@ impl Writer {
         attachments: Vec<AttachmentContent>,
     ) -> Result<WriteOutcome, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Job { statements, attachments, reply }).await.map_err(|_| WriteError::Closed)?;
+        self.tx
+            .send(Job {
+                statements,
+                attachments,
+                reply,
+            })
+            .await
+            .map_err(|_| WriteError::Closed)?;
         answer.await.map_err(|_| WriteError::Closed)?
     }
 }
@@ -161,7 +170,9 @@ async fn commit_group(db: &DatabaseConnection, group: Vec<Job>) {
         }
         Err(e) => {
             for job in group {
-                let _ = job.reply.send(Err(WriteError::Storage(anyhow::anyhow!("{e:#}"))));
+                let _ = job
+                    .reply
+                    .send(Err(WriteError::Storage(anyhow::anyhow!("{e:#}"))));
             }
         }
     }
@@ -169,13 +180,20 @@ async fn commit_group(db: &DatabaseConnection, group: Vec<Job>) {
 
 /// One transaction for all `batches`; a batch with a conflicting id is left
 /// out (and answered 409) without failing the others.
-async fn write_group(db: &DatabaseConnection, batches: &[Batch<'_>]) -> anyhow::Result<Vec<Result<WriteOutcome, WriteError>>> {
+async fn write_group(
+    db: &DatabaseConnection,
+    batches: &[Batch<'_>],
+) -> anyhow::Result<Vec<Result<WriteOutcome, WriteError>>> {
     let backend = db.get_database_backend();
     let txn = db.begin().await.context("begin")?;
     if backend == DbBackend::Postgres {
-        txn.execute_raw(sql::stmt(backend, format!("SELECT pg_advisory_xact_lock({PG_WRITER_LOCK})"), vec![]))
-            .await
-            .context("writer lock")?;
+        txn.execute_raw(sql::stmt(
+            backend,
+            format!("SELECT pg_advisory_xact_lock({PG_WRITER_LOCK})"),
+            vec![],
+        ))
+        .await
+        .context("writer lock")?;
     }
     let statements: Vec<&[PreparedStatement]> = batches.iter().map(|b| b.statements).collect();
     let existing = existing_bodies(&txn, backend, &statements).await?;
@@ -190,14 +208,20 @@ async fn write_group(db: &DatabaseConnection, batches: &[Batch<'_>]) -> anyhow::
 
     let (last_seq, last_stored) = last_row(&txn, backend).await?;
     let stored_us = Utc::now().timestamp_micros().max(last_stored);
-    let stored = format_timestamp(chrono::DateTime::from_timestamp_micros(stored_us).unwrap_or_else(Utc::now));
+    let stored = format_timestamp(
+        chrono::DateTime::from_timestamp_micros(stored_us).unwrap_or_else(Utc::now),
+    );
     for r in results.iter_mut().flatten() {
         if r.stored_us.is_some() {
             r.stored_us = Some(stored_us);
         }
     }
     if !accepted.is_empty() {
-        let rows: Vec<(i64, &PreparedStatement)> = accepted.iter().enumerate().map(|(i, s)| (last_seq + 1 + i as i64, *s)).collect();
+        let rows: Vec<(i64, &PreparedStatement)> = accepted
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (last_seq + 1 + i as i64, *s))
+            .collect();
         insert_statements(&txn, backend, &rows, stored_us, &stored).await?;
         insert_keys(&txn, backend, &rows).await?;
         resolve_references(&txn, backend, &rows).await?;
@@ -226,10 +250,17 @@ async fn existing_bodies(
             sql::list_placeholders(backend, chunk.len(), 1)
         );
         let values = chunk.iter().map(|id| Value::from(id.to_string())).collect();
-        for row in txn.query_all_raw(sql::stmt(backend, sql_text, values)).await.context("existing ids")? {
+        for row in txn
+            .query_all_raw(sql::stmt(backend, sql_text, values))
+            .await
+            .context("existing ids")?
+        {
             let id: String = row.try_get_by_index(0)?;
             let body: String = row.try_get_by_index(1)?;
-            found.insert(id, serde_json::from_str(&body).context("stored body is JSON")?);
+            found.insert(
+                id,
+                serde_json::from_str(&body).context("stored body is JSON")?,
+            );
         }
     }
     Ok(found)
@@ -240,7 +271,10 @@ async fn existing_bodies(
 fn admit<'a>(
     batches: &[&'a [PreparedStatement]],
     existing: &HashMap<String, Json>,
-) -> (Vec<&'a PreparedStatement>, Vec<Result<WriteOutcome, WriteError>>) {
+) -> (
+    Vec<&'a PreparedStatement>,
+    Vec<Result<WriteOutcome, WriteError>>,
+) {
     let mut accepted: Vec<&PreparedStatement> = Vec::new();
     let mut in_group: HashMap<&str, &Json> = HashMap::new();
     let mut results = Vec::with_capacity(batches.len());
@@ -248,7 +282,9 @@ fn admit<'a>(
         let mut fresh = Vec::new();
         let mut conflict = None;
         for s in batch.iter() {
-            let earlier = existing.get(&s.id).or_else(|| in_group.get(s.id.as_str()).copied());
+            let earlier = existing
+                .get(&s.id)
+                .or_else(|| in_group.get(s.id.as_str()).copied());
             match earlier {
                 Some(previous) if same_statement(&s.received, previous) => {}
                 Some(_) => {
@@ -276,7 +312,11 @@ fn admit<'a>(
 
 async fn last_row(txn: &DatabaseTransaction, backend: DbBackend) -> anyhow::Result<(i64, i64)> {
     let row = txn
-        .query_one_raw(sql::stmt(backend, "SELECT seq, stored_us FROM statement ORDER BY seq DESC LIMIT 1", vec![]))
+        .query_one_raw(sql::stmt(
+            backend,
+            "SELECT seq, stored_us FROM statement ORDER BY seq DESC LIMIT 1",
+            vec![],
+        ))
         .await
         .context("last statement")?;
     Ok(match row {
@@ -301,28 +341,52 @@ async fn insert_statements(
             values.push(Value::from(stored_us));
             values.push(Value::from(s.voiding));
             values.push(Value::from(s.object_ref.clone()));
-            values.push(Value::from(key_list(s.keys.iter().filter(|k| k.heritable).map(|k| k.key))));
+            values.push(Value::from(key_list(
+                s.keys.iter().filter(|k| k.heritable).map(|k| k.key),
+            )));
             values.push(Value::from(s.body(stored)));
         }
         let sql_text = format!(
             "INSERT INTO statement (seq, id, stored_us, voiding, object_ref, key_list, body) VALUES {}",
             sql::row_placeholders(backend, chunk.len(), COLS)
         );
-        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert statements")?;
+        txn.execute_raw(sql::stmt(backend, sql_text, values))
+            .await
+            .context("insert statements")?;
     }
     Ok(())
 }
 
-async fn insert_keys(txn: &DatabaseTransaction, backend: DbBackend, rows: &[(i64, &PreparedStatement)]) -> anyhow::Result<()> {
-    let pairs: Vec<(i64, i64)> = rows.iter().flat_map(|(seq, s)| s.keys.iter().map(move |k| (k.key, *seq))).collect();
+async fn insert_keys(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    rows: &[(i64, &PreparedStatement)],
+) -> anyhow::Result<()> {
+    let pairs: Vec<(i64, i64)> = rows
+        .iter()
+        .flat_map(|(seq, s)| s.keys.iter().map(move |k| (k.key, *seq)))
+        .collect();
     insert_key_pairs(txn, backend, &pairs).await
 }
 
-async fn insert_key_pairs(txn: &DatabaseTransaction, backend: DbBackend, pairs: &[(i64, i64)]) -> anyhow::Result<()> {
+async fn insert_key_pairs(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    pairs: &[(i64, i64)],
+) -> anyhow::Result<()> {
     for chunk in pairs.chunks(MAX_PARAMS / 2) {
-        let values = chunk.iter().flat_map(|(k, s)| [Value::from(*k), Value::from(*s)]).collect();
-        let sql_text = sql::insert_ignore(backend, "statement_key (key, seq)", &sql::row_placeholders(backend, chunk.len(), 2));
-        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert keys")?;
+        let values = chunk
+            .iter()
+            .flat_map(|(k, s)| [Value::from(*k), Value::from(*s)])
+            .collect();
+        let sql_text = sql::insert_ignore(
+            backend,
+            "statement_key (key, seq)",
+            &sql::row_placeholders(backend, chunk.len(), 2),
+        );
+        txn.execute_raw(sql::stmt(backend, sql_text, values))
+            .await
+            .context("insert keys")?;
     }
     Ok(())
 }
@@ -348,7 +412,11 @@ struct Referrer {
 /// new one (they arrived first). A referrer takes over its target's filter
 /// keys, transitively; a voiding referrer voids its target unless the target
 /// is itself a voiding statement.
-async fn resolve_references(txn: &DatabaseTransaction, backend: DbBackend, rows: &[(i64, &PreparedStatement)]) -> anyhow::Result<()> {
+async fn resolve_references(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    rows: &[(i64, &PreparedStatement)],
+) -> anyhow::Result<()> {
     let mut work: Vec<Referrer> = rows
         .iter()
         .filter_map(|(seq, s)| {
@@ -367,13 +435,18 @@ async fn resolve_references(txn: &DatabaseTransaction, backend: DbBackend, rows:
         if !done.insert((r.seq, r.target.clone())) {
             continue;
         }
-        let Some((target_seq, target_keys, target_voiding)) = statement_by_id(txn, backend, &r.target).await? else {
+        let Some((target_seq, target_keys, target_voiding)) =
+            statement_by_id(txn, backend, &r.target).await?
+        else {
             continue;
         };
         if r.voiding && !target_voiding {
             txn.execute_raw(sql::stmt(
                 backend,
-                format!("UPDATE statement SET voided = TRUE WHERE seq = {}", sql::p(backend, 1)),
+                format!(
+                    "UPDATE statement SET voided = TRUE WHERE seq = {}",
+                    sql::p(backend, 1)
+                ),
                 vec![Value::from(target_seq)],
             ))
             .await
@@ -382,7 +455,10 @@ async fn resolve_references(txn: &DatabaseTransaction, backend: DbBackend, rows:
         let Some((_, own_keys, _)) = statement_by_id(txn, backend, &r.id).await? else {
             continue;
         };
-        let missing: Vec<i64> = target_keys.into_iter().filter(|k| !own_keys.contains(k)).collect();
+        let missing: Vec<i64> = target_keys
+            .into_iter()
+            .filter(|k| !own_keys.contains(k))
+            .collect();
         if missing.is_empty() {
             continue;
         }
@@ -391,7 +467,11 @@ async fn resolve_references(txn: &DatabaseTransaction, backend: DbBackend, rows:
         let all = key_list(own_keys.into_iter().chain(missing));
         txn.execute_raw(sql::stmt(
             backend,
-            format!("UPDATE statement SET key_list = {} WHERE seq = {}", sql::p(backend, 1), sql::p(backend, 2)),
+            format!(
+                "UPDATE statement SET key_list = {} WHERE seq = {}",
+                sql::p(backend, 1),
+                sql::p(backend, 2)
+            ),
             vec![Value::from(all), Value::from(r.seq)],
         ))
         .await
@@ -402,7 +482,11 @@ async fn resolve_references(txn: &DatabaseTransaction, backend: DbBackend, rows:
     Ok(())
 }
 
-async fn referrers_of(txn: &DatabaseTransaction, backend: DbBackend, ids: &[&str]) -> anyhow::Result<Vec<Referrer>> {
+async fn referrers_of(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    ids: &[&str],
+) -> anyhow::Result<Vec<Referrer>> {
     let mut out = Vec::new();
     for chunk in ids.chunks(MAX_PARAMS) {
         let sql_text = format!(
@@ -410,7 +494,11 @@ async fn referrers_of(txn: &DatabaseTransaction, backend: DbBackend, ids: &[&str
             sql::list_placeholders(backend, chunk.len(), 1)
         );
         let values = chunk.iter().map(|id| Value::from(id.to_string())).collect();
-        for row in txn.query_all_raw(sql::stmt(backend, sql_text, values)).await.context("referrers")? {
+        for row in txn
+            .query_all_raw(sql::stmt(backend, sql_text, values))
+            .await
+            .context("referrers")?
+        {
             out.push(Referrer {
                 seq: row.try_get_by_index(0)?,
                 id: row.try_get_by_index(1)?,
@@ -422,11 +510,18 @@ async fn referrers_of(txn: &DatabaseTransaction, backend: DbBackend, ids: &[&str
     Ok(out)
 }
 
-async fn statement_by_id(txn: &DatabaseTransaction, backend: DbBackend, id: &str) -> anyhow::Result<Option<(i64, Vec<i64>, bool)>> {
+async fn statement_by_id(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    id: &str,
+) -> anyhow::Result<Option<(i64, Vec<i64>, bool)>> {
     let row = txn
         .query_one_raw(sql::stmt(
             backend,
-            format!("SELECT seq, key_list, voiding FROM statement WHERE id = {}", sql::p(backend, 1)),
+            format!(
+                "SELECT seq, key_list, voiding FROM statement WHERE id = {}",
+                sql::p(backend, 1)
+            ),
             vec![Value::from(id.to_owned())],
         ))
         .await
@@ -434,7 +529,11 @@ async fn statement_by_id(txn: &DatabaseTransaction, backend: DbBackend, id: &str
     Ok(match row {
         Some(r) => {
             let keys: String = r.try_get_by_index(1)?;
-            Some((r.try_get_by_index(0)?, parse_key_list(&keys), r.try_get_by_index(2)?))
+            Some((
+                r.try_get_by_index(0)?,
+                parse_key_list(&keys),
+                r.try_get_by_index(2)?,
+            ))
         }
         None => None,
     })

@@ -15,9 +15,11 @@ pub fn is_iri(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     scheme_ok
         && !rest.is_empty()
-        && !s
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`'))
+        && !s.chars().any(|c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
+        })
 }
 
 /// `mailto:` followed by an address with exactly one `@` and non-empty parts.
@@ -80,7 +82,10 @@ pub fn is_duration(s: &str) -> bool {
     };
     let mut parts = 0;
     let mut fraction_seen = false;
-    for (text, units) in [(date, &['Y', 'M', 'D'][..]), (time.unwrap_or(""), &['H', 'M', 'S'][..])] {
+    for (text, units) in [
+        (date, &['Y', 'M', 'D'][..]),
+        (time.unwrap_or(""), &['H', 'M', 'S'][..]),
+    ] {
         let mut remaining = text;
         let mut unit_index = 0;
         while !remaining.is_empty() {
@@ -109,7 +114,9 @@ fn is_decimal(s: &str) -> bool {
         Some((i, f)) => (i, Some(f)),
         None => (s, None),
     };
-    !int.is_empty() && int.bytes().all(|b| b.is_ascii_digit()) && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+    !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Parses an ISO 8601 timestamp in the extended format xAPI uses:
@@ -130,12 +137,12 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     if !local[..4].bytes().all(|c| c.is_ascii_digit()) || local.as_bytes()[4] != b'-' {
         return None;
     }
-    let offset = match offset {
-        None => 0,
-        Some(o) => o,
-    };
+    let offset: i32 = offset.unwrap_or_default();
     let fixed = FixedOffset::east_opt(offset)?;
-    fixed.from_local_datetime(&naive).single().map(|dt| dt.with_timezone(&Utc))
+    fixed
+        .from_local_datetime(&naive)
+        .single()
+        .map(|dt| dt.with_timezone(&Utc))
 }
 
 /// Splits the offset off a timestamp, returning it in seconds east of UTC
@@ -162,7 +169,11 @@ fn split_offset(s: &str) -> Option<(&str, Option<i32>)> {
         return None;
     }
     let hours: i32 = digits[..2].parse().ok()?;
-    let minutes: i32 = if digits.len() == 4 { digits[2..].parse().ok()? } else { 0 };
+    let minutes: i32 = if digits.len() == 4 {
+        digits[2..].parse().ok()?
+    } else {
+        0
+    };
     if hours > 23 || minutes > 59 || (sign < 0 && hours == 0 && minutes == 0) {
         return None;
     }
@@ -185,10 +196,20 @@ mod tests {
 
     #[test]
     fn durations() {
-        for ok in ["PT1H0M0.5S", "P1Y", "P3W", "PT0S", "P1DT12H", "PT4.25S", "P0.5D"] {
+        for ok in [
+            "PT1H0M0.5S",
+            "P1Y",
+            "P3W",
+            "PT0S",
+            "P1DT12H",
+            "PT4.25S",
+            "P0.5D",
+        ] {
             assert!(is_duration(ok), "{ok}");
         }
-        for bad in ["P", "PT", "1H", "PT1H2", "P1H", "PT1.5H2M", "P1M1Y", "PT-1S", "P1W1D"] {
+        for bad in [
+            "P", "PT", "1H", "PT1H2", "P1H", "PT1.5H2M", "P1M1Y", "PT-1S", "P1W1D",
+        ] {
             assert!(!is_duration(bad), "{bad}");
         }
     }

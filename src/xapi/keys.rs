@@ -67,7 +67,10 @@ pub fn statement_keys(statement: &Value, credential_key: &str) -> Vec<FilterKey>
     if let Some(verb) = statement.pointer("/verb/id").and_then(Value::as_str) {
         keys.push((KeyKind::Verb, verb.to_owned()));
     }
-    if let Some(reg) = statement.pointer("/context/registration").and_then(Value::as_str) {
+    if let Some(reg) = statement
+        .pointer("/context/registration")
+        .and_then(Value::as_str)
+    {
         keys.push((KeyKind::Registration, reg.to_lowercase()));
     }
 
@@ -82,7 +85,10 @@ pub fn statement_keys(statement: &Value, credential_key: &str) -> Vec<FilterKey>
         "SubStatement" => {
             let sub = object.unwrap_or(&Value::Null);
             for path in ["/actor", "/object"] {
-                if let Some(a) = sub.pointer(path).filter(|a| path == "/actor" || is_agent_like(a)) {
+                if let Some(a) = sub
+                    .pointer(path)
+                    .filter(|a| path == "/actor" || is_agent_like(a))
+                {
                     agent::ifis_with_members(a, &mut related);
                 }
             }
@@ -111,10 +117,10 @@ pub fn statement_keys(statement: &Value, credential_key: &str) -> Vec<FilterKey>
         }
         "SubStatement" => {
             let sub = object.unwrap_or(&Value::Null);
-            if object_type(sub.get("object")) == "Activity" {
-                if let Some(id) = sub.pointer("/object/id").and_then(Value::as_str) {
-                    activities.push(id.to_owned());
-                }
+            if object_type(sub.get("object")) == "Activity"
+                && let Some(id) = sub.pointer("/object/id").and_then(Value::as_str)
+            {
+                activities.push(id.to_owned());
             }
             context_activities(sub, &mut activities);
         }
@@ -159,7 +165,10 @@ fn context_agents(statement: &Value, out: &mut Vec<String>) {
 }
 
 fn context_activities(statement: &Value, out: &mut Vec<String>) {
-    let Some(ca) = statement.pointer("/context/contextActivities").and_then(Value::as_object) else {
+    let Some(ca) = statement
+        .pointer("/context/contextActivities")
+        .and_then(Value::as_object)
+    else {
         return;
     };
     for list in ca.values() {
@@ -194,7 +203,10 @@ mod tests {
         let keys: Vec<i64> = statement_keys(&s, "cred").iter().map(|k| k.key).collect();
         for (kind, value) in [
             (KeyKind::Verb, "http://v"),
-            (KeyKind::Registration, "aaaaaaaa-0000-0000-0000-000000000000"),
+            (
+                KeyKind::Registration,
+                "aaaaaaaa-0000-0000-0000-000000000000",
+            ),
             (KeyKind::Agent, "mbox:mailto:g@x"),
             (KeyKind::Agent, "mbox:mailto:m@x"),
             (KeyKind::RelatedAgent, "mbox:mailto:i@x"),

@@ -41,10 +41,10 @@ pub fn ids_format(statement: &mut Value) {
             *a = agent::ids_only(a);
         }
     }
-    if let Some(verb) = map.get_mut("verb") {
-        if let Some(id) = verb.get("id").cloned() {
-            *verb = Value::Object(Map::from_iter([("id".to_owned(), id)]));
-        }
+    if let Some(verb) = map.get_mut("verb")
+        && let Some(id) = verb.get("id").cloned()
+    {
+        *verb = Value::Object(Map::from_iter([("id".to_owned(), id)]));
     }
     if let Some(object) = map.get_mut("object") {
         match object_type(Some(object)) {
@@ -60,7 +60,10 @@ pub fn ids_format(statement: &mut Value) {
                 *a = agent::ids_only(a);
             }
         }
-        if let Some(ca) = context.get_mut("contextActivities").and_then(Value::as_object_mut) {
+        if let Some(ca) = context
+            .get_mut("contextActivities")
+            .and_then(Value::as_object_mut)
+        {
             for list in ca.values_mut() {
                 match list {
                     Value::Array(items) => items.iter_mut().for_each(|a| *a = activity_ids(a)),
@@ -93,7 +96,11 @@ pub fn accepted_languages(header: Option<&str>) -> Vec<String> {
                 return None;
             }
             let q = pieces
-                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                })
                 .unwrap_or(1.0);
             (q > 0.0).then(|| (q, i, tag.to_lowercase()))
         })
@@ -110,12 +117,16 @@ pub fn canonical_format(statement: &mut Value, languages: &[String]) {
             for (key, value) in map.iter_mut() {
                 match key.as_str() {
                     "extensions" => {}
-                    "display" | "name" | "description" if value.is_object() => pick_language(value, languages),
+                    "display" | "name" | "description" if value.is_object() => {
+                        pick_language(value, languages)
+                    }
                     _ => canonical_format(value, languages),
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| canonical_format(i, languages)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| canonical_format(i, languages)),
         _ => {}
     }
 }
@@ -151,8 +162,11 @@ mod tests {
                            "verb": {"id": "http://v", "display": {"en": "v"}},
                            "object": {"objectType": "Activity", "id": "http://a", "definition": {"name": {"en": "A"}}}});
         ids_format(&mut s);
-        assert_eq!(s, json!({"actor": {"objectType": "Agent", "mbox": "mailto:a@x"}, "verb": {"id": "http://v"},
-                             "object": {"id": "http://a"}}));
+        assert_eq!(
+            s,
+            json!({"actor": {"objectType": "Agent", "mbox": "mailto:a@x"}, "verb": {"id": "http://v"},
+                             "object": {"id": "http://a"}})
+        );
     }
 
     #[test]

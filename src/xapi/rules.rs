@@ -14,7 +14,11 @@ pub struct RuleViolation {
     pub message: String,
 }
 
-fn violation(property: impl Into<String>, rule: &'static str, message: impl Into<String>) -> RuleViolation {
+fn violation(
+    property: impl Into<String>,
+    rule: &'static str,
+    message: impl Into<String>,
+) -> RuleViolation {
     RuleViolation {
         property: property.into(),
         rule,
@@ -24,7 +28,9 @@ fn violation(property: impl Into<String>, rule: &'static str, message: impl Into
 
 /// Checks a statement that already matches the schema.
 pub fn check_statement(s: &Value) -> Result<(), RuleViolation> {
-    if s.pointer("/verb/id").and_then(Value::as_str) == Some(VOIDED_VERB) && object_type(s.get("object")) != "StatementRef" {
+    if s.pointer("/verb/id").and_then(Value::as_str) == Some(VOIDED_VERB)
+        && object_type(s.get("object")) != "StatementRef"
+    {
         return Err(violation(
             "object.objectType",
             "voiding",
@@ -35,7 +41,10 @@ pub fn check_statement(s: &Value) -> Result<(), RuleViolation> {
         check_authority(authority)?;
     }
     check_statement_like(s, "")?;
-    if let Some(sub) = s.get("object").filter(|o| object_type(Some(o)) == "SubStatement") {
+    if let Some(sub) = s
+        .get("object")
+        .filter(|o| object_type(Some(o)) == "SubStatement")
+    {
         check_statement_like(sub, "object.")?;
     }
     Ok(())
@@ -70,9 +79,16 @@ fn check_authority(authority: &Value) -> Result<(), RuleViolation> {
         return Ok(());
     }
     if crate::xapi::agent::ifi(authority).is_some() {
-        return Err(violation("authority", "authority:group", "a Group as authority must be anonymous (no identifier)"));
+        return Err(violation(
+            "authority",
+            "authority:group",
+            "a Group as authority must be anonymous (no identifier)",
+        ));
     }
-    let members = authority.get("member").and_then(Value::as_array).map_or(0, Vec::len);
+    let members = authority
+        .get("member")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     if members != 2 {
         return Err(violation(
             "authority.member",
@@ -86,20 +102,32 @@ fn check_authority(authority: &Value) -> Result<(), RuleViolation> {
 fn check_score(score: &Value, at: &str) -> Result<(), RuleViolation> {
     let get = |k: &str| score.get(k).and_then(Value::as_f64);
     let (raw, min, max) = (get("raw"), get("min"), get("max"));
-    if let (Some(min), Some(max)) = (min, max) {
-        if min > max {
-            return Err(violation(format!("{at}.min"), "score:min<=max", "score.min must not be greater than score.max"));
-        }
+    if let (Some(min), Some(max)) = (min, max)
+        && min > max
+    {
+        return Err(violation(
+            format!("{at}.min"),
+            "score:min<=max",
+            "score.min must not be greater than score.max",
+        ));
     }
-    if let (Some(raw), Some(min)) = (raw, min) {
-        if raw < min {
-            return Err(violation(format!("{at}.raw"), "score:raw>=min", "score.raw must not be less than score.min"));
-        }
+    if let (Some(raw), Some(min)) = (raw, min)
+        && raw < min
+    {
+        return Err(violation(
+            format!("{at}.raw"),
+            "score:raw>=min",
+            "score.raw must not be less than score.min",
+        ));
     }
-    if let (Some(raw), Some(max)) = (raw, max) {
-        if raw > max {
-            return Err(violation(format!("{at}.raw"), "score:raw<=max", "score.raw must not be greater than score.max"));
-        }
+    if let (Some(raw), Some(max)) = (raw, max)
+        && raw > max
+    {
+        return Err(violation(
+            format!("{at}.raw"),
+            "score:raw<=max",
+            "score.raw must not be greater than score.max",
+        ));
     }
     Ok(())
 }
@@ -109,14 +137,17 @@ fn check_score(score: &Value, at: &str) -> Result<(), RuleViolation> {
 fn check_interaction(def: &Value, at: &str) -> Result<(), RuleViolation> {
     const LISTS: [&str; 5] = ["choices", "scale", "source", "target", "steps"];
     let kind = def.get("interactionType").and_then(Value::as_str);
-    if kind.is_none() {
-        if let Some(used) = LISTS.iter().chain(&["correctResponsesPattern"]).find(|k| def.get(**k).is_some()) {
-            return Err(violation(
-                format!("{at}.interactionType"),
-                "interaction:type-required",
-                format!("'{used}' is used, so interactionType is required"),
-            ));
-        }
+    if kind.is_none()
+        && let Some(used) = LISTS
+            .iter()
+            .chain(&["correctResponsesPattern"])
+            .find(|k| def.get(**k).is_some())
+    {
+        return Err(violation(
+            format!("{at}.interactionType"),
+            "interaction:type-required",
+            format!("'{used}' is used, so interactionType is required"),
+        ));
     }
     for list in LISTS {
         let Some(items) = def.get(list).and_then(Value::as_array) else {
@@ -133,10 +164,15 @@ fn check_interaction(def: &Value, at: &str) -> Result<(), RuleViolation> {
             return Err(violation(
                 format!("{at}.{list}"),
                 "interaction:components",
-                format!("'{list}' is not an interaction component list of interactionType {kind:?}"),
+                format!(
+                    "'{list}' is not an interaction component list of interactionType {kind:?}"
+                ),
             ));
         }
-        let mut ids: Vec<&str> = items.iter().filter_map(|c| c.get("id").and_then(Value::as_str)).collect();
+        let mut ids: Vec<&str> = items
+            .iter()
+            .filter_map(|c| c.get("id").and_then(Value::as_str))
+            .collect();
         ids.sort_unstable();
         if ids.windows(2).any(|w| w[0] == w[1]) {
             return Err(violation(
@@ -161,15 +197,24 @@ mod tests {
     #[test]
     fn voiding_needs_a_statement_ref() {
         assert!(check_statement(&stmt(VOIDED_VERB, json!({"id": "http://a"}))).is_err());
-        let ok = stmt(VOIDED_VERB, json!({"objectType": "StatementRef", "id": "9e13cefd-53d3-4eac-b5ed-2cf6693903bb"}));
+        let ok = stmt(
+            VOIDED_VERB,
+            json!({"objectType": "StatementRef", "id": "9e13cefd-53d3-4eac-b5ed-2cf6693903bb"}),
+        );
         assert_eq!(check_statement(&ok), Ok(()));
     }
 
     #[test]
     fn revision_only_with_activity_objects() {
-        let mut s = stmt("http://v", json!({"objectType": "Agent", "mbox": "mailto:b@x"}));
+        let mut s = stmt(
+            "http://v",
+            json!({"objectType": "Agent", "mbox": "mailto:b@x"}),
+        );
         s["context"] = json!({"revision": "1"});
-        assert_eq!(check_statement(&s).unwrap_err().property, "context.revision");
+        assert_eq!(
+            check_statement(&s).unwrap_err().property,
+            "context.revision"
+        );
     }
 
     #[test]
@@ -180,14 +225,21 @@ mod tests {
         assert_eq!(check_statement(&s), Ok(()));
         s["authority"] = json!({"objectType": "Group", "member": [m.clone()]});
         assert!(check_statement(&s).is_err());
-        s["authority"] = json!({"objectType": "Group", "mbox": "mailto:g@x", "member": [m.clone(), m]});
+        s["authority"] =
+            json!({"objectType": "Group", "mbox": "mailto:g@x", "member": [m.clone(), m]});
         assert!(check_statement(&s).is_err());
     }
 
     #[test]
     fn interaction_lists_need_a_type() {
-        let s = stmt("http://v", json!({"id": "http://a", "definition": {"choices": [{"id": "a"}]}}));
-        assert_eq!(check_statement(&s).unwrap_err().rule, "interaction:type-required");
+        let s = stmt(
+            "http://v",
+            json!({"id": "http://a", "definition": {"choices": [{"id": "a"}]}}),
+        );
+        assert_eq!(
+            check_statement(&s).unwrap_err().rule,
+            "interaction:type-required"
+        );
     }
 
     #[test]

@@ -164,7 +164,10 @@ mod tests {
 
     #[test]
     fn dotted_paths() {
-        assert_eq!(dotted("/context/contextActivities/parent/0/id"), "context.contextActivities.parent[0].id");
+        assert_eq!(
+            dotted("/context/contextActivities/parent/0/id"),
+            "context.contextActivities.parent[0].id"
+        );
         assert_eq!(dotted(""), "");
     }
 }
