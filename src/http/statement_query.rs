@@ -239,20 +239,20 @@ fn agent_param(text: &str) -> Result<String, LrsError> {
 }
 
 fn time_param(params: &Params, name: &str) -> Result<Option<i64>, LrsError> {
-    params
-        .get(name)
-        .map(|t| {
-            parse_timestamp(t)
-                .map(|t| t.timestamp_micros())
-                .ok_or_else(|| {
-                    LrsError::invalid(
-                        name,
-                        "query:timestamp",
-                        format!("{name} must be an ISO 8601 timestamp"),
-                    )
-                })
+    let Some(text) = params.get(name) else {
+        return Ok(None);
+    };
+    // A `+hh:mm` offset sent unencoded arrives form-decoded as a space.
+    parse_timestamp(text)
+        .or_else(|| parse_timestamp(&text.replace(' ', "+")))
+        .map(|t| Some(t.timestamp_micros()))
+        .ok_or_else(|| {
+            LrsError::invalid(
+                name,
+                "query:timestamp",
+                format!("{name} must be an ISO 8601 timestamp"),
+            )
         })
-        .transpose()
 }
 
 /// The relative IRL of the next page after `last_seq`.

@@ -8,14 +8,13 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, ResponseError};
+use actix_web::{Error, HttpMessage, ResponseError, web};
 
 use crate::error::LrsError;
+use crate::startup::AppState;
 use crate::xapi::XapiVersion;
 use crate::xapi::formats::format_timestamp;
 use crate::xapi::version::HEADER;
-
-pub const CONSISTENT_THROUGH: &str = "X-Experience-API-Consistent-Through";
 
 pub async fn xapi_headers(
     req: ServiceRequest,
@@ -52,20 +51,27 @@ pub async fn xapi_headers(
 }
 
 fn stamp<B>(res: &mut ServiceResponse<B>, version: XapiVersion, is_statements: bool) {
+    // Writes are synchronous (acknowledged = committed): every statement
+    // stored before the writer's current commit began is queryable.
+    let through = is_statements.then(|| {
+        let us = res
+            .request()
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.writer.consistent_through_us())
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
+        chrono::DateTime::from_timestamp_micros(us).map(format_timestamp)
+    });
     let headers = res.headers_mut();
     headers.insert(
         HeaderName::from_static("x-experience-api-version"),
         HeaderValue::from_static(version.response_header()),
     );
-    if is_statements {
-        // Writes are synchronous (acknowledged = committed), so every
-        // acknowledged statement is queryable as of now.
-        let now = format_timestamp(chrono::Utc::now());
-        if let Ok(v) = HeaderValue::from_str(&now) {
-            headers.insert(
-                HeaderName::from_static("x-experience-api-consistent-through"),
-                v,
-            );
-        }
+    if let Some(Some(through)) = through
+        && let Ok(v) = HeaderValue::from_str(&through)
+    {
+        headers.insert(
+            HeaderName::from_static("x-experience-api-consistent-through"),
+            v,
+        );
     }
 }

@@ -4,6 +4,8 @@
 //! requests, and a request is answered only after its statements committed.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Context;
 use chrono::Utc;
@@ -57,15 +59,31 @@ struct Job {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Job>,
+    in_flight: Arc<AtomicI64>,
 }
+
+/// No commit is under way.
+const IDLE: i64 = i64::MAX;
 
 impl Writer {
     /// Starts the writer task.
     pub fn spawn(db: DatabaseConnection) -> (Writer, WriterHandle) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (stop, stopped) = oneshot::channel();
-        let join = tokio::spawn(run(db, rx, stopped));
-        (Writer { tx }, WriterHandle { stop, join })
+        let in_flight = Arc::new(AtomicI64::new(IDLE));
+        let join = tokio::spawn(run(db, rx, stopped, in_flight.clone()));
+        (Writer { tx, in_flight }, WriterHandle { stop, join })
+    }
+
+    /// A time (µs) up to which every statement with an earlier `stored` is
+    /// committed: now, unless a commit is under way, whose statements carry a
+    /// `stored` no earlier than when it began.
+    pub fn consistent_through_us(&self) -> i64 {
+        let now = Utc::now().timestamp_micros();
+        match self.in_flight.load(Ordering::Acquire) {
+            IDLE => now,
+            began => now.min(began - 1),
+        }
     }
 
     /// Stores the statements and the attachment content they came with (all
@@ -103,7 +121,12 @@ impl WriterHandle {
     }
 }
 
-async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, mut stop: oneshot::Receiver<()>) {
+async fn run(
+    db: DatabaseConnection,
+    mut rx: mpsc::Receiver<Job>,
+    mut stop: oneshot::Receiver<()>,
+    in_flight: Arc<AtomicI64>,
+) {
     let mut stopping = false;
     loop {
         let first = tokio::select! {
@@ -130,7 +153,10 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, mut stop: ones
                 Err(_) => break,
             }
         }
+        // Published before `stored` is chosen, so it is never later than it.
+        in_flight.store(Utc::now().timestamp_micros(), Ordering::Release);
         commit_group(&db, group).await;
+        in_flight.store(IDLE, Ordering::Release);
     }
 }
 
@@ -537,4 +563,31 @@ async fn statement_by_id(
         }
         None => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consistent_through_stops_before_an_in_flight_commit() {
+        let (tx, _rx) = mpsc::channel(1);
+        let writer = Writer {
+            tx,
+            in_flight: Arc::new(AtomicI64::new(IDLE)),
+        };
+        let before = Utc::now().timestamp_micros();
+        assert!(writer.consistent_through_us() >= before);
+        writer
+            .in_flight
+            .store(before - 5_000_000, Ordering::Release);
+        assert_eq!(writer.consistent_through_us(), before - 5_000_001);
+    }
+
+    #[test]
+    fn key_lists_round_trip() {
+        let keys = vec![-5_i64, 0, i64::MAX, i64::MIN];
+        assert_eq!(parse_key_list(&key_list(keys.iter().copied())), keys);
+        assert!(parse_key_list("").is_empty());
+    }
 }
