@@ -47,9 +47,7 @@ impl Authenticated {
         if self.has("all") || self.has("statements/write") {
             Ok(())
         } else {
-            Err(LrsError::Forbidden(
-                "this credential lacks the scope statements/write".into(),
-            ))
+            Err(LrsError::Forbidden("this credential lacks the scope statements/write".into()))
         }
     }
 
@@ -59,9 +57,7 @@ impl Authenticated {
         } else if self.has("statements/read/mine") {
             Ok(ReadAccess::Mine)
         } else {
-            Err(LrsError::Forbidden(
-                "this credential lacks the scope statements/read".into(),
-            ))
+            Err(LrsError::Forbidden("this credential lacks the scope statements/read".into()))
         }
     }
 }
@@ -81,34 +77,19 @@ static DUMMY_HASH: std::sync::LazyLock<String> =
 
 impl Authenticator {
     pub fn new(db: DatabaseConnection, ttl: Duration, authority_home_page: String) -> Self {
-        Authenticator {
-            db,
-            ttl,
-            authority_home_page,
-            cache: Mutex::new(HashMap::new()),
-        }
+        Authenticator { db, ttl, authority_home_page, cache: Mutex::new(HashMap::new()) }
     }
 
-    pub async fn authenticate(
-        &self,
-        header_value: Option<&str>,
-    ) -> Result<Authenticated, LrsError> {
+    pub async fn authenticate(&self, header_value: Option<&str>) -> Result<Authenticated, LrsError> {
         let (key, secret) = parse_basic(header_value)?;
         let fingerprint: [u8; 32] = Sha256::digest(format!("{key}:{secret}").as_bytes()).into();
         if let Some(hit) = self.cached(&fingerprint) {
             return Ok(hit);
         }
-        let stored = credentials::find(&self.db, &key)
-            .await
-            .map_err(LrsError::Internal)?;
+        let stored = credentials::find(&self.db, &key).await.map_err(LrsError::Internal)?;
         let active = stored.filter(|c| !c.revoked);
-        let hash = active
-            .as_ref()
-            .map(|c| c.secret_hash.clone())
-            .unwrap_or_else(|| DUMMY_HASH.clone());
-        let verified = web::block(move || verify_secret(&secret, &hash))
-            .await
-            .map_err(LrsError::internal)?;
+        let hash = active.as_ref().map(|c| c.secret_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
+        let verified = web::block(move || verify_secret(&secret, &hash)).await.map_err(LrsError::internal)?;
         let credential = match active {
             Some(c) if verified => c,
             _ => return Err(LrsError::Unauthorized("invalid credentials".into())),
@@ -132,31 +113,23 @@ impl Authenticator {
 
     fn cached(&self, fingerprint: &[u8; 32]) -> Option<Authenticated> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .get(fingerprint)
-            .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(a, _)| a.clone())
+        cache.get(fingerprint).filter(|(_, at)| at.elapsed() < self.ttl).map(|(a, _)| a.clone())
     }
 }
 
 fn parse_basic(header_value: Option<&str>) -> Result<(String, String), LrsError> {
-    let missing =
-        || LrsError::Unauthorized("authentication required: send HTTP Basic credentials".into());
+    let missing = || LrsError::Unauthorized("authentication required: send HTTP Basic credentials".into());
     let value = header_value.ok_or_else(missing)?;
     let (scheme, encoded) = value.trim().split_once(' ').ok_or_else(missing)?;
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(LrsError::Unauthorized(
-            "only HTTP Basic authentication is supported".into(),
-        ));
+        return Err(LrsError::Unauthorized("only HTTP Basic authentication is supported".into()));
     }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .map_err(|_| LrsError::Unauthorized("malformed Basic credentials".into()))?;
-    let text = String::from_utf8(decoded)
-        .map_err(|_| LrsError::Unauthorized("malformed Basic credentials".into()))?;
-    let (key, secret) = text
-        .split_once(':')
-        .ok_or_else(|| LrsError::Unauthorized("malformed Basic credentials".into()))?;
+    let text = String::from_utf8(decoded).map_err(|_| LrsError::Unauthorized("malformed Basic credentials".into()))?;
+    let (key, secret) =
+        text.split_once(':').ok_or_else(|| LrsError::Unauthorized("malformed Basic credentials".into()))?;
     if key.is_empty() {
         return Err(LrsError::Unauthorized("invalid credentials".into()));
     }
@@ -169,14 +142,9 @@ impl FromRequest for Authenticated {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let header_value = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let header_value = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
         Box::pin(async move {
-            let state = state
-                .ok_or_else(|| LrsError::internal(anyhow::anyhow!("application state missing")))?;
+            let state = state.ok_or_else(|| LrsError::internal(anyhow::anyhow!("application state missing")))?;
             state.auth.authenticate(header_value.as_deref()).await
         })
     }

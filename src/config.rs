@@ -30,11 +30,7 @@ pub struct ServeArgs {
     pub page_limit: u32,
 
     /// Home page of the account in the `authority` the LRS sets on statements.
-    #[arg(
-        long,
-        env = "XLRS_AUTHORITY_HOME_PAGE",
-        default_value = "https://xlrs.invalid/credentials"
-    )]
+    #[arg(long, env = "XLRS_AUTHORITY_HOME_PAGE", default_value = "https://xlrs.invalid/credentials")]
     pub authority_home_page: String,
 
     /// Seconds a verified credential stays cached (revocation takes at most this long).
@@ -49,12 +45,7 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// `sqlite://path.db` (created if missing) or `postgres://user@host/db`.
-    #[arg(
-        long = "database-url",
-        env = "DATABASE_URL",
-        default_value = "sqlite://xlrs.db",
-        global = true
-    )]
+    #[arg(long = "database-url", env = "DATABASE_URL", default_value = "sqlite://xlrs.db", global = true)]
     pub url: String,
 
     /// Connections in the pool.

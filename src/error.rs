@@ -47,23 +47,11 @@ pub type LrsResult<T> = Result<T, LrsError>;
 
 impl LrsError {
     pub fn bad_request(message: impl Into<String>) -> Self {
-        LrsError::BadRequest {
-            message: message.into(),
-            property: None,
-            rule: None,
-        }
+        LrsError::BadRequest { message: message.into(), property: None, rule: None }
     }
 
-    pub fn invalid(
-        property: impl Into<String>,
-        rule: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        LrsError::BadRequest {
-            message: message.into(),
-            property: Some(property.into()),
-            rule: Some(rule.into()),
-        }
+    pub fn invalid(property: impl Into<String>, rule: impl Into<String>, message: impl Into<String>) -> Self {
+        LrsError::BadRequest { message: message.into(), property: Some(property.into()), rule: Some(rule.into()) }
     }
 
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
@@ -88,24 +76,11 @@ struct ErrorBody<'a> {
 }
 
 /// The JSON every error response carries.
-pub fn error_json(
-    status: StatusCode,
-    message: &str,
-    property: Option<&str>,
-    rule: Option<&str>,
-) -> HttpResponse {
-    let body = ErrorBody {
-        error: status.canonical_reason().unwrap_or("Error"),
-        message,
-        property,
-        rule,
-    };
+pub fn error_json(status: StatusCode, message: &str, property: Option<&str>, rule: Option<&str>) -> HttpResponse {
+    let body = ErrorBody { error: status.canonical_reason().unwrap_or("Error"), message, property, rule };
     let mut res = HttpResponse::build(status).json(body);
     if status == StatusCode::UNAUTHORIZED {
-        res.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"xlrs\""),
-        );
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"xlrs\""));
     }
     res
 }
@@ -160,10 +135,7 @@ pub fn json_error_handler<B: MessageBody + 'static>(
     let mut new = error_json(status, &message, None, None);
     // Keep headers set by inner layers (version, CORS, Allow) but not the body's.
     for (name, value) in old.headers() {
-        if name != header::CONTENT_TYPE
-            && name != header::CONTENT_LENGTH
-            && !new.headers().contains_key(name)
-        {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH && !new.headers().contains_key(name) {
             new.headers_mut().insert(name.clone(), value.clone());
         }
     }

@@ -41,10 +41,7 @@ pub fn create_app(
     App::new()
         .app_data(state)
         .app_data(web::PayloadConfig::new(max_body_bytes))
-        .app_data(
-            web::QueryConfig::default()
-                .error_handler(|e, _| LrsError::bad_request(e.to_string()).into()),
-        )
+        .app_data(web::QueryConfig::default().error_handler(|e, _| LrsError::bad_request(e.to_string()).into()))
         .configure(http::configure)
         .default_service(web::to(http::not_found))
         .wrap(ErrorHandlers::new().default_handler(json_error_handler))
@@ -83,22 +80,16 @@ impl Application {
             auth: Authenticator::new(db, args.auth_cache_ttl(), args.authority_home_page.clone()),
             page_limit: args.page_limit.max(1),
         });
-        let listener = TcpListener::bind(&args.listen)
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let listener = TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
         let port = listener.local_addr()?.port();
         let max_body = args.max_body_bytes;
-        let mut server = HttpServer::new(move || create_app(state.clone(), max_body))
-            .listen(listener)?
-            .shutdown_timeout(30);
+        let mut server =
+            HttpServer::new(move || create_app(state.clone(), max_body)).listen(listener)?.shutdown_timeout(30);
         if let Some(workers) = args.workers {
             server = server.workers(workers);
         }
         tracing::info!(listen = %args.listen, port, "xlrs is serving xAPI under /xapi/");
-        Ok(Application {
-            port,
-            server: server.run(),
-            writer: writer_handle,
-        })
+        Ok(Application { port, server: server.run(), writer: writer_handle })
     }
 
     pub fn port(&self) -> u16 {

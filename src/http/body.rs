@@ -11,13 +11,7 @@ pub fn media_type(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
 }
 
 pub fn require_json(req: &HttpRequest) -> Result<(), LrsError> {
@@ -28,21 +22,13 @@ pub fn require_json(req: &HttpRequest) -> Result<(), LrsError> {
             "content-type",
             format!("Content-Type must be application/json, not '{other}'"),
         )),
-        None => Err(LrsError::invalid(
-            "Content-Type",
-            "content-type",
-            "Content-Type application/json is required",
-        )),
+        None => Err(LrsError::invalid("Content-Type", "content-type", "Content-Type application/json is required")),
     }
 }
 
 pub fn parse_json(bytes: &[u8]) -> Result<Value, LrsError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(LrsError::invalid(
-            "body",
-            "json",
-            "the request body is empty",
-        ));
+        return Err(LrsError::invalid("body", "json", "the request body is empty"));
     }
     serde_json::from_slice(bytes)
         .map_err(|e| LrsError::invalid("body", "json", format!("the body is not valid JSON: {e}")))

@@ -27,7 +27,5 @@ pub async fn not_found() -> Result<HttpResponse, LrsError> {
 }
 
 pub async fn method_not_allowed() -> Result<HttpResponse, LrsError> {
-    Err(LrsError::MethodNotAllowed(
-        "this method is not allowed on this resource".into(),
-    ))
+    Err(LrsError::MethodNotAllowed("this method is not allowed on this resource".into()))
 }

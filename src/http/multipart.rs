@@ -38,10 +38,7 @@ struct Part {
 
 impl Part {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -63,12 +60,8 @@ fn split(body: &Bytes, boundary: &str) -> Result<Vec<Part>, LrsError> {
             return Ok(parts);
         }
         // Transport padding, then the line break that ends the delimiter line.
-        let line_end = memmem::find(&body[pos..], b"\r\n")
-            .ok_or_else(|| bad("a boundary line is not terminated"))?;
-        if !body[pos..pos + line_end]
-            .iter()
-            .all(|b| *b == b' ' || *b == b'\t')
-        {
+        let line_end = memmem::find(&body[pos..], b"\r\n").ok_or_else(|| bad("a boundary line is not terminated"))?;
+        if !body[pos..pos + line_end].iter().all(|b| *b == b' ' || *b == b'\t') {
             return Err(bad("unexpected text after a boundary"));
         }
         pos += line_end + 2;
@@ -84,16 +77,13 @@ fn parse_part(raw: Bytes) -> Result<Part, LrsError> {
     let (head, body) = if raw.starts_with(b"\r\n") {
         (&raw[..0], raw.slice(2..))
     } else {
-        let split = memmem::find(&raw, b"\r\n\r\n")
-            .ok_or_else(|| bad("a part has no blank line after its headers"))?;
+        let split = memmem::find(&raw, b"\r\n\r\n").ok_or_else(|| bad("a part has no blank line after its headers"))?;
         (&raw[..split], raw.slice(split + 4..))
     };
     let head = std::str::from_utf8(head).map_err(|_| bad("part headers must be UTF-8"))?;
     let mut headers = Vec::new();
     for line in head.split("\r\n").filter(|l| !l.is_empty()) {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| bad(format!("malformed part header '{line}'")))?;
+        let (name, value) = line.split_once(':').ok_or_else(|| bad(format!("malformed part header '{line}'")))?;
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
     Ok(Part { headers, body })
@@ -103,20 +93,10 @@ fn parse_part(raw: Bytes) -> Result<Part, LrsError> {
 pub fn parse(content_type: &str, body: &Bytes) -> Result<StatementMultipart, LrsError> {
     let boundary = boundary(content_type)?;
     let mut parts = split(body, &boundary)?.into_iter();
-    let first = parts
-        .next()
-        .ok_or_else(|| bad("the multipart body has no parts"))?;
+    let first = parts.next().ok_or_else(|| bad("the multipart body has no parts"))?;
     let first_type = first.header("Content-Type").unwrap_or("");
-    if !first_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .eq_ignore_ascii_case("application/json")
-    {
-        return Err(bad(
-            "the first part must be the statements, with Content-Type application/json",
-        ));
+    if !first_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
+        return Err(bad("the first part must be the statements, with Content-Type application/json"));
     }
     let mut attachments = Vec::new();
     for part in parts {
@@ -127,9 +107,7 @@ pub fn parse(content_type: &str, body: &Bytes) -> Result<StatementMultipart, Lrs
         if let Some(encoding) = part.header("Content-Transfer-Encoding")
             && !encoding.eq_ignore_ascii_case("binary")
         {
-            return Err(bad(format!(
-                "Content-Transfer-Encoding must be binary, not '{encoding}'"
-            )));
+            return Err(bad(format!("Content-Transfer-Encoding must be binary, not '{encoding}'")));
         }
         if !hash_matches(&hash, &part.body) {
             return Err(bad(format!(
@@ -138,31 +116,18 @@ pub fn parse(content_type: &str, body: &Bytes) -> Result<StatementMultipart, Lrs
         }
         attachments.push(AttachmentContent {
             sha2: hash,
-            content_type: part
-                .header("Content-Type")
-                .unwrap_or("application/octet-stream")
-                .to_owned(),
+            content_type: part.header("Content-Type").unwrap_or("application/octet-stream").to_owned(),
             content: part.body,
         });
     }
-    Ok(StatementMultipart {
-        statements: first.body,
-        attachments,
-    })
+    Ok(StatementMultipart { statements: first.body, attachments })
 }
 
 /// Writes a `multipart/mixed` body: the JSON part, then each attachment.
 pub fn render(boundary: &str, json: &str, attachments: &[AttachmentContent]) -> Vec<u8> {
-    let size = json.len()
-        + attachments
-            .iter()
-            .map(|a| a.content.len() + 200)
-            .sum::<usize>()
-        + 200;
+    let size = json.len() + attachments.iter().map(|a| a.content.len() + 200).sum::<usize>() + 200;
     let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(
-        format!("--{boundary}\r\nContent-Type: application/json\r\n\r\n").as_bytes(),
-    );
+    out.extend_from_slice(format!("--{boundary}\r\nContent-Type: application/json\r\n\r\n").as_bytes());
     out.extend_from_slice(json.as_bytes());
     for a in attachments {
         out.extend_from_slice(
@@ -211,9 +176,23 @@ mod tests {
         for (ct, text) in [
             ("multipart/mixed;", "--abc\nContent-Type: application/json\n\n{}\n--abc--\n".to_owned()),
             (CT, "--abc\nContent-Type: text/plain\n\n{}\n--abc--\n".to_owned()),
-            (CT, "--abc\nContent-Type: application/json\n\n{}\n--abc\nContent-Type: text/plain\n\nhello\n--abc--\n".to_owned()),
-            (CT, format!("--abc\nContent-Type: application/json\n\n{{}}\n--abc\nContent-Transfer-Encoding: base64\nX-Experience-API-Hash: {hash}\n\nhello\n--abc--\n")),
-            (CT, format!("--abc\nContent-Type: application/json\n\n{{}}\n--abc\nX-Experience-API-Hash: {hash}\n\nbye\n--abc--\n")),
+            (
+                CT,
+                "--abc\nContent-Type: application/json\n\n{}\n--abc\nContent-Type: text/plain\n\nhello\n--abc--\n"
+                    .to_owned(),
+            ),
+            (
+                CT,
+                format!(
+                    "--abc\nContent-Type: application/json\n\n{{}}\n--abc\nContent-Transfer-Encoding: base64\nX-Experience-API-Hash: {hash}\n\nhello\n--abc--\n"
+                ),
+            ),
+            (
+                CT,
+                format!(
+                    "--abc\nContent-Type: application/json\n\n{{}}\n--abc\nX-Experience-API-Hash: {hash}\n\nbye\n--abc--\n"
+                ),
+            ),
             (CT, "--abc\nContent-Type: application/json\n\n{}\n".to_owned()),
         ] {
             assert!(parse(ct, &body(&text)).is_err(), "{ct} {text}");

@@ -28,10 +28,7 @@ impl Params {
                     format!("unknown query parameter '{name}'{hint}"),
                 ));
             }
-            if values
-                .insert(name.to_string(), value.into_owned())
-                .is_some()
-            {
+            if values.insert(name.to_string(), value.into_owned()).is_some() {
                 return Err(LrsError::invalid(
                     name.as_ref(),
                     "query:repeated-parameter",
@@ -58,11 +55,9 @@ impl Params {
         match self.get(name) {
             None | Some("false") => Ok(false),
             Some("true") => Ok(true),
-            Some(other) => Err(LrsError::invalid(
-                name,
-                "query:boolean",
-                format!("'{name}' must be true or false, not '{other}'"),
-            )),
+            Some(other) => {
+                Err(LrsError::invalid(name, "query:boolean", format!("'{name}' must be true or false, not '{other}'")))
+            }
         }
     }
 }

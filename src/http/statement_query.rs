@@ -71,170 +71,103 @@ pub fn parse(
     let format = match params.get("format") {
         None => Format::Exact,
         Some(f) => Format::parse(f).ok_or_else(|| {
-            LrsError::invalid(
-                "format",
-                "query:format",
-                format!("format must be ids, exact or canonical, not '{f}'"),
-            )
+            LrsError::invalid("format", "query:format", format!("format must be ids, exact or canonical, not '{f}'"))
         })?,
     };
     let attachments = params.bool("attachments")?;
-    let single = ["statementId", "voidedStatementId"]
-        .iter()
-        .filter(|n| params.contains(n))
-        .count();
-    if single > 0 {
-        if single > 1 {
-            return Err(LrsError::bad_request(
-                "statementId and voidedStatementId cannot be used together",
-            ));
-        }
-        if let Some(other) = params.names().find(|n| {
-            !matches!(
-                *n,
-                "statementId" | "voidedStatementId" | "format" | "attachments"
-            )
-        }) {
-            return Err(LrsError::invalid(
-                other,
-                "query:single-statement",
-                format!("'{other}' cannot be combined with statementId or voidedStatementId"),
-            ));
-        }
-        let (name, voided) = if params.contains("statementId") {
-            ("statementId", false)
-        } else {
-            ("voidedStatementId", true)
-        };
-        let id = params.get(name).unwrap_or_default();
-        if !is_uuid(id) {
-            return Err(LrsError::invalid(
-                name,
-                "query:uuid",
-                format!("{name} must be a UUID"),
-            ));
-        }
-        return Ok(StatementGet::Single {
-            id: id.to_lowercase(),
-            voided,
-            format,
-            attachments,
-        });
+    if params.contains("statementId") || params.contains("voidedStatementId") {
+        return single(params, format, attachments);
     }
     if let Some(token) = params.get("more") {
         if let Some(other) = params.names().find(|n| *n != "more") {
-            return Err(LrsError::invalid(
-                other,
-                "query:more",
-                format!("'{other}' cannot be combined with more"),
-            ));
+            let message = format!("'{other}' cannot be combined with more");
+            return Err(LrsError::invalid(other, "query:more", message));
         }
         return decode_cursor(token, access, credential_key);
     }
-    let mut keys = Vec::new();
-    if let Some(reg) = params.get("registration") {
-        if !is_uuid(reg) {
-            return Err(LrsError::invalid(
-                "registration",
-                "query:uuid",
-                "registration must be a UUID",
-            ));
-        }
-        keys.push(key(KeyKind::Registration, &reg.to_lowercase()));
-    }
-    if let Some(text) = params.get("agent") {
-        let kind = if params.bool("related_agents")? {
-            KeyKind::RelatedAgent
-        } else {
-            KeyKind::Agent
-        };
-        keys.push(key(kind, &agent_param(text)?));
-    } else {
-        params.bool("related_agents")?;
-    }
-    if let Some(activity) = params.get("activity") {
-        if !is_iri(activity) {
-            return Err(LrsError::invalid(
-                "activity",
-                "query:iri",
-                "activity must be an IRI",
-            ));
-        }
-        let kind = if params.bool("related_activities")? {
-            KeyKind::RelatedActivity
-        } else {
-            KeyKind::Activity
-        };
-        keys.push(key(kind, activity));
-    } else {
-        params.bool("related_activities")?;
-    }
-    if let Some(verb) = params.get("verb") {
-        if !is_iri(verb) {
-            return Err(LrsError::invalid(
-                "verb",
-                "query:iri",
-                "verb must be an IRI",
-            ));
-        }
-        keys.push(key(KeyKind::Verb, verb));
-    }
+    let mut keys = filter_keys(params)?;
     if access == ReadAccess::Mine {
         keys.push(key(KeyKind::Credential, credential_key));
     }
-    let limit = match params.get("limit") {
-        None => page_limit,
-        Some(l) => match l.parse::<u32>() {
-            Ok(0) => page_limit,
-            Ok(n) => n.min(page_limit),
-            Err(_) => {
-                return Err(LrsError::invalid(
-                    "limit",
-                    "query:limit",
-                    "limit must be a non-negative integer",
-                ));
-            }
-        },
-    };
     let query = PageQuery {
         keys,
         since_us: time_param(params, "since")?,
         until_us: time_param(params, "until")?,
         ascending: params.bool("ascending")?,
         after_seq: None,
-        limit,
+        limit: limit_param(params, page_limit)?,
     };
-    Ok(StatementGet::Page {
-        query,
-        format,
-        attachments,
-    })
+    Ok(StatementGet::Page { query, format, attachments })
+}
+
+/// `statementId` / `voidedStatementId`: only `format` and `attachments` may join them.
+fn single(params: &Params, format: Format, attachments: bool) -> Result<StatementGet, LrsError> {
+    if params.contains("statementId") && params.contains("voidedStatementId") {
+        return Err(LrsError::bad_request("statementId and voidedStatementId cannot be used together"));
+    }
+    let allowed = |n: &str| matches!(n, "statementId" | "voidedStatementId" | "format" | "attachments");
+    if let Some(other) = params.names().find(|n| !allowed(n)) {
+        let message = format!("'{other}' cannot be combined with statementId or voidedStatementId");
+        return Err(LrsError::invalid(other, "query:single-statement", message));
+    }
+    let (name, voided) =
+        if params.contains("statementId") { ("statementId", false) } else { ("voidedStatementId", true) };
+    let id = params.get(name).unwrap_or_default();
+    if !is_uuid(id) {
+        return Err(LrsError::invalid(name, "query:uuid", format!("{name} must be a UUID")));
+    }
+    Ok(StatementGet::Single { id: id.to_lowercase(), voided, format, attachments })
+}
+
+/// The filter parameters as keys, most selective first (the first drives the scan).
+fn filter_keys(params: &Params) -> Result<Vec<i64>, LrsError> {
+    let mut keys = Vec::new();
+    if let Some(reg) = params.get("registration") {
+        if !is_uuid(reg) {
+            return Err(LrsError::invalid("registration", "query:uuid", "registration must be a UUID"));
+        }
+        keys.push(key(KeyKind::Registration, &reg.to_lowercase()));
+    }
+    let related_agents = params.bool("related_agents")?;
+    if let Some(text) = params.get("agent") {
+        let kind = if related_agents { KeyKind::RelatedAgent } else { KeyKind::Agent };
+        keys.push(key(kind, &agent_param(text)?));
+    }
+    let related_activities = params.bool("related_activities")?;
+    if let Some(activity) = params.get("activity") {
+        let kind = if related_activities { KeyKind::RelatedActivity } else { KeyKind::Activity };
+        keys.push(key(kind, iri_param("activity", activity)?));
+    }
+    if let Some(verb) = params.get("verb") {
+        keys.push(key(KeyKind::Verb, iri_param("verb", verb)?));
+    }
+    Ok(keys)
+}
+
+fn iri_param<'a>(name: &str, value: &'a str) -> Result<&'a str, LrsError> {
+    if is_iri(value) { Ok(value) } else { Err(LrsError::invalid(name, "query:iri", format!("{name} must be an IRI"))) }
+}
+
+/// `limit`: 0 or absent means the server's page size, which also caps it.
+fn limit_param(params: &Params, page_limit: u32) -> Result<u32, LrsError> {
+    match params.get("limit").map(str::parse::<u32>) {
+        None | Some(Ok(0)) => Ok(page_limit),
+        Some(Ok(n)) => Ok(n.min(page_limit)),
+        Some(Err(_)) => Err(LrsError::invalid("limit", "query:limit", "limit must be a non-negative integer")),
+    }
 }
 
 /// The `agent` parameter: an Agent or identified Group as JSON.
 fn agent_param(text: &str) -> Result<String, LrsError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        LrsError::invalid(
-            "agent",
-            "query:agent",
-            format!("agent must be an Agent as JSON: {e}"),
-        )
-    })?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| LrsError::invalid("agent", "query:agent", format!("agent must be an Agent as JSON: {e}")))?;
     let as_statement = serde_json::json!({"actor": value, "verb": {"id": "http://x"}, "object": {"id": "http://x"}});
     if let Err(v) = schema::check_statement(&as_statement) {
         let property = v.property.replacen("actor", "agent", 1);
-        return Err(LrsError::invalid(
-            property,
-            v.rule,
-            format!("agent is not a valid Agent or Group: {}", v.message),
-        ));
+        return Err(LrsError::invalid(property, v.rule, format!("agent is not a valid Agent or Group: {}", v.message)));
     }
     agent::ifi(&value).ok_or_else(|| {
-        LrsError::invalid(
-            "agent",
-            "query:agent",
-            "agent must have an identifier (anonymous groups cannot be queried)",
-        )
+        LrsError::invalid("agent", "query:agent", "agent must have an identifier (anonymous groups cannot be queried)")
     })
 }
 
@@ -246,13 +179,7 @@ fn time_param(params: &Params, name: &str) -> Result<Option<i64>, LrsError> {
     parse_timestamp(text)
         .or_else(|| parse_timestamp(&text.replace(' ', "+")))
         .map(|t| Some(t.timestamp_micros()))
-        .ok_or_else(|| {
-            LrsError::invalid(
-                name,
-                "query:timestamp",
-                format!("{name} must be an ISO 8601 timestamp"),
-            )
-        })
+        .ok_or_else(|| LrsError::invalid(name, "query:timestamp", format!("{name} must be an ISO 8601 timestamp")))
 }
 
 /// The relative IRL of the next page after `last_seq`.
@@ -271,11 +198,7 @@ pub fn more_url(query: &PageQuery, format: Format, attachments: bool, last_seq: 
     format!("/xapi/statements?more={}", URL_SAFE_NO_PAD.encode(json))
 }
 
-fn decode_cursor(
-    token: &str,
-    access: ReadAccess,
-    credential_key: &str,
-) -> Result<StatementGet, LrsError> {
+fn decode_cursor(token: &str, access: ReadAccess, credential_key: &str) -> Result<StatementGet, LrsError> {
     let bad = || LrsError::invalid("more", "query:more", "more is not a cursor this LRS issued");
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;

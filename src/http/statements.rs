@@ -35,10 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 fn version_of(req: &HttpRequest) -> XapiVersion {
-    req.extensions()
-        .get::<XapiVersion>()
-        .copied()
-        .unwrap_or(XapiVersion::V1_0)
+    req.extensions().get::<XapiVersion>().copied().unwrap_or(XapiVersion::V1_0)
 }
 
 async fn put_statement(
@@ -50,35 +47,19 @@ async fn put_statement(
     auth.require_statement_write()?;
     let params = Params::parse(req.query_string(), &["statementId"])?;
     let id = params.get("statementId").ok_or_else(|| {
-        LrsError::invalid(
-            "statementId",
-            "query:required",
-            "PUT /statements needs the statementId parameter",
-        )
+        LrsError::invalid("statementId", "query:required", "PUT /statements needs the statementId parameter")
     })?;
     if !crate::xapi::formats::is_uuid(id) {
-        return Err(LrsError::invalid(
-            "statementId",
-            "query:uuid",
-            "statementId must be a UUID",
-        ));
+        return Err(LrsError::invalid("statementId", "query:uuid", "statementId must be a UUID"));
     }
     let (statement, attachments) = read_statements(&req, &body)?;
     if !statement.is_object() {
-        return Err(LrsError::invalid(
-            "body",
-            "schema:type",
-            "PUT /statements takes one statement (a JSON object)",
-        ));
+        return Err(LrsError::invalid("body", "schema:type", "PUT /statements takes one statement (a JSON object)"));
     }
     if let Some(body_id) = statement.get("id").and_then(Value::as_str)
         && !body_id.eq_ignore_ascii_case(id)
     {
-        return Err(LrsError::invalid(
-            "id",
-            "id:matches-parameter",
-            "the statement's id differs from statementId",
-        ));
+        return Err(LrsError::invalid("id", "id:matches-parameter", "the statement's id differs from statementId"));
     }
     let ctx = store_context(&req, &auth);
     let prepared = vec![prepare(statement, Some(id), &ctx).map_err(|e| invalid(e, None))?];
@@ -129,11 +110,7 @@ async fn post_statements(
 }
 
 fn store_context<'a>(req: &HttpRequest, auth: &'a Authenticated) -> StoreContext<'a> {
-    StoreContext {
-        version: version_of(req),
-        authority: &auth.authority,
-        credential_key: &auth.key,
-    }
+    StoreContext { version: version_of(req), authority: &auth.authority, credential_key: &auth.key }
 }
 
 fn invalid(e: Invalid, index: Option<usize>) -> LrsError {
@@ -147,22 +124,14 @@ fn invalid(e: Invalid, index: Option<usize>) -> LrsError {
     } else {
         format!("invalid statement: {property}: {}", e.message)
     };
-    LrsError::BadRequest {
-        message,
-        property: Some(property),
-        rule: Some(e.rule),
-    }
+    LrsError::BadRequest { message, property: Some(property), rule: Some(e.rule) }
 }
 
 /// The statements of a PUT/POST (one object or an array) and, for a
 /// `multipart/mixed` request, the attachment content that came with them.
 fn read_statements(req: &HttpRequest, body: &Bytes) -> LrsResult<(Value, Vec<AttachmentContent>)> {
     if media_type(req).as_deref() == Some("multipart/mixed") {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let parts = multipart::parse(content_type, body)?;
         Ok((parse_json(&parts.statements)?, parts.attachments))
     } else {
@@ -173,37 +142,21 @@ fn read_statements(req: &HttpRequest, body: &Bytes) -> LrsResult<(Value, Vec<Att
 
 /// Every attachment needs its content: a `fileUrl`, or a part with its hash;
 /// and every part must be the content of a declared attachment.
-fn match_attachments(
-    statements: &[PreparedStatement],
-    parts: &[AttachmentContent],
-) -> LrsResult<()> {
-    let declared: Vec<(String, bool)> = statements
-        .iter()
-        .flat_map(|s| attachment::declared(&s.received))
-        .collect();
-    if let Some((sha2, _)) = declared
-        .iter()
-        .find(|(sha2, has_url)| !has_url && !parts.iter().any(|p| &p.sha2 == sha2))
+fn match_attachments(statements: &[PreparedStatement], parts: &[AttachmentContent]) -> LrsResult<()> {
+    let declared: Vec<(String, bool)> = statements.iter().flat_map(|s| attachment::declared(&s.received)).collect();
+    if let Some((sha2, _)) = declared.iter().find(|(sha2, has_url)| !has_url && !parts.iter().any(|p| &p.sha2 == sha2))
     {
         return Err(LrsError::invalid(
             "attachments",
             "attachment:content",
-            format!(
-                "attachment {sha2} has no fileUrl and no part with its content (X-Experience-API-Hash)"
-            ),
+            format!("attachment {sha2} has no fileUrl and no part with its content (X-Experience-API-Hash)"),
         ));
     }
-    if let Some(part) = parts
-        .iter()
-        .find(|p| !declared.iter().any(|(sha2, _)| *sha2 == p.sha2))
-    {
+    if let Some(part) = parts.iter().find(|p| !declared.iter().any(|(sha2, _)| *sha2 == p.sha2)) {
         return Err(LrsError::invalid(
             "attachments",
             "attachment:unexpected-part",
-            format!(
-                "the part with X-Experience-API-Hash {} matches no attachment of the statements",
-                part.sha2
-            ),
+            format!("the part with X-Experience-API-Hash {} matches no attachment of the statements", part.sha2),
         ));
     }
     Ok(())
@@ -224,25 +177,12 @@ async fn write(
     }
 }
 
-async fn get_statements(
-    req: HttpRequest,
-    auth: Authenticated,
-    state: web::Data<AppState>,
-) -> LrsResult<HttpResponse> {
+async fn get_statements(req: HttpRequest, auth: Authenticated, state: web::Data<AppState>) -> LrsResult<HttpResponse> {
     let access = auth.statement_read()?;
     let params = Params::parse(req.query_string(), GET_PARAMS)?;
-    let languages = accepted_languages(
-        req.headers()
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let languages = accepted_languages(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     match statement_query::parse(&params, access, &auth.key, state.page_limit)? {
-        StatementGet::Single {
-            id,
-            voided,
-            format,
-            attachments,
-        } => {
+        StatementGet::Single { id, voided, format, attachments } => {
             let row = stored::by_id(&state.db, &id).await?;
             let row = match row {
                 Some(r) if r.voided == voided => r,
@@ -259,15 +199,10 @@ async fn get_statements(
                 return Err(LrsError::NotFound(format!("no statement with id {id}")));
             }
             let body = render_statement(&row.body, format, &languages)?;
-            let contents =
-                attachment_contents(&state, attachments, std::slice::from_ref(&row)).await?;
+            let contents = attachment_contents(&state, attachments, std::slice::from_ref(&row)).await?;
             respond(body, Some(row.stored_us), contents)
         }
-        StatementGet::Page {
-            query,
-            format,
-            attachments,
-        } => {
+        StatementGet::Page { query, format, attachments } => {
             let (rows, more) = stored::page(&state.db, &query).await?;
             let more = match rows.last() {
                 Some(last) if more => more_url(&query, format, attachments, last.seq),
@@ -296,15 +231,8 @@ fn render_statement(body: &str, format: Format, languages: &[String]) -> LrsResu
 
 /// The StatementResult, built from the stored JSON text without re-parsing
 /// it in the default (exact) format.
-fn render_page(
-    rows: &[StoredRow],
-    more: &str,
-    format: Format,
-    languages: &[String],
-) -> LrsResult<String> {
-    let mut out = String::with_capacity(
-        rows.iter().map(|r| r.body.len() + 1).sum::<usize>() + more.len() + 32,
-    );
+fn render_page(rows: &[StoredRow], more: &str, format: Format, languages: &[String]) -> LrsResult<String> {
+    let mut out = String::with_capacity(rows.iter().map(|r| r.body.len() + 1).sum::<usize>() + more.len() + 32);
     out.push_str("{\"statements\":[");
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
@@ -349,15 +277,10 @@ fn respond(
         Some(parts) => {
             let boundary = uuid::Uuid::new_v4().simple().to_string();
             HttpResponse::Ok()
-                .insert_header((
-                    header::CONTENT_TYPE,
-                    format!("multipart/mixed; boundary={boundary}"),
-                ))
+                .insert_header((header::CONTENT_TYPE, format!("multipart/mixed; boundary={boundary}")))
                 .body(multipart::render(&boundary, &json, &parts))
         }
-        None => HttpResponse::Ok()
-            .content_type("application/json")
-            .body(json),
+        None => HttpResponse::Ok().content_type("application/json").body(json),
     };
     if let Some(us) = stored_us
         && let Some(t) = chrono::DateTime::from_timestamp_micros(us)

@@ -22,14 +22,10 @@ pub async fn xapi_headers(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let path = req.path();
     let is_statements = path.starts_with("/xapi/statements");
-    let needs_version =
-        path.starts_with("/xapi/") && path != "/xapi/about" && req.method() != Method::OPTIONS;
+    let needs_version = path.starts_with("/xapi/") && path != "/xapi/about" && req.method() != Method::OPTIONS;
     let mut version = XapiVersion::V1_0;
     if needs_version {
-        let header = req
-            .headers()
-            .get(HEADER)
-            .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        let header = req.headers().get(HEADER).map(|v| v.to_str().unwrap_or("\u{fffd}"));
         let parsed = match header {
             None => Err(format!("the {HEADER} header is required")),
             Some(h) => XapiVersion::parse(h),
@@ -69,9 +65,6 @@ fn stamp<B>(res: &mut ServiceResponse<B>, version: XapiVersion, is_statements: b
     if let Some(Some(through)) = through
         && let Ok(v) = HeaderValue::from_str(&through)
     {
-        headers.insert(
-            HeaderName::from_static("x-experience-api-consistent-through"),
-            v,
-        );
+        headers.insert(HeaderName::from_static("x-experience-api-consistent-through"), v);
     }
 }

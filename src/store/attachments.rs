@@ -8,10 +8,7 @@ use crate::error::LrsResult;
 use crate::xapi::attachment::AttachmentContent;
 
 /// Stores content not stored yet (inside the writer's transaction).
-pub(super) async fn insert(
-    txn: &DatabaseTransaction,
-    parts: &[&AttachmentContent],
-) -> anyhow::Result<()> {
+pub(super) async fn insert(txn: &DatabaseTransaction, parts: &[&AttachmentContent]) -> anyhow::Result<()> {
     let backend = txn.get_database_backend();
     for a in parts {
         let sql_text = sql::insert_ignore(
@@ -25,18 +22,13 @@ pub(super) async fn insert(
             Value::from(a.content.len() as i64),
             Value::from(a.content.to_vec()),
         ];
-        txn.execute_raw(sql::stmt(backend, sql_text, values))
-            .await
-            .context("insert attachment")?;
+        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert attachment")?;
     }
     Ok(())
 }
 
 /// The stored content for these hashes (those the LRS holds).
-pub async fn by_hashes(
-    db: &DatabaseConnection,
-    hashes: &[String],
-) -> LrsResult<Vec<AttachmentContent>> {
+pub async fn by_hashes(db: &DatabaseConnection, hashes: &[String]) -> LrsResult<Vec<AttachmentContent>> {
     let backend = db.get_database_backend();
     let mut out = Vec::new();
     for chunk in hashes.chunks(MAX_PARAMS) {
@@ -45,10 +37,7 @@ pub async fn by_hashes(
             sql::list_placeholders(backend, chunk.len(), 1)
         );
         let values = chunk.iter().map(|h| Value::from(h.clone())).collect();
-        for row in db
-            .query_all_raw(sql::stmt(backend, sql_text, values))
-            .await?
-        {
+        for row in db.query_all_raw(sql::stmt(backend, sql_text, values)).await? {
             let content: Vec<u8> = row.try_get_by_index(2)?;
             out.push(AttachmentContent {
                 sha2: row.try_get_by_index(0)?,

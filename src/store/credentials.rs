@@ -33,16 +33,8 @@ pub mod credential {
 pub use credential::Model as Credential;
 
 /// The scopes xAPI defines (1.0.3 Communication 4.2).
-pub const SCOPES: &[&str] = &[
-    "all",
-    "all/read",
-    "statements/write",
-    "statements/read",
-    "statements/read/mine",
-    "state",
-    "define",
-    "profile",
-];
+pub const SCOPES: &[&str] =
+    &["all", "all/read", "statements/write", "statements/read", "statements/read/mine", "state", "define", "profile"];
 
 /// Checks a comma- or space-separated scope list; returns it space-separated.
 pub fn normalize_scopes(list: &str) -> anyhow::Result<String> {
@@ -59,11 +51,7 @@ pub fn normalize_scopes(list: &str) -> anyhow::Result<String> {
 }
 
 fn random_token(len: usize) -> String {
-    rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }
 
 pub fn hash_secret(secret: &str) -> anyhow::Result<String> {
@@ -74,17 +62,11 @@ pub fn hash_secret(secret: &str) -> anyhow::Result<String> {
 }
 
 pub fn verify_secret(secret: &str, hash: &str) -> bool {
-    Argon2::default()
-        .verify_password(secret.as_bytes(), hash)
-        .is_ok()
+    Argon2::default().verify_password(secret.as_bytes(), hash).is_ok()
 }
 
 /// Creates a credential and returns it with its secret (shown once).
-pub async fn create(
-    db: &DatabaseConnection,
-    name: &str,
-    scopes: &str,
-) -> anyhow::Result<(Credential, String)> {
+pub async fn create(db: &DatabaseConnection, name: &str, scopes: &str) -> anyhow::Result<(Credential, String)> {
     let scopes = normalize_scopes(scopes)?;
     let key = random_token(20);
     let secret = random_token(40);
@@ -124,13 +106,8 @@ pub async fn upsert_admin(db: &DatabaseConnection, key: &str, secret: &str) -> a
         created_us: Set(chrono::Utc::now().timestamp_micros()),
         revoked: Set(false),
     };
-    credential::Entity::delete_by_id(key.to_owned())
-        .exec(db)
-        .await?;
-    model
-        .insert(db)
-        .await
-        .context("storing the admin credential")?;
+    credential::Entity::delete_by_id(key.to_owned()).exec(db).await?;
+    model.insert(db).await.context("storing the admin credential")?;
     Ok(())
 }
 
@@ -139,9 +116,7 @@ async fn hash_on_blocking_pool(secret: String) -> anyhow::Result<String> {
 }
 
 pub async fn find(db: &DatabaseConnection, key: &str) -> anyhow::Result<Option<Credential>> {
-    Ok(credential::Entity::find_by_id(key.to_owned())
-        .one(db)
-        .await?)
+    Ok(credential::Entity::find_by_id(key.to_owned()).one(db).await?)
 }
 
 pub async fn list(db: &DatabaseConnection) -> anyhow::Result<Vec<Credential>> {
@@ -164,8 +139,5 @@ pub async fn revoke(db: &DatabaseConnection, key: &str) -> anyhow::Result<bool> 
 }
 
 pub async fn count_active(db: &DatabaseConnection) -> anyhow::Result<u64> {
-    Ok(credential::Entity::find()
-        .filter(credential::Column::Revoked.eq(false))
-        .count(db)
-        .await?)
+    Ok(credential::Entity::find().filter(credential::Column::Revoked.eq(false)).count(db).await?)
 }

@@ -19,10 +19,7 @@ pub async fn by_id(db: &DatabaseConnection, id: &str) -> LrsResult<Option<Stored
     let row = db
         .query_one_raw(sql::stmt(
             backend,
-            format!(
-                "SELECT seq, stored_us, voided, body FROM statement WHERE id = {}",
-                p(backend, 1)
-            ),
+            format!("SELECT seq, stored_us, voided, body FROM statement WHERE id = {}", p(backend, 1)),
             vec![Value::from(id.to_lowercase())],
         ))
         .await?;
@@ -43,11 +40,7 @@ pub async fn has_key(db: &DatabaseConnection, seq: i64, key: i64) -> LrsResult<b
     let row = db
         .query_one_raw(sql::stmt(
             backend,
-            format!(
-                "SELECT 1 FROM statement_key WHERE key = {} AND seq = {}",
-                p(backend, 1),
-                p(backend, 2)
-            ),
+            format!("SELECT 1 FROM statement_key WHERE key = {} AND seq = {}", p(backend, 1), p(backend, 2)),
             vec![Value::from(key), Value::from(seq)],
         ))
         .await?;
@@ -73,66 +66,10 @@ pub struct PageQuery {
 /// One page of non-voided statements matching `q`, plus whether more follow.
 pub async fn page(db: &DatabaseConnection, q: &PageQuery) -> LrsResult<(Vec<StoredRow>, bool)> {
     let backend = db.get_database_backend();
-    let Some((lo, hi)) = seq_bounds(db, backend, q).await? else {
+    let Some(bounds) = seq_bounds(db, backend, q).await? else {
         return Ok((Vec::new(), false));
     };
-    let mut values: Vec<Value> = Vec::new();
-    let bind = |v: Value, values: &mut Vec<Value>| {
-        values.push(v);
-        p(backend, values.len())
-    };
-    let seq_col = if q.keys.is_empty() { "s.seq" } else { "k0.seq" };
-    let mut conditions = vec!["s.voided = FALSE".to_owned()];
-    let from = match q.keys.first() {
-        // SQLite: CROSS JOIN fixes the key scan as the outer loop.
-        Some(first) => {
-            conditions.push(format!(
-                "k0.key = {}",
-                bind(Value::from(*first), &mut values)
-            ));
-            let join = if backend == DbBackend::Sqlite {
-                "CROSS JOIN"
-            } else {
-                "JOIN"
-            };
-            format!("statement_key k0 {join} statement s ON s.seq = k0.seq")
-        }
-        None => "statement s".to_owned(),
-    };
-    if let Some(lo) = lo {
-        conditions.push(format!(
-            "{seq_col} >= {}",
-            bind(Value::from(lo), &mut values)
-        ));
-    }
-    if let Some(hi) = hi {
-        conditions.push(format!(
-            "{seq_col} <= {}",
-            bind(Value::from(hi), &mut values)
-        ));
-    }
-    if let Some(after) = q.after_seq {
-        let op = if q.ascending { ">" } else { "<" };
-        conditions.push(format!(
-            "{seq_col} {op} {}",
-            bind(Value::from(after), &mut values)
-        ));
-    }
-    for (i, key) in q.keys.iter().enumerate().skip(1) {
-        let ph = bind(Value::from(*key), &mut values);
-        conditions.push(format!(
-            "EXISTS (SELECT 1 FROM statement_key k{i} WHERE k{i}.key = {ph} AND k{i}.seq = s.seq)"
-        ));
-    }
-    let order = if q.ascending { "ASC" } else { "DESC" };
-    let limit = bind(Value::from(i64::from(q.limit) + 1), &mut values);
-    let sql_text = format!(
-        "SELECT s.seq, s.stored_us, s.body FROM {from} WHERE {} ORDER BY {seq_col} {order} LIMIT {limit}",
-        conditions.join(" AND ")
-    );
-    let rows = db
-        .query_all_raw(sql::stmt(backend, sql_text, values))
-        .await?;
+    let rows = db.query_all_raw(page_sql(backend, q, bounds)).await?;
     let more = rows.len() > q.limit as usize;
     let mut out = Vec::with_capacity(rows.len().min(q.limit as usize));
     for r in rows.into_iter().take(q.limit as usize) {
@@ -144,6 +81,50 @@ pub async fn page(db: &DatabaseConnection, q: &PageQuery) -> LrsResult<(Vec<Stor
         });
     }
     Ok((out, more))
+}
+
+/// The page query: a scan of the first key's `(key, seq)` range (or of
+/// `statement` by `seq` without keys), the other keys checked by primary-key
+/// lookups, one row more than the limit to know whether more follow.
+fn page_sql(backend: DbBackend, q: &PageQuery, (lo, hi): (Option<i64>, Option<i64>)) -> sea_orm::Statement {
+    let mut values: Vec<Value> = Vec::new();
+    let mut bind = |v: i64| {
+        values.push(Value::from(v));
+        p(backend, values.len())
+    };
+    let seq_col = if q.keys.is_empty() { "s.seq" } else { "k0.seq" };
+    let mut conditions = vec!["s.voided = FALSE".to_owned()];
+    let from = match q.keys.first() {
+        Some(first) => {
+            conditions.push(format!("k0.key = {}", bind(*first)));
+            // SQLite: CROSS JOIN fixes the key scan as the outer loop.
+            let join = if backend == DbBackend::Sqlite { "CROSS JOIN" } else { "JOIN" };
+            format!("statement_key k0 {join} statement s ON s.seq = k0.seq")
+        }
+        None => "statement s".to_owned(),
+    };
+    if let Some(lo) = lo {
+        conditions.push(format!("{seq_col} >= {}", bind(lo)));
+    }
+    if let Some(hi) = hi {
+        conditions.push(format!("{seq_col} <= {}", bind(hi)));
+    }
+    if let Some(after) = q.after_seq {
+        let op = if q.ascending { ">" } else { "<" };
+        conditions.push(format!("{seq_col} {op} {}", bind(after)));
+    }
+    for (i, key) in q.keys.iter().enumerate().skip(1) {
+        let ph = bind(*key);
+        conditions
+            .push(format!("EXISTS (SELECT 1 FROM statement_key k{i} WHERE k{i}.key = {ph} AND k{i}.seq = s.seq)"));
+    }
+    let order = if q.ascending { "ASC" } else { "DESC" };
+    let limit = bind(i64::from(q.limit) + 1);
+    let sql_text = format!(
+        "SELECT s.seq, s.stored_us, s.body FROM {from} WHERE {} ORDER BY {seq_col} {order} LIMIT {limit}",
+        conditions.join(" AND ")
+    );
+    sql::stmt(backend, sql_text, values)
 }
 
 /// `since`/`until` as a `seq` range (`stored` grows with `seq`, so a time
@@ -160,10 +141,7 @@ async fn seq_bounds(
             "SELECT seq FROM statement WHERE stored_us > {} ORDER BY stored_us ASC, seq ASC LIMIT 1",
             p(backend, 1)
         );
-        match db
-            .query_one_raw(sql::stmt(backend, sql_text, vec![Value::from(since)]))
-            .await?
-        {
+        match db.query_one_raw(sql::stmt(backend, sql_text, vec![Value::from(since)])).await? {
             Some(r) => lo = Some(r.try_get_by_index::<i64>(0)?),
             None => return Ok(None),
         }
@@ -173,10 +151,7 @@ async fn seq_bounds(
             "SELECT seq FROM statement WHERE stored_us <= {} ORDER BY stored_us DESC, seq DESC LIMIT 1",
             p(backend, 1)
         );
-        match db
-            .query_one_raw(sql::stmt(backend, sql_text, vec![Value::from(until)]))
-            .await?
-        {
+        match db.query_one_raw(sql::stmt(backend, sql_text, vec![Value::from(until)])).await? {
             Some(r) => hi = Some(r.try_get_by_index::<i64>(0)?),
             None => return Ok(None),
         }

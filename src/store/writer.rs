@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Context;
 use chrono::Utc;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTrait, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTrait, Value};
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
@@ -94,14 +92,7 @@ impl Writer {
         attachments: Vec<AttachmentContent>,
     ) -> Result<WriteOutcome, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Job {
-                statements,
-                attachments,
-                reply,
-            })
-            .await
-            .map_err(|_| WriteError::Closed)?;
+        self.tx.send(Job { statements, attachments, reply }).await.map_err(|_| WriteError::Closed)?;
         answer.await.map_err(|_| WriteError::Closed)?
     }
 }
@@ -168,10 +159,7 @@ struct Batch<'a> {
 
 impl Job {
     fn batch(&self) -> Batch<'_> {
-        Batch {
-            statements: &self.statements,
-            attachments: &self.attachments,
-        }
+        Batch { statements: &self.statements, attachments: &self.attachments }
     }
 }
 
@@ -196,9 +184,7 @@ async fn commit_group(db: &DatabaseConnection, group: Vec<Job>) {
         }
         Err(e) => {
             for job in group {
-                let _ = job
-                    .reply
-                    .send(Err(WriteError::Storage(anyhow::anyhow!("{e:#}"))));
+                let _ = job.reply.send(Err(WriteError::Storage(anyhow::anyhow!("{e:#}"))));
             }
         }
     }
@@ -213,41 +199,28 @@ async fn write_group(
     let backend = db.get_database_backend();
     let txn = db.begin().await.context("begin")?;
     if backend == DbBackend::Postgres {
-        txn.execute_raw(sql::stmt(
-            backend,
-            format!("SELECT pg_advisory_xact_lock({PG_WRITER_LOCK})"),
-            vec![],
-        ))
-        .await
-        .context("writer lock")?;
+        txn.execute_raw(sql::stmt(backend, format!("SELECT pg_advisory_xact_lock({PG_WRITER_LOCK})"), vec![]))
+            .await
+            .context("writer lock")?;
     }
     let statements: Vec<&[PreparedStatement]> = batches.iter().map(|b| b.statements).collect();
     let existing = existing_bodies(&txn, backend, &statements).await?;
     let (accepted, mut results) = admit(&statements, &existing);
-    let contents: Vec<&AttachmentContent> = batches
-        .iter()
-        .zip(&results)
-        .filter(|(_, r)| r.is_ok())
-        .flat_map(|(b, _)| b.attachments.iter())
-        .collect();
+    let contents: Vec<&AttachmentContent> =
+        batches.iter().zip(&results).filter(|(_, r)| r.is_ok()).flat_map(|(b, _)| b.attachments.iter()).collect();
     attachments::insert(&txn, &contents).await?;
 
     let (last_seq, last_stored) = last_row(&txn, backend).await?;
     let stored_us = Utc::now().timestamp_micros().max(last_stored);
-    let stored = format_timestamp(
-        chrono::DateTime::from_timestamp_micros(stored_us).unwrap_or_else(Utc::now),
-    );
+    let stored = format_timestamp(chrono::DateTime::from_timestamp_micros(stored_us).unwrap_or_else(Utc::now));
     for r in results.iter_mut().flatten() {
         if r.stored_us.is_some() {
             r.stored_us = Some(stored_us);
         }
     }
     if !accepted.is_empty() {
-        let rows: Vec<(i64, &PreparedStatement)> = accepted
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (last_seq + 1 + i as i64, *s))
-            .collect();
+        let rows: Vec<(i64, &PreparedStatement)> =
+            accepted.iter().enumerate().map(|(i, s)| (last_seq + 1 + i as i64, *s)).collect();
         insert_statements(&txn, backend, &rows, stored_us, &stored).await?;
         insert_keys(&txn, backend, &rows).await?;
         resolve_references(&txn, backend, &rows).await?;
@@ -263,30 +236,17 @@ async fn existing_bodies(
     backend: DbBackend,
     batches: &[&[PreparedStatement]],
 ) -> anyhow::Result<HashMap<String, Json>> {
-    let ids: Vec<&str> = batches
-        .iter()
-        .flat_map(|b| b.iter())
-        .filter(|s| !s.id_generated)
-        .map(|s| s.id.as_str())
-        .collect();
+    let ids: Vec<&str> =
+        batches.iter().flat_map(|b| b.iter()).filter(|s| !s.id_generated).map(|s| s.id.as_str()).collect();
     let mut found = HashMap::new();
     for chunk in ids.chunks(MAX_PARAMS) {
-        let sql_text = format!(
-            "SELECT id, body FROM statement WHERE id IN ({})",
-            sql::list_placeholders(backend, chunk.len(), 1)
-        );
+        let sql_text =
+            format!("SELECT id, body FROM statement WHERE id IN ({})", sql::list_placeholders(backend, chunk.len(), 1));
         let values = chunk.iter().map(|id| Value::from(id.to_string())).collect();
-        for row in txn
-            .query_all_raw(sql::stmt(backend, sql_text, values))
-            .await
-            .context("existing ids")?
-        {
+        for row in txn.query_all_raw(sql::stmt(backend, sql_text, values)).await.context("existing ids")? {
             let id: String = row.try_get_by_index(0)?;
             let body: String = row.try_get_by_index(1)?;
-            found.insert(
-                id,
-                serde_json::from_str(&body).context("stored body is JSON")?,
-            );
+            found.insert(id, serde_json::from_str(&body).context("stored body is JSON")?);
         }
     }
     Ok(found)
@@ -297,10 +257,7 @@ async fn existing_bodies(
 fn admit<'a>(
     batches: &[&'a [PreparedStatement]],
     existing: &HashMap<String, Json>,
-) -> (
-    Vec<&'a PreparedStatement>,
-    Vec<Result<WriteOutcome, WriteError>>,
-) {
+) -> (Vec<&'a PreparedStatement>, Vec<Result<WriteOutcome, WriteError>>) {
     let mut accepted: Vec<&PreparedStatement> = Vec::new();
     let mut in_group: HashMap<&str, &Json> = HashMap::new();
     let mut results = Vec::with_capacity(batches.len());
@@ -308,9 +265,7 @@ fn admit<'a>(
         let mut fresh = Vec::new();
         let mut conflict = None;
         for s in batch.iter() {
-            let earlier = existing
-                .get(&s.id)
-                .or_else(|| in_group.get(s.id.as_str()).copied());
+            let earlier = existing.get(&s.id).or_else(|| in_group.get(s.id.as_str()).copied());
             match earlier {
                 Some(previous) if same_statement(&s.received, previous) => {}
                 Some(_) => {
@@ -323,9 +278,7 @@ fn admit<'a>(
         match conflict {
             Some(id) => results.push(Err(WriteError::Conflict(id))),
             None => {
-                results.push(Ok(WriteOutcome {
-                    stored_us: (!fresh.is_empty()).then_some(0),
-                }));
+                results.push(Ok(WriteOutcome { stored_us: (!fresh.is_empty()).then_some(0) }));
                 for s in &fresh {
                     in_group.insert(s.id.as_str(), &s.received);
                 }
@@ -338,11 +291,7 @@ fn admit<'a>(
 
 async fn last_row(txn: &DatabaseTransaction, backend: DbBackend) -> anyhow::Result<(i64, i64)> {
     let row = txn
-        .query_one_raw(sql::stmt(
-            backend,
-            "SELECT seq, stored_us FROM statement ORDER BY seq DESC LIMIT 1",
-            vec![],
-        ))
+        .query_one_raw(sql::stmt(backend, "SELECT seq, stored_us FROM statement ORDER BY seq DESC LIMIT 1", vec![]))
         .await
         .context("last statement")?;
     Ok(match row {
@@ -367,18 +316,14 @@ async fn insert_statements(
             values.push(Value::from(stored_us));
             values.push(Value::from(s.voiding));
             values.push(Value::from(s.object_ref.clone()));
-            values.push(Value::from(key_list(
-                s.keys.iter().filter(|k| k.heritable).map(|k| k.key),
-            )));
+            values.push(Value::from(key_list(s.keys.iter().filter(|k| k.heritable).map(|k| k.key))));
             values.push(Value::from(s.body(stored)));
         }
         let sql_text = format!(
             "INSERT INTO statement (seq, id, stored_us, voiding, object_ref, key_list, body) VALUES {}",
             sql::row_placeholders(backend, chunk.len(), COLS)
         );
-        txn.execute_raw(sql::stmt(backend, sql_text, values))
-            .await
-            .context("insert statements")?;
+        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert statements")?;
     }
     Ok(())
 }
@@ -388,31 +333,16 @@ async fn insert_keys(
     backend: DbBackend,
     rows: &[(i64, &PreparedStatement)],
 ) -> anyhow::Result<()> {
-    let pairs: Vec<(i64, i64)> = rows
-        .iter()
-        .flat_map(|(seq, s)| s.keys.iter().map(move |k| (k.key, *seq)))
-        .collect();
+    let pairs: Vec<(i64, i64)> = rows.iter().flat_map(|(seq, s)| s.keys.iter().map(move |k| (k.key, *seq))).collect();
     insert_key_pairs(txn, backend, &pairs).await
 }
 
-async fn insert_key_pairs(
-    txn: &DatabaseTransaction,
-    backend: DbBackend,
-    pairs: &[(i64, i64)],
-) -> anyhow::Result<()> {
+async fn insert_key_pairs(txn: &DatabaseTransaction, backend: DbBackend, pairs: &[(i64, i64)]) -> anyhow::Result<()> {
     for chunk in pairs.chunks(MAX_PARAMS / 2) {
-        let values = chunk
-            .iter()
-            .flat_map(|(k, s)| [Value::from(*k), Value::from(*s)])
-            .collect();
-        let sql_text = sql::insert_ignore(
-            backend,
-            "statement_key (key, seq)",
-            &sql::row_placeholders(backend, chunk.len(), 2),
-        );
-        txn.execute_raw(sql::stmt(backend, sql_text, values))
-            .await
-            .context("insert keys")?;
+        let values = chunk.iter().flat_map(|(k, s)| [Value::from(*k), Value::from(*s)]).collect();
+        let sql_text =
+            sql::insert_ignore(backend, "statement_key (key, seq)", &sql::row_placeholders(backend, chunk.len(), 2));
+        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert keys")?;
     }
     Ok(())
 }
@@ -461,58 +391,55 @@ async fn resolve_references(
         if !done.insert((r.seq, r.target.clone())) {
             continue;
         }
-        let Some((target_seq, target_keys, target_voiding)) =
-            statement_by_id(txn, backend, &r.target).await?
-        else {
+        let Some((target_seq, target_keys, target_voiding)) = statement_by_id(txn, backend, &r.target).await? else {
             continue;
         };
         if r.voiding && !target_voiding {
             txn.execute_raw(sql::stmt(
                 backend,
-                format!(
-                    "UPDATE statement SET voided = TRUE WHERE seq = {}",
-                    sql::p(backend, 1)
-                ),
+                format!("UPDATE statement SET voided = TRUE WHERE seq = {}", sql::p(backend, 1)),
                 vec![Value::from(target_seq)],
             ))
             .await
             .context("void")?;
         }
-        let Some((_, own_keys, _)) = statement_by_id(txn, backend, &r.id).await? else {
-            continue;
-        };
-        let missing: Vec<i64> = target_keys
-            .into_iter()
-            .filter(|k| !own_keys.contains(k))
-            .collect();
-        if missing.is_empty() {
+        if !inherit_keys(txn, backend, &r, target_keys).await? {
             continue;
         }
-        let pairs: Vec<(i64, i64)> = missing.iter().map(|k| (*k, r.seq)).collect();
-        insert_key_pairs(txn, backend, &pairs).await?;
-        let all = key_list(own_keys.into_iter().chain(missing));
-        txn.execute_raw(sql::stmt(
-            backend,
-            format!(
-                "UPDATE statement SET key_list = {} WHERE seq = {}",
-                sql::p(backend, 1),
-                sql::p(backend, 2)
-            ),
-            vec![Value::from(all), Value::from(r.seq)],
-        ))
-        .await
-        .context("update key list")?;
         // What this referrer gained, statements referencing it gain too.
         work.extend(referrers_of(txn, backend, &[r.id.as_str()]).await?);
     }
     Ok(())
 }
 
-async fn referrers_of(
+/// Gives the referrer the target's keys it lacks; true when it gained any.
+async fn inherit_keys(
     txn: &DatabaseTransaction,
     backend: DbBackend,
-    ids: &[&str],
-) -> anyhow::Result<Vec<Referrer>> {
+    r: &Referrer,
+    target_keys: Vec<i64>,
+) -> anyhow::Result<bool> {
+    let Some((_, own_keys, _)) = statement_by_id(txn, backend, &r.id).await? else {
+        return Ok(false);
+    };
+    let missing: Vec<i64> = target_keys.into_iter().filter(|k| !own_keys.contains(k)).collect();
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    let pairs: Vec<(i64, i64)> = missing.iter().map(|k| (*k, r.seq)).collect();
+    insert_key_pairs(txn, backend, &pairs).await?;
+    let all = key_list(own_keys.into_iter().chain(missing));
+    txn.execute_raw(sql::stmt(
+        backend,
+        format!("UPDATE statement SET key_list = {} WHERE seq = {}", sql::p(backend, 1), sql::p(backend, 2)),
+        vec![Value::from(all), Value::from(r.seq)],
+    ))
+    .await
+    .context("update key list")?;
+    Ok(true)
+}
+
+async fn referrers_of(txn: &DatabaseTransaction, backend: DbBackend, ids: &[&str]) -> anyhow::Result<Vec<Referrer>> {
     let mut out = Vec::new();
     for chunk in ids.chunks(MAX_PARAMS) {
         let sql_text = format!(
@@ -520,11 +447,7 @@ async fn referrers_of(
             sql::list_placeholders(backend, chunk.len(), 1)
         );
         let values = chunk.iter().map(|id| Value::from(id.to_string())).collect();
-        for row in txn
-            .query_all_raw(sql::stmt(backend, sql_text, values))
-            .await
-            .context("referrers")?
-        {
+        for row in txn.query_all_raw(sql::stmt(backend, sql_text, values)).await.context("referrers")? {
             out.push(Referrer {
                 seq: row.try_get_by_index(0)?,
                 id: row.try_get_by_index(1)?,
@@ -544,10 +467,7 @@ async fn statement_by_id(
     let row = txn
         .query_one_raw(sql::stmt(
             backend,
-            format!(
-                "SELECT seq, key_list, voiding FROM statement WHERE id = {}",
-                sql::p(backend, 1)
-            ),
+            format!("SELECT seq, key_list, voiding FROM statement WHERE id = {}", sql::p(backend, 1)),
             vec![Value::from(id.to_owned())],
         ))
         .await
@@ -555,11 +475,7 @@ async fn statement_by_id(
     Ok(match row {
         Some(r) => {
             let keys: String = r.try_get_by_index(1)?;
-            Some((
-                r.try_get_by_index(0)?,
-                parse_key_list(&keys),
-                r.try_get_by_index(2)?,
-            ))
+            Some((r.try_get_by_index(0)?, parse_key_list(&keys), r.try_get_by_index(2)?))
         }
         None => None,
     })
@@ -572,15 +488,10 @@ mod tests {
     #[test]
     fn consistent_through_stops_before_an_in_flight_commit() {
         let (tx, _rx) = mpsc::channel(1);
-        let writer = Writer {
-            tx,
-            in_flight: Arc::new(AtomicI64::new(IDLE)),
-        };
+        let writer = Writer { tx, in_flight: Arc::new(AtomicI64::new(IDLE)) };
         let before = Utc::now().timestamp_micros();
         assert!(writer.consistent_through_us() >= before);
-        writer
-            .in_flight
-            .store(before - 5_000_000, Ordering::Release);
+        writer.in_flight.store(before - 5_000_000, Ordering::Release);
         assert_eq!(writer.consistent_through_us(), before - 5_000_001);
     }
 

@@ -33,12 +33,7 @@ pub fn ifis_with_members(agent: &Value, out: &mut Vec<String>) {
         out.push(own);
     }
     if is_group(agent) {
-        for member in agent
-            .get("member")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for member in agent.get("member").and_then(Value::as_array).into_iter().flatten() {
             if let Some(m) = ifi(member) {
                 out.push(m);
             }
@@ -64,10 +59,7 @@ pub fn ids_only(agent: &Value) -> Value {
         }
     }
     if !has_ifi && let Some(Value::Array(members)) = obj.get("member") {
-        out.insert(
-            "member".into(),
-            Value::Array(members.iter().map(ids_only).collect()),
-        );
+        out.insert("member".into(), Value::Array(members.iter().map(ids_only).collect()));
     }
     Value::Object(out)
 }
@@ -79,23 +71,14 @@ mod tests {
 
     #[test]
     fn canonical_ifis() {
-        assert_eq!(
-            ifi(&json!({"mbox": "mailto:Bob@Example.com"})).unwrap(),
-            "mbox:mailto:bob@example.com"
-        );
-        assert_eq!(
-            ifi(&json!({"account": {"homePage": "http://x", "name": "b"}})).unwrap(),
-            "account:http://x|b"
-        );
+        assert_eq!(ifi(&json!({"mbox": "mailto:Bob@Example.com"})).unwrap(), "mbox:mailto:bob@example.com");
+        assert_eq!(ifi(&json!({"account": {"homePage": "http://x", "name": "b"}})).unwrap(), "account:http://x|b");
         assert_eq!(ifi(&json!({"objectType": "Group", "member": []})), None);
     }
 
     #[test]
     fn ids_only_keeps_anonymous_members() {
         let g = json!({"objectType": "Group", "name": "g", "member": [{"name": "a", "mbox": "mailto:a@x"}]});
-        assert_eq!(
-            ids_only(&g),
-            json!({"objectType": "Group", "member": [{"mbox": "mailto:a@x"}]})
-        );
+        assert_eq!(ids_only(&g), json!({"objectType": "Group", "member": [{"mbox": "mailto:a@x"}]}));
     }
 }

@@ -16,9 +16,7 @@ pub fn is_iri(s: &str) -> bool {
     scheme_ok
         && !rest.is_empty()
         && !s.chars().any(|c| {
-            c.is_whitespace()
-                || c.is_control()
-                || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
         })
 }
 
@@ -82,10 +80,7 @@ pub fn is_duration(s: &str) -> bool {
     };
     let mut parts = 0;
     let mut fraction_seen = false;
-    for (text, units) in [
-        (date, &['Y', 'M', 'D'][..]),
-        (time.unwrap_or(""), &['H', 'M', 'S'][..]),
-    ] {
+    for (text, units) in [(date, &['Y', 'M', 'D'][..]), (time.unwrap_or(""), &['H', 'M', 'S'][..])] {
         let mut remaining = text;
         let mut unit_index = 0;
         while !remaining.is_empty() {
@@ -139,10 +134,7 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     }
     let offset: i32 = offset.unwrap_or_default();
     let fixed = FixedOffset::east_opt(offset)?;
-    fixed
-        .from_local_datetime(&naive)
-        .single()
-        .map(|dt| dt.with_timezone(&Utc))
+    fixed.from_local_datetime(&naive).single().map(|dt| dt.with_timezone(&Utc))
 }
 
 /// Splits the offset off a timestamp, returning it in seconds east of UTC
@@ -169,11 +161,7 @@ fn split_offset(s: &str) -> Option<(&str, Option<i32>)> {
         return None;
     }
     let hours: i32 = digits[..2].parse().ok()?;
-    let minutes: i32 = if digits.len() == 4 {
-        digits[2..].parse().ok()?
-    } else {
-        0
-    };
+    let minutes: i32 = if digits.len() == 4 { digits[2..].parse().ok()? } else { 0 };
     if hours > 23 || minutes > 59 || (sign < 0 && hours == 0 && minutes == 0) {
         return None;
     }
@@ -196,20 +184,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        for ok in [
-            "PT1H0M0.5S",
-            "P1Y",
-            "P3W",
-            "PT0S",
-            "P1DT12H",
-            "PT4.25S",
-            "P0.5D",
-        ] {
+        for ok in ["PT1H0M0.5S", "P1Y", "P3W", "PT0S", "P1DT12H", "PT4.25S", "P0.5D"] {
             assert!(is_duration(ok), "{ok}");
         }
-        for bad in [
-            "P", "PT", "1H", "PT1H2", "P1H", "PT1.5H2M", "P1M1Y", "PT-1S", "P1W1D",
-        ] {
+        for bad in ["P", "PT", "1H", "PT1H2", "P1H", "PT1.5H2M", "P1M1Y", "PT-1S", "P1W1D"] {
             assert!(!is_duration(bad), "{bad}");
         }
     }

@@ -67,32 +67,41 @@ pub fn statement_keys(statement: &Value, credential_key: &str) -> Vec<FilterKey>
     if let Some(verb) = statement.pointer("/verb/id").and_then(Value::as_str) {
         keys.push((KeyKind::Verb, verb.to_owned()));
     }
-    if let Some(reg) = statement
-        .pointer("/context/registration")
-        .and_then(Value::as_str)
-    {
+    if let Some(reg) = statement.pointer("/context/registration").and_then(Value::as_str) {
         keys.push((KeyKind::Registration, reg.to_lowercase()));
     }
+    agent_keys(statement, &mut keys);
+    activity_keys(statement, &mut keys);
+    keys.push((KeyKind::Credential, credential_key.to_owned()));
 
+    let mut out: Vec<FilterKey> = keys
+        .into_iter()
+        .map(|(kind, value)| FilterKey { key: key(kind, &value), heritable: kind.heritable() })
+        .collect();
+    out.sort_by_key(|k| k.key);
+    out.dedup_by_key(|k| k.key);
+    out
+}
+
+/// Actor and object agents (with group members) for `agent`; those plus
+/// authority, instructor, team and sub-statement agents for `related_agents`.
+fn agent_keys(statement: &Value, keys: &mut Vec<(KeyKind, String)>) {
     let mut direct = Vec::new();
     let mut related = Vec::new();
     if let Some(actor) = statement.get("actor") {
         agent::ifis_with_members(actor, &mut direct);
     }
-    let object = statement.get("object");
-    match object_type(object) {
-        "Agent" | "Group" => agent::ifis_with_members(object.unwrap_or(&Value::Null), &mut direct),
+    let object = statement.get("object").unwrap_or(&Value::Null);
+    match object_type(Some(object)) {
+        "Agent" | "Group" => agent::ifis_with_members(object, &mut direct),
         "SubStatement" => {
-            let sub = object.unwrap_or(&Value::Null);
-            for path in ["/actor", "/object"] {
-                if let Some(a) = sub
-                    .pointer(path)
-                    .filter(|a| path == "/actor" || is_agent_like(a))
-                {
-                    agent::ifis_with_members(a, &mut related);
-                }
+            if let Some(actor) = object.get("actor") {
+                agent::ifis_with_members(actor, &mut related);
             }
-            context_agents(sub, &mut related);
+            if let Some(inner) = object.get("object").filter(|o| is_agent_like(o)) {
+                agent::ifis_with_members(inner, &mut related);
+            }
+            context_agents(object, &mut related);
         }
         _ => {}
     }
@@ -100,56 +109,39 @@ pub fn statement_keys(statement: &Value, credential_key: &str) -> Vec<FilterKey>
         agent::ifis_with_members(authority, &mut related);
     }
     context_agents(statement, &mut related);
-    for ifi in &direct {
-        keys.push((KeyKind::Agent, ifi.clone()));
-    }
-    for ifi in direct.into_iter().chain(related) {
-        keys.push((KeyKind::RelatedAgent, ifi));
-    }
+    keys.extend(direct.iter().map(|ifi| (KeyKind::Agent, ifi.clone())));
+    keys.extend(direct.into_iter().chain(related).map(|ifi| (KeyKind::RelatedAgent, ifi)));
+}
 
+/// The object activity for `activity`; every activity the statement names
+/// (context activities, sub-statement) for `related_activities`.
+fn activity_keys(statement: &Value, keys: &mut Vec<(KeyKind, String)>) {
     let mut activities = Vec::new();
-    match object_type(object) {
+    let object = statement.get("object").unwrap_or(&Value::Null);
+    match object_type(Some(object)) {
         "Activity" => {
-            if let Some(id) = object.and_then(|o| o.get("id")).and_then(Value::as_str) {
+            if let Some(id) = object.get("id").and_then(Value::as_str) {
                 keys.push((KeyKind::Activity, id.to_owned()));
                 activities.push(id.to_owned());
             }
         }
         "SubStatement" => {
-            let sub = object.unwrap_or(&Value::Null);
-            if object_type(sub.get("object")) == "Activity"
-                && let Some(id) = sub.pointer("/object/id").and_then(Value::as_str)
+            if let Some(id) =
+                object.get("object").filter(|o| object_type(Some(o)) == "Activity").and_then(|o| o.get("id"))
             {
-                activities.push(id.to_owned());
+                activities.extend(id.as_str().map(str::to_owned));
             }
-            context_activities(sub, &mut activities);
+            context_activities(object, &mut activities);
         }
         _ => {}
     }
     context_activities(statement, &mut activities);
-    for id in activities {
-        keys.push((KeyKind::RelatedActivity, id));
-    }
-    keys.push((KeyKind::Credential, credential_key.to_owned()));
-
-    let mut out: Vec<FilterKey> = keys
-        .into_iter()
-        .map(|(kind, value)| FilterKey {
-            key: key(kind, &value),
-            heritable: kind.heritable(),
-        })
-        .collect();
-    out.sort_by_key(|k| k.key);
-    out.dedup_by_key(|k| k.key);
-    out
+    keys.extend(activities.into_iter().map(|id| (KeyKind::RelatedActivity, id)));
 }
 
 /// The objectType of a statement object, defaulting to Activity.
 pub fn object_type(object: Option<&Value>) -> &str {
-    object
-        .and_then(|o| o.get("objectType"))
-        .and_then(Value::as_str)
-        .unwrap_or("Activity")
+    object.and_then(|o| o.get("objectType")).and_then(Value::as_str).unwrap_or("Activity")
 }
 
 fn is_agent_like(v: &Value) -> bool {
@@ -165,10 +157,7 @@ fn context_agents(statement: &Value, out: &mut Vec<String>) {
 }
 
 fn context_activities(statement: &Value, out: &mut Vec<String>) {
-    let Some(ca) = statement
-        .pointer("/context/contextActivities")
-        .and_then(Value::as_object)
-    else {
+    let Some(ca) = statement.pointer("/context/contextActivities").and_then(Value::as_object) else {
         return;
     };
     for list in ca.values() {
@@ -203,10 +192,7 @@ mod tests {
         let keys: Vec<i64> = statement_keys(&s, "cred").iter().map(|k| k.key).collect();
         for (kind, value) in [
             (KeyKind::Verb, "http://v"),
-            (
-                KeyKind::Registration,
-                "aaaaaaaa-0000-0000-0000-000000000000",
-            ),
+            (KeyKind::Registration, "aaaaaaaa-0000-0000-0000-000000000000"),
             (KeyKind::Agent, "mbox:mailto:g@x"),
             (KeyKind::Agent, "mbox:mailto:m@x"),
             (KeyKind::RelatedAgent, "mbox:mailto:i@x"),

@@ -60,10 +60,7 @@ pub fn ids_format(statement: &mut Value) {
                 *a = agent::ids_only(a);
             }
         }
-        if let Some(ca) = context
-            .get_mut("contextActivities")
-            .and_then(Value::as_object_mut)
-        {
+        if let Some(ca) = context.get_mut("contextActivities").and_then(Value::as_object_mut) {
             for list in ca.values_mut() {
                 match list {
                     Value::Array(items) => items.iter_mut().for_each(|a| *a = activity_ids(a)),
@@ -95,13 +92,7 @@ pub fn accepted_languages(header: Option<&str>) -> Vec<String> {
             if tag.is_empty() {
                 return None;
             }
-            let q = pieces
-                .find_map(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .and_then(|q| q.parse::<f32>().ok())
-                })
-                .unwrap_or(1.0);
+            let q = pieces.find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok())).unwrap_or(1.0);
             (q > 0.0).then(|| (q, i, tag.to_lowercase()))
         })
         .collect();
@@ -117,16 +108,12 @@ pub fn canonical_format(statement: &mut Value, languages: &[String]) {
             for (key, value) in map.iter_mut() {
                 match key.as_str() {
                     "extensions" => {}
-                    "display" | "name" | "description" if value.is_object() => {
-                        pick_language(value, languages)
-                    }
+                    "display" | "name" | "description" if value.is_object() => pick_language(value, languages),
                     _ => canonical_format(value, languages),
                 }
             }
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|i| canonical_format(i, languages)),
+        Value::Array(items) => items.iter_mut().for_each(|i| canonical_format(i, languages)),
         _ => {}
     }
 }

@@ -14,16 +14,8 @@ pub struct RuleViolation {
     pub message: String,
 }
 
-fn violation(
-    property: impl Into<String>,
-    rule: &'static str,
-    message: impl Into<String>,
-) -> RuleViolation {
-    RuleViolation {
-        property: property.into(),
-        rule,
-        message: message.into(),
-    }
+fn violation(property: impl Into<String>, rule: &'static str, message: impl Into<String>) -> RuleViolation {
+    RuleViolation { property: property.into(), rule, message: message.into() }
 }
 
 /// Checks a statement that already matches the schema.
@@ -41,10 +33,7 @@ pub fn check_statement(s: &Value) -> Result<(), RuleViolation> {
         check_authority(authority)?;
     }
     check_statement_like(s, "")?;
-    if let Some(sub) = s
-        .get("object")
-        .filter(|o| object_type(Some(o)) == "SubStatement")
-    {
+    if let Some(sub) = s.get("object").filter(|o| object_type(Some(o)) == "SubStatement") {
         check_statement_like(sub, "object.")?;
     }
     Ok(())
@@ -85,10 +74,7 @@ fn check_authority(authority: &Value) -> Result<(), RuleViolation> {
             "a Group as authority must be anonymous (no identifier)",
         ));
     }
-    let members = authority
-        .get("member")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
+    let members = authority.get("member").and_then(Value::as_array).map_or(0, Vec::len);
     if members != 2 {
         return Err(violation(
             "authority.member",
@@ -105,29 +91,17 @@ fn check_score(score: &Value, at: &str) -> Result<(), RuleViolation> {
     if let (Some(min), Some(max)) = (min, max)
         && min > max
     {
-        return Err(violation(
-            format!("{at}.min"),
-            "score:min<=max",
-            "score.min must not be greater than score.max",
-        ));
+        return Err(violation(format!("{at}.min"), "score:min<=max", "score.min must not be greater than score.max"));
     }
     if let (Some(raw), Some(min)) = (raw, min)
         && raw < min
     {
-        return Err(violation(
-            format!("{at}.raw"),
-            "score:raw>=min",
-            "score.raw must not be less than score.min",
-        ));
+        return Err(violation(format!("{at}.raw"), "score:raw>=min", "score.raw must not be less than score.min"));
     }
     if let (Some(raw), Some(max)) = (raw, max)
         && raw > max
     {
-        return Err(violation(
-            format!("{at}.raw"),
-            "score:raw<=max",
-            "score.raw must not be greater than score.max",
-        ));
+        return Err(violation(format!("{at}.raw"), "score:raw<=max", "score.raw must not be greater than score.max"));
     }
     Ok(())
 }
@@ -138,10 +112,7 @@ fn check_interaction(def: &Value, at: &str) -> Result<(), RuleViolation> {
     const LISTS: [&str; 5] = ["choices", "scale", "source", "target", "steps"];
     let kind = def.get("interactionType").and_then(Value::as_str);
     if kind.is_none()
-        && let Some(used) = LISTS
-            .iter()
-            .chain(&["correctResponsesPattern"])
-            .find(|k| def.get(**k).is_some())
+        && let Some(used) = LISTS.iter().chain(&["correctResponsesPattern"]).find(|k| def.get(**k).is_some())
     {
         return Err(violation(
             format!("{at}.interactionType"),
@@ -164,15 +135,10 @@ fn check_interaction(def: &Value, at: &str) -> Result<(), RuleViolation> {
             return Err(violation(
                 format!("{at}.{list}"),
                 "interaction:components",
-                format!(
-                    "'{list}' is not an interaction component list of interactionType {kind:?}"
-                ),
+                format!("'{list}' is not an interaction component list of interactionType {kind:?}"),
             ));
         }
-        let mut ids: Vec<&str> = items
-            .iter()
-            .filter_map(|c| c.get("id").and_then(Value::as_str))
-            .collect();
+        let mut ids: Vec<&str> = items.iter().filter_map(|c| c.get("id").and_then(Value::as_str)).collect();
         ids.sort_unstable();
         if ids.windows(2).any(|w| w[0] == w[1]) {
             return Err(violation(
@@ -197,24 +163,15 @@ mod tests {
     #[test]
     fn voiding_needs_a_statement_ref() {
         assert!(check_statement(&stmt(VOIDED_VERB, json!({"id": "http://a"}))).is_err());
-        let ok = stmt(
-            VOIDED_VERB,
-            json!({"objectType": "StatementRef", "id": "9e13cefd-53d3-4eac-b5ed-2cf6693903bb"}),
-        );
+        let ok = stmt(VOIDED_VERB, json!({"objectType": "StatementRef", "id": "9e13cefd-53d3-4eac-b5ed-2cf6693903bb"}));
         assert_eq!(check_statement(&ok), Ok(()));
     }
 
     #[test]
     fn revision_only_with_activity_objects() {
-        let mut s = stmt(
-            "http://v",
-            json!({"objectType": "Agent", "mbox": "mailto:b@x"}),
-        );
+        let mut s = stmt("http://v", json!({"objectType": "Agent", "mbox": "mailto:b@x"}));
         s["context"] = json!({"revision": "1"});
-        assert_eq!(
-            check_statement(&s).unwrap_err().property,
-            "context.revision"
-        );
+        assert_eq!(check_statement(&s).unwrap_err().property, "context.revision");
     }
 
     #[test]
@@ -225,21 +182,14 @@ mod tests {
         assert_eq!(check_statement(&s), Ok(()));
         s["authority"] = json!({"objectType": "Group", "member": [m.clone()]});
         assert!(check_statement(&s).is_err());
-        s["authority"] =
-            json!({"objectType": "Group", "mbox": "mailto:g@x", "member": [m.clone(), m]});
+        s["authority"] = json!({"objectType": "Group", "mbox": "mailto:g@x", "member": [m.clone(), m]});
         assert!(check_statement(&s).is_err());
     }
 
     #[test]
     fn interaction_lists_need_a_type() {
-        let s = stmt(
-            "http://v",
-            json!({"id": "http://a", "definition": {"choices": [{"id": "a"}]}}),
-        );
-        assert_eq!(
-            check_statement(&s).unwrap_err().rule,
-            "interaction:type-required"
-        );
+        let s = stmt("http://v", json!({"id": "http://a", "definition": {"choices": [{"id": "a"}]}}));
+        assert_eq!(check_statement(&s).unwrap_err().rule, "interaction:type-required");
     }
 
     #[test]

@@ -19,9 +19,7 @@ pub fn same_statement(incoming: &Value, stored: &Value) -> bool {
 }
 
 fn instant(v: &Value) -> Option<i64> {
-    v.as_str()
-        .and_then(parse_timestamp)
-        .map(|t| t.timestamp_micros())
+    v.as_str().and_then(parse_timestamp).map(|t| t.timestamp_micros())
 }
 
 fn normalize_statement(s: &Map<String, Value>) -> Value {
@@ -55,11 +53,7 @@ fn normalize(key: &str, v: &Value) -> Value {
                 }
                 let value = match k.as_str() {
                     "mbox" | "mbox_sha1sum" | "registration" => lower(inner),
-                    "id" if map.get("objectType").and_then(Value::as_str)
-                        == Some("StatementRef") =>
-                    {
-                        lower(inner)
-                    }
+                    "id" if map.get("objectType").and_then(Value::as_str) == Some("StatementRef") => lower(inner),
                     "member" => sorted_members(inner),
                     "extensions" => inner.clone(),
                     _ => normalize(k, inner),
@@ -75,9 +69,7 @@ fn normalize(key: &str, v: &Value) -> Value {
 }
 
 fn lower(v: &Value) -> Value {
-    v.as_str()
-        .map(|s| Value::String(s.to_lowercase()))
-        .unwrap_or_else(|| v.clone())
+    v.as_str().map(|s| Value::String(s.to_lowercase())).unwrap_or_else(|| v.clone())
 }
 
 fn sorted_members(v: &Value) -> Value {

@@ -56,11 +56,9 @@ pub fn check_statement(statement: &Value) -> Result<(), SchemaViolation> {
     // mismatch is usually a branch of a `oneOf` that was not meant.
     let best = leaves.into_iter().max_by_key(|l| (l.depth, !l.is_const));
     Err(match best {
-        Some(l) => SchemaViolation {
-            property: dotted(&l.pointer),
-            rule: format!("schema:{}", l.keyword),
-            message: l.message,
-        },
+        Some(l) => {
+            SchemaViolation { property: dotted(&l.pointer), rule: format!("schema:{}", l.keyword), message: l.message }
+        }
         None => SchemaViolation {
             property: String::new(),
             rule: "schema".into(),
@@ -164,10 +162,7 @@ mod tests {
 
     #[test]
     fn dotted_paths() {
-        assert_eq!(
-            dotted("/context/contextActivities/parent/0/id"),
-            "context.contextActivities.parent[0].id"
-        );
+        assert_eq!(dotted("/context/contextActivities/parent/0/id"), "context.contextActivities.parent[0].id");
         assert_eq!(dotted(""), "");
     }
 }

@@ -65,11 +65,7 @@ pub fn validate(statement: &Value) -> Result<(), Invalid> {
 
 /// Validates `statement` and prepares it for storage. `id` is the id to use
 /// when the statement has none (PUT's `statementId`).
-pub fn prepare(
-    statement: Value,
-    id: Option<&str>,
-    ctx: &StoreContext<'_>,
-) -> Result<PreparedStatement, Invalid> {
+pub fn prepare(statement: Value, id: Option<&str>, ctx: &StoreContext<'_>) -> Result<PreparedStatement, Invalid> {
     validate(&statement)?;
     let Value::Object(mut map) = statement else {
         unreachable!("validate() accepts only objects");
@@ -78,9 +74,7 @@ pub fn prepare(
     let id = match map.get("id").and_then(Value::as_str) {
         Some(existing) => existing.to_lowercase(),
         None => {
-            let id = id
-                .map(str::to_lowercase)
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let id = id.map(str::to_lowercase).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             map.shift_insert(0, "id".into(), Value::String(id.clone()));
             id
         }
@@ -93,49 +87,26 @@ pub fn prepare(
     map.remove("stored");
     map.insert("authority".into(), ctx.authority.clone());
     if !map.contains_key("version") {
-        map.insert(
-            "version".into(),
-            Value::String(ctx.version.default_statement_version().into()),
-        );
+        map.insert("version".into(), Value::String(ctx.version.default_statement_version().into()));
     }
     let needs_timestamp = !map.contains_key("timestamp");
     let object = map.get("object");
     let object_ref = (object_type(object) == "StatementRef")
-        .then(|| {
-            object
-                .and_then(|o| o.get("id"))
-                .and_then(Value::as_str)
-                .map(str::to_lowercase)
-        })
+        .then(|| object.and_then(|o| o.get("id")).and_then(Value::as_str).map(str::to_lowercase))
         .flatten();
-    let voiding = map
-        .get("verb")
-        .and_then(|v| v.get("id"))
-        .and_then(Value::as_str)
-        == Some(VOIDED_VERB);
+    let voiding = map.get("verb").and_then(|v| v.get("id")).and_then(Value::as_str) == Some(VOIDED_VERB);
     let full = Value::Object(map);
     let keys = statement_keys(&full, ctx.credential_key);
     let mut body_open = serde_json::to_string(&full).expect("a JSON value serialises");
     body_open.pop();
-    Ok(PreparedStatement {
-        id,
-        id_generated,
-        body_open,
-        needs_timestamp,
-        keys,
-        object_ref,
-        voiding,
-        received,
-    })
+    Ok(PreparedStatement { id, id_generated, body_open, needs_timestamp, keys, object_ref, voiding, received })
 }
 
 /// Context activities are stored (and returned) as arrays, even when a
 /// client sent a single Activity object.
 fn arrays_for_context_activities(statement: &mut serde_json::Map<String, Value>) {
-    let lists = statement
-        .get_mut("context")
-        .and_then(|c| c.get_mut("contextActivities"))
-        .and_then(Value::as_object_mut);
+    let lists =
+        statement.get_mut("context").and_then(|c| c.get_mut("contextActivities")).and_then(Value::as_object_mut);
     for list in lists.into_iter().flat_map(|l| l.values_mut()) {
         if list.is_object() {
             *list = Value::Array(vec![list.take()]);
@@ -167,13 +138,8 @@ mod tests {
 
     #[test]
     fn prepare_assigns_lrs_properties() {
-        let authority =
-            json!({"objectType": "Agent", "account": {"homePage": "http://lrs", "name": "k"}});
-        let ctx = StoreContext {
-            version: XapiVersion::V1_0,
-            authority: &authority,
-            credential_key: "k",
-        };
+        let authority = json!({"objectType": "Agent", "account": {"homePage": "http://lrs", "name": "k"}});
+        let ctx = StoreContext { version: XapiVersion::V1_0, authority: &authority, credential_key: "k" };
         let s = json!({"actor": {"mbox": "mailto:a@x"}, "verb": {"id": "http://v"}, "object": {"id": "http://a"},
                        "stored": "2000-01-01T00:00:00Z"});
         let p = prepare(s, None, &ctx).unwrap();
@@ -189,22 +155,12 @@ mod tests {
     #[test]
     fn context_activities_become_arrays() {
         let authority = json!({"objectType": "Agent", "mbox": "mailto:lrs@x"});
-        let ctx = StoreContext {
-            version: XapiVersion::V1_0,
-            authority: &authority,
-            credential_key: "k",
-        };
+        let ctx = StoreContext { version: XapiVersion::V1_0, authority: &authority, credential_key: "k" };
         let s = json!({"actor": {"mbox": "mailto:a@x"}, "verb": {"id": "http://v"}, "object": {"id": "http://a"},
                        "context": {"contextActivities": {"parent": {"id": "http://p"}, "other": [{"id": "http://o"}]}}});
         let p = prepare(s, None, &ctx).unwrap();
         let body: Value = serde_json::from_str(&p.body("2024-01-01T00:00:00.000000Z")).unwrap();
-        assert_eq!(
-            body["context"]["contextActivities"]["parent"],
-            json!([{"id": "http://p"}])
-        );
-        assert_eq!(
-            body["context"]["contextActivities"]["other"],
-            json!([{"id": "http://o"}])
-        );
+        assert_eq!(body["context"]["contextActivities"]["parent"], json!([{"id": "http://p"}]));
+        assert_eq!(body["context"]["contextActivities"]["other"], json!([{"id": "http://o"}]));
     }
 }

@@ -24,9 +24,7 @@ impl XapiVersion {
         if well_formed && major == Some("1") && minor == Some("0") {
             return Ok(XapiVersion::V1_0);
         }
-        Err(format!(
-            "unsupported {HEADER} '{h}': this LRS serves 1.0.x (1.0.3)"
-        ))
+        Err(format!("unsupported {HEADER} '{h}': this LRS serves 1.0.x (1.0.3)"))
     }
 
     /// The version this LRS answers with.
@@ -56,9 +54,7 @@ mod tests {
         for ok in ["1.0", "1.0.0", "1.0.2", "1.0.3", "1.0.9"] {
             assert_eq!(XapiVersion::parse(ok), Ok(XapiVersion::V1_0), "{ok}");
         }
-        for bad in [
-            "", "1", "1.1.0", "0.9.5", "2.0.0", "1.0.x", "1.0.3.1", "1..0",
-        ] {
+        for bad in ["", "1", "1.1.0", "0.9.5", "2.0.0", "1.0.x", "1.0.3.1", "1..0"] {
             assert!(XapiVersion::parse(bad).is_err(), "{bad}");
         }
     }
