@@ -22,12 +22,7 @@ fn xlrs() -> Command {
 }
 
 fn run(args: &[&str], database_url: &str) -> (bool, String, String) {
-    let out = xlrs()
-        .args(args)
-        .arg("--database-url")
-        .arg(database_url)
-        .output()
-        .expect("run xlrs");
+    let out = xlrs().args(args).arg("--database-url").arg(database_url).output().expect("run xlrs");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -51,17 +46,8 @@ fn migrate_creates_the_sqlite_database() {
 fn credentials_create_list_revoke() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("c.db").display());
-    let (ok, stdout, stderr) = run(
-        &[
-            "credentials",
-            "create",
-            "--name",
-            "player",
-            "--scopes",
-            "statements/write,statements/read/mine",
-        ],
-        &url,
-    );
+    let (ok, stdout, stderr) =
+        run(&["credentials", "create", "--name", "player", "--scopes", "statements/write,statements/read/mine"], &url);
     assert!(ok, "{stderr}");
     let field = |name: &str| {
         stdout
@@ -76,32 +62,12 @@ fn credentials_create_list_revoke() {
 
     let (ok, listing, _) = run(&["credentials", "list"], &url);
     assert!(ok && listing.contains(&key) && listing.contains("player"));
-    assert!(
-        !listing.contains(&field("secret")),
-        "list never shows secrets"
-    );
+    assert!(!listing.contains(&field("secret")), "list never shows secrets");
 
     assert!(run(&["credentials", "revoke", &key], &url).0);
     assert!(!run(&["credentials", "list"], &url).1.contains(&key));
-    assert!(
-        !run(&["credentials", "revoke", &key], &url).0,
-        "revoking twice fails"
-    );
-    assert!(
-        !run(
-            &[
-                "credentials",
-                "create",
-                "--name",
-                "x",
-                "--scopes",
-                "everything"
-            ],
-            &url
-        )
-        .0,
-        "unknown scope"
-    );
+    assert!(!run(&["credentials", "revoke", &key], &url).0, "revoking twice fails");
+    assert!(!run(&["credentials", "create", "--name", "x", "--scopes", "everything"], &url).0, "unknown scope");
 }
 
 /// A running `xlrs serve` child and the port it listens on.
@@ -113,18 +79,11 @@ struct Served {
 
 fn serve(database_url: &str, admin: Option<(&str, &str)>) -> Served {
     let mut cmd = xlrs();
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--database-url",
-        database_url,
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     if let Some((key, secret)) = admin {
-        cmd.env("XLRS_ADMIN_KEY", key)
-            .env("XLRS_ADMIN_SECRET", secret);
+        cmd.env("XLRS_ADMIN_KEY", key).env("XLRS_ADMIN_SECRET", secret);
     }
     let mut child = cmd.spawn().expect("spawn serve");
     let stderr = child.stderr.take().unwrap();
@@ -136,27 +95,14 @@ fn serve(database_url: &str, admin: Option<(&str, &str)>) -> Served {
     });
     let mut port = None;
     while port.is_none() {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("serve started");
-        port = line
-            .split("port=")
-            .nth(1)
-            .and_then(|p| p.split_whitespace().next())
-            .and_then(|p| p.parse().ok());
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("serve started");
+        port = line.split("port=").nth(1).and_then(|p| p.split_whitespace().next()).and_then(|p| p.parse().ok());
     }
-    Served {
-        child,
-        port: port.unwrap(),
-        log: rx,
-    }
+    Served { child, port: port.unwrap(), log: rx }
 }
 
 fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -191,20 +137,14 @@ fn first_run_without_credentials_says_how_to_get_one() {
             hint += 1;
         }
         if let Some(p) = line.split("port=").nth(1) {
-            port = p
-                .split_whitespace()
-                .next()
-                .and_then(|p| p.parse::<u16>().ok());
+            port = p.split_whitespace().next().and_then(|p| p.parse::<u16>().ok());
             break;
         }
     }
     assert_eq!(hint, 1, "the hint is given once");
     // And the server refuses requests rather than running open.
     let res = reqwest::blocking::Client::new()
-        .get(format!(
-            "http://127.0.0.1:{}/xapi/statements",
-            port.unwrap()
-        ))
+        .get(format!("http://127.0.0.1:{}/xapi/statements", port.unwrap()))
         .header("X-Experience-API-Version", VERSION)
         .send()
         .unwrap();
@@ -258,10 +198,7 @@ fn sigterm_drains_in_flight_writes() {
     assert!(log.iter().any(|l| l.contains("xlrs stopped")), "{log:?}");
 
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(
-        !acknowledged.is_empty(),
-        "some writes were acknowledged before SIGTERM"
-    );
+    assert!(!acknowledged.is_empty(), "some writes were acknowledged before SIGTERM");
     let again = serve(&url, Some(("drainer", "drain-secret")));
     let client = reqwest::blocking::Client::new();
     let mut count = 0;

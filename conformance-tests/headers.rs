@@ -13,14 +13,8 @@ use crate::on_both_backends;
 
 on_both_backends!(missing_version_header_is_400_on_every_resource);
 async fn missing_version_header_is_400_on_every_resource(app: TestApp) {
-    for path in [
-        "/statements",
-        "/activities",
-        "/activities/state",
-        "/activities/profile",
-        "/agents",
-        "/agents/profile",
-    ] {
+    for path in ["/statements", "/activities", "/activities/state", "/activities/profile", "/agents", "/agents/profile"]
+    {
         let res = app
             .client
             .get(format!("{}{path}", app.endpoint))
@@ -63,52 +57,23 @@ async fn version_header_values(app: TestApp) {
 
 on_both_backends!(consistent_through_is_on_statement_errors_too);
 async fn consistent_through_is_on_statement_errors_too(app: TestApp) {
-    let bad = app
-        .client
-        .get(format!("{}/statements", app.endpoint))
-        .send()
-        .await
-        .unwrap();
+    let bad = app.client.get(format!("{}/statements", app.endpoint)).send().await.unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    let value = bad.headers()["x-experience-api-consistent-through"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(&value).is_ok(),
-        "{value}"
-    );
+    let value = bad.headers()["x-experience-api-consistent-through"].to_str().unwrap().to_owned();
+    assert!(chrono::DateTime::parse_from_rfc3339(&value).is_ok(), "{value}");
     let about = app.request(Method::GET, "/about").send().await.unwrap();
-    assert!(
-        about
-            .headers()
-            .get("x-experience-api-consistent-through")
-            .is_none()
-    );
+    assert!(about.headers().get("x-experience-api-consistent-through").is_none());
 }
 
 on_both_backends!(unknown_routes_and_methods_answer_json);
 async fn unknown_routes_and_methods_answer_json(app: TestApp) {
-    let missing = app
-        .request(Method::GET, "/nothing-here")
-        .send()
-        .await
-        .unwrap();
+    let missing = app.request(Method::GET, "/nothing-here").send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert!(missing.json::<Value>().await.unwrap()["message"].is_string());
-    let outside = app
-        .client
-        .get(app.endpoint.replace("/xapi", "/elsewhere"))
-        .send()
-        .await
-        .unwrap();
+    let outside = app.client.get(app.endpoint.replace("/xapi", "/elsewhere")).send().await.unwrap();
     assert_eq!(outside.status(), StatusCode::NOT_FOUND);
     assert!(outside.json::<Value>().await.unwrap()["message"].is_string());
-    let delete = app
-        .request(Method::DELETE, "/statements")
-        .send()
-        .await
-        .unwrap();
+    let delete = app.request(Method::DELETE, "/statements").send().await.unwrap();
     assert_eq!(delete.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(delete.headers()["x-experience-api-version"], "1.0.3");
     assert!(delete.json::<Value>().await.unwrap()["message"].is_string());
@@ -127,11 +92,7 @@ async fn oversized_bodies_get_413_as_json(app: TestApp) {
 
 on_both_backends!(trailing_slash_is_the_same_resource);
 async fn trailing_slash_is_the_same_resource(app: TestApp) {
-    let res = app
-        .request(Method::GET, "/statements/")
-        .send()
-        .await
-        .unwrap();
+    let res = app.request(Method::GET, "/statements/").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
 
@@ -142,22 +103,13 @@ async fn cors_preflight_and_exposed_headers(app: TestApp) {
         .request(Method::OPTIONS, format!("{}/statements", app.endpoint))
         .header("Origin", "https://content.example.org")
         .header("Access-Control-Request-Method", "POST")
-        .header(
-            "Access-Control-Request-Headers",
-            "authorization,content-type,x-experience-api-version",
-        )
+        .header("Access-Control-Request-Headers", "authorization,content-type,x-experience-api-version")
         .send()
         .await
         .unwrap();
     assert!(preflight.status().is_success(), "{}", preflight.status());
-    assert_eq!(
-        preflight.headers()["access-control-allow-origin"],
-        "https://content.example.org"
-    );
-    let methods = preflight.headers()["access-control-allow-methods"]
-        .to_str()
-        .unwrap()
-        .to_ascii_uppercase();
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "https://content.example.org");
+    let methods = preflight.headers()["access-control-allow-methods"].to_str().unwrap().to_ascii_uppercase();
     assert!(methods.contains("POST"), "{methods}");
 
     let res = app
@@ -168,18 +120,9 @@ async fn cors_preflight_and_exposed_headers(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(
-        res.headers()["access-control-allow-origin"],
-        "https://content.example.org"
-    );
-    let exposed = res.headers()["access-control-expose-headers"]
-        .to_str()
-        .unwrap()
-        .to_ascii_lowercase();
-    assert!(
-        exposed.contains("x-experience-api-consistent-through"),
-        "{exposed}"
-    );
+    assert_eq!(res.headers()["access-control-allow-origin"], "https://content.example.org");
+    let exposed = res.headers()["access-control-expose-headers"].to_str().unwrap().to_ascii_lowercase();
+    assert!(exposed.contains("x-experience-api-consistent-through"), "{exposed}");
     assert!(exposed.contains("x-experience-api-version"), "{exposed}");
 }
 
@@ -198,9 +141,7 @@ fn read_response(stream: &mut TcpStream) -> String {
             let length = text[..end]
                 .lines()
                 .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap())
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
                 })
                 .unwrap_or(0);
             if buf.len() >= end + 4 + length {
@@ -213,11 +154,7 @@ fn read_response(stream: &mut TcpStream) -> String {
 
 on_both_backends!(keep_alive_survives_errors_or_says_close);
 async fn keep_alive_survives_errors_or_says_close(app: TestApp) {
-    let addr = app
-        .endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches("/xapi")
-        .to_owned();
+    let addr = app.endpoint.trim_start_matches("http://").trim_end_matches("/xapi").to_owned();
     tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(&addr).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -35,17 +35,13 @@ macro_rules! on_both_backends {
         mod $test {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite)
-                    .await
-                    .expect("sqlite app");
+                let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await.expect("sqlite app");
                 super::$test(app).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(app) =
-                    $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await
-                {
+                if let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await {
                     super::$test(app).await;
                 }
             }
@@ -56,8 +52,7 @@ macro_rules! on_both_backends {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn postgres_base() -> String {
-    std::env::var("XLRS_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("XLRS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 /// A fresh PostgreSQL database for one test, or `None` when PostgreSQL is
@@ -65,8 +60,7 @@ fn postgres_base() -> String {
 async fn postgres_database() -> Option<String> {
     static CLEANED: OnceLock<()> = OnceLock::new();
     let admin_url = format!("{}/postgres", postgres_base());
-    let connect =
-        tokio::time::timeout(Duration::from_secs(3), PgConnection::connect(&admin_url)).await;
+    let connect = tokio::time::timeout(Duration::from_secs(3), PgConnection::connect(&admin_url)).await;
     let mut conn = match connect {
         Ok(Ok(c)) => c,
         other => {
@@ -80,11 +74,10 @@ async fn postgres_database() -> Option<String> {
     let pid = std::process::id();
     if CLEANED.set(()).is_ok() {
         // Databases of earlier runs (other pids) are left over only if a run was killed.
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'xlrs_t_%'")
-                .fetch_all(&mut conn)
-                .await
-                .unwrap_or_default();
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'xlrs_t_%'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
         for (name,) in rows {
             if !name.starts_with(&format!("xlrs_t_{pid}_")) {
                 let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
@@ -103,10 +96,7 @@ async fn postgres_database() -> Option<String> {
 pub fn serve_args(database_url: &str) -> ServeArgs {
     ServeArgs {
         listen: "127.0.0.1:0".into(),
-        database: DatabaseArgs {
-            url: database_url.into(),
-            pool_size: 4,
-        },
+        database: DatabaseArgs { url: database_url.into(), pool_size: 4 },
         admin_key: Some(ADMIN_KEY.into()),
         admin_secret: Some(ADMIN_SECRET.into()),
         max_body_bytes: 1024 * 1024,
@@ -122,10 +112,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 }
 
 /// Like `spawn_app`, with settings changed by `adjust`.
-pub async fn spawn_app_with(
-    backend: Backend,
-    adjust: impl FnOnce(&mut ServeArgs),
-) -> Option<TestApp> {
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut ServeArgs)) -> Option<TestApp> {
     xlrs::telemetry::init();
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = match backend {
@@ -155,19 +142,11 @@ impl TestApp {
     }
 
     pub async fn post_statements(&self, body: &Value) -> Response {
-        self.request(Method::POST, "/statements")
-            .json(body)
-            .send()
-            .await
-            .expect("POST")
+        self.request(Method::POST, "/statements").json(body).send().await.expect("POST")
     }
 
     pub async fn put_statement(&self, id: &str, body: &Value) -> Response {
-        self.request(Method::PUT, &format!("/statements?statementId={id}"))
-            .json(body)
-            .send()
-            .await
-            .expect("PUT")
+        self.request(Method::PUT, &format!("/statements?statementId={id}")).json(body).send().await.expect("PUT")
     }
 
     /// POSTs and expects 200; returns the ids.
@@ -181,17 +160,10 @@ impl TestApp {
 
     /// GET /statements with a raw query string; returns status and JSON body.
     pub async fn get_statements(&self, query: &str) -> (StatusCode, Value) {
-        let res = self
-            .request(Method::GET, &format!("/statements?{query}"))
-            .send()
-            .await
-            .expect("GET");
+        let res = self.request(Method::GET, &format!("/statements?{query}")).send().await.expect("GET");
         let status = res.status();
         let text = res.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     /// The stored statement with this id (expects 200).

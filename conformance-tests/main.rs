@@ -1,1 +1,17 @@
+//! xlrs conformance tests: black-box HTTP tests written from the xAPI spec,
+//! each run against a real server on a random port, once on SQLite and once
+//! on PostgreSQL (skipped when PostgreSQL is unreachable, unless
+//! `XLRS_TEST_REQUIRE_POSTGRES=1`). One test binary, so one link.
 
+mod helpers;
+
+mod about;
+mod attachments;
+mod auth;
+mod cli;
+mod headers;
+mod statement_formats;
+mod statement_queries;
+mod statement_validation;
+mod statement_writes;
+mod voiding;

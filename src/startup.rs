@@ -24,6 +24,7 @@ pub struct AppState {
     pub writer: Writer,
     pub auth: Authenticator,
     pub page_limit: u32,
+    pub max_body_bytes: usize,
 }
 
 pub fn create_app(
@@ -79,6 +80,7 @@ impl Application {
             writer,
             auth: Authenticator::new(db, args.auth_cache_ttl(), args.authority_home_page.clone()),
             page_limit: args.page_limit.max(1),
+            max_body_bytes: args.max_body_bytes,
         });
         let listener = TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
         let port = listener.local_addr()?.port();

@@ -95,9 +95,7 @@ impl MigrationTrait for Migration {
             DbBackend::Sqlite => SQLITE,
             DbBackend::Postgres => POSTGRES,
             other => {
-                return Err(DbErr::Migration(format!(
-                    "unsupported database backend {other:?}"
-                )));
+                return Err(DbErr::Migration(format!("unsupported database backend {other:?}")));
             }
         };
         let db = manager.get_connection();

@@ -1,6 +1,7 @@
 //! actix-web layer: one module per xAPI resource, plus the pieces they share.
 
 pub mod about;
+pub mod alternate_syntax;
 pub mod body;
 pub mod multipart;
 pub mod params;

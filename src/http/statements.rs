@@ -21,6 +21,7 @@ use crate::xapi::XapiVersion;
 use crate::xapi::attachment::{self, AttachmentContent};
 use crate::xapi::keys::{KeyKind, key};
 use crate::xapi::output::{Format, accepted_languages, canonical_format, ids_format};
+use crate::xapi::signature;
 use crate::xapi::statement::{Invalid, PreparedStatement, StoreContext, prepare};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -141,7 +142,8 @@ fn read_statements(req: &HttpRequest, body: &Bytes) -> LrsResult<(Value, Vec<Att
 }
 
 /// Every attachment needs its content: a `fileUrl`, or a part with its hash;
-/// and every part must be the content of a declared attachment.
+/// every part must be the content of a declared attachment; signatures must
+/// be well-formed JWS of their statement.
 fn match_attachments(statements: &[PreparedStatement], parts: &[AttachmentContent]) -> LrsResult<()> {
     let declared: Vec<(String, bool)> = statements.iter().flat_map(|s| attachment::declared(&s.received)).collect();
     if let Some((sha2, _)) = declared.iter().find(|(sha2, has_url)| !has_url && !parts.iter().any(|p| &p.sha2 == sha2))
@@ -158,6 +160,9 @@ fn match_attachments(statements: &[PreparedStatement], parts: &[AttachmentConten
             "attachment:unexpected-part",
             format!("the part with X-Experience-API-Hash {} matches no attachment of the statements", part.sha2),
         ));
+    }
+    for (i, s) in statements.iter().enumerate() {
+        signature::check(&s.received, parts).map_err(|e| invalid(e, (statements.len() > 1).then_some(i)))?;
     }
     Ok(())
 }

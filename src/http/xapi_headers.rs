@@ -1,7 +1,8 @@
 //! Headers every xAPI exchange carries: the request's
 //! `X-Experience-API-Version` is checked (400 if missing or unsupported), the
 //! response always states ours, and every Statement resource response (errors
-//! included) gets `X-Experience-API-Consistent-Through`.
+//! included) gets `X-Experience-API-Consistent-Through`. Alternate-syntax
+//! requests are rewritten here first, since their headers arrive in the form.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -10,6 +11,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, ResponseError, web};
 
+use super::alternate_syntax;
 use crate::error::LrsError;
 use crate::startup::AppState;
 use crate::xapi::XapiVersion;
@@ -17,33 +19,39 @@ use crate::xapi::formats::format_timestamp;
 use crate::xapi::version::HEADER;
 
 pub async fn xapi_headers(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let path = req.path();
     let is_statements = path.starts_with("/xapi/statements");
-    let needs_version = path.starts_with("/xapi/") && path != "/xapi/about" && req.method() != Method::OPTIONS;
-    let mut version = XapiVersion::V1_0;
-    if needs_version {
-        let header = req.headers().get(HEADER).map(|v| v.to_str().unwrap_or("\u{fffd}"));
-        let parsed = match header {
-            None => Err(format!("the {HEADER} header is required")),
-            Some(h) => XapiVersion::parse(h),
-        };
-        match parsed {
-            Ok(v) => version = v,
-            Err(message) => {
-                let response = LrsError::invalid(HEADER, "version", message).error_response();
-                let mut res = req.into_response(response).map_into_right_body();
-                stamp(&mut res, version, is_statements);
-                return Ok(res);
-            }
+    let is_xapi = path.starts_with("/xapi/") && path != "/xapi/about" && req.method() != Method::OPTIONS;
+    let version = if is_xapi { checked_version(&mut req).await } else { Ok(XapiVersion::V1_0) };
+    match version {
+        Ok(version) => {
+            req.extensions_mut().insert(version);
+            let mut res = next.call(req).await?.map_into_left_body();
+            stamp(&mut res, version, is_statements);
+            Ok(res)
+        }
+        Err(e) => {
+            let mut res = req.into_response(e.error_response()).map_into_right_body();
+            stamp(&mut res, XapiVersion::V1_0, is_statements);
+            Ok(res)
         }
     }
-    req.extensions_mut().insert(version);
-    let mut res = next.call(req).await?.map_into_left_body();
-    stamp(&mut res, version, is_statements);
-    Ok(res)
+}
+
+/// Undoes the alternate request syntax, then reads the version header.
+async fn checked_version(req: &mut ServiceRequest) -> Result<XapiVersion, LrsError> {
+    if alternate_syntax::applies(req) {
+        alternate_syntax::rewrite(req).await?;
+    }
+    let header = req.headers().get(HEADER).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let parsed = match header {
+        None => Err(format!("the {HEADER} header is required")),
+        Some(h) => XapiVersion::parse(h),
+    };
+    parsed.map_err(|message| LrsError::invalid(HEADER, "version", message))
 }
 
 fn stamp<B>(res: &mut ServiceResponse<B>, version: XapiVersion, is_statements: bool) {

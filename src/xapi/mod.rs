@@ -8,6 +8,7 @@ pub mod output;
 pub mod rules;
 pub mod same;
 pub mod schema;
+pub mod signature;
 pub mod statement;
 pub mod version;
 

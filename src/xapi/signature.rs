@@ -1,0 +1,88 @@
+//! Signed statements (xAPI 1.0.3 Data 2.6): a signature attachment holds a
+//! JWS (compact serialization) whose payload is the statement as it was
+//! before the signature was added.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+
+use super::attachment::AttachmentContent;
+use super::same::same_statement;
+use super::statement::Invalid;
+
+pub const SIGNATURE_USAGE: &str = "http://adlnet.gov/expapi/attachments/signature";
+const ALGORITHMS: &[&str] = &["RS256", "RS384", "RS512"];
+
+fn invalid(message: impl Into<String>) -> Invalid {
+    Invalid { property: "attachments".into(), rule: "signature".into(), message: message.into() }
+}
+
+/// Checks every signature attachment of `statement` against its content part.
+pub fn check(statement: &Value, parts: &[AttachmentContent]) -> Result<(), Invalid> {
+    let attachments = statement.get("attachments").and_then(Value::as_array);
+    for a in attachments.into_iter().flatten() {
+        if a.get("usageType").and_then(Value::as_str) != Some(SIGNATURE_USAGE) {
+            continue;
+        }
+        if a.get("contentType").and_then(Value::as_str) != Some("application/octet-stream") {
+            return Err(invalid("a signature attachment must have contentType application/octet-stream"));
+        }
+        let sha2 = a.get("sha2").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
+        let part = parts
+            .iter()
+            .find(|p| p.sha2 == sha2)
+            .ok_or_else(|| invalid("a signature must be sent as a part of a multipart/mixed request"))?;
+        check_jws(&part.content, statement)?;
+    }
+    Ok(())
+}
+
+/// A JWS whose header names an RSA algorithm and whose payload is `statement`
+/// by the statement-comparison rules (which ignore attachments, so the
+/// signature attachment itself does not count).
+fn check_jws(jws: &[u8], statement: &Value) -> Result<(), Invalid> {
+    let text = std::str::from_utf8(jws).map_err(|_| invalid("the signature is not a JWS (not text)"))?;
+    let segments: Vec<&str> = text.trim().split('.').collect();
+    if segments.len() != 3 || segments.iter().any(|s| s.is_empty()) {
+        return Err(invalid("the signature is not a JWS in compact serialization (three segments)"));
+    }
+    let decode = |segment: &str, what: &str| -> Result<Value, Invalid> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(segment.trim_end_matches('='))
+            .map_err(|_| invalid(format!("the JWS {what} is not base64url")))?;
+        serde_json::from_slice(&bytes).map_err(|_| invalid(format!("the JWS {what} is not JSON")))
+    };
+    let header = decode(segments[0], "header")?;
+    let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
+    if !ALGORITHMS.contains(&alg) {
+        return Err(invalid(format!("the JWS algorithm must be RS256, RS384 or RS512, not '{alg}'")));
+    }
+    URL_SAFE_NO_PAD
+        .decode(segments[2].trim_end_matches('='))
+        .map_err(|_| invalid("the JWS signature is not base64url"))?;
+    let payload = decode(segments[1], "payload")?;
+    if !same_statement(&payload, statement) {
+        return Err(invalid("the JWS payload is not the statement that carries the signature"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn b64(v: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(v)
+    }
+
+    #[test]
+    fn accepts_a_well_formed_rsa_jws_of_the_statement() {
+        let s = json!({"actor": {"mbox": "mailto:a@x"}, "verb": {"id": "http://v"}, "object": {"id": "http://a"}});
+        let jws = format!("{}.{}.{}", b64(br#"{"alg":"RS256"}"#), b64(s.to_string().as_bytes()), b64(b"sig"));
+        assert_eq!(check_jws(jws.as_bytes(), &s), Ok(()));
+        let hs = format!("{}.{}.{}", b64(br#"{"alg":"HS256"}"#), b64(s.to_string().as_bytes()), b64(b"sig"));
+        assert!(check_jws(hs.as_bytes(), &s).is_err());
+        assert!(check_jws(b"a.b", &s).is_err());
+    }
+}
