@@ -68,7 +68,14 @@ pub struct Authenticator {
     ttl: Duration,
     authority_home_page: String,
     cache: Mutex<HashMap<[u8; 32], (Authenticated, Instant)>>,
+    /// Each argon2 verification takes ~19 MiB and a core for tens of
+    /// milliseconds: a burst of requests (or of wrong guesses) must not run
+    /// them all at once.
+    verifications: tokio::sync::Semaphore,
 }
+
+/// Argon2 verifications that may run at once.
+const CONCURRENT_VERIFICATIONS: usize = 2;
 
 /// A well-formed argon2 hash to verify against when the key is unknown, so an
 /// unknown key costs the same time as a wrong secret.
@@ -77,12 +84,23 @@ static DUMMY_HASH: std::sync::LazyLock<String> =
 
 impl Authenticator {
     pub fn new(db: DatabaseConnection, ttl: Duration, authority_home_page: String) -> Self {
-        Authenticator { db, ttl, authority_home_page, cache: Mutex::new(HashMap::new()) }
+        Authenticator {
+            db,
+            ttl,
+            authority_home_page,
+            cache: Mutex::new(HashMap::new()),
+            verifications: tokio::sync::Semaphore::new(CONCURRENT_VERIFICATIONS),
+        }
     }
 
     pub async fn authenticate(&self, header_value: Option<&str>) -> Result<Authenticated, LrsError> {
         let (key, secret) = parse_basic(header_value)?;
         let fingerprint: [u8; 32] = Sha256::digest(format!("{key}:{secret}").as_bytes()).into();
+        if let Some(hit) = self.cached(&fingerprint) {
+            return Ok(hit);
+        }
+        let _permit = self.verifications.acquire().await.map_err(LrsError::internal)?;
+        // Requests with the same credentials that waited here find them verified.
         if let Some(hit) = self.cached(&fingerprint) {
             return Ok(hit);
         }

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, Value};
 
-use super::sql::{self, MAX_PARAMS};
+use super::sql;
 use crate::error::LrsResult;
 use crate::xapi::attachment::AttachmentContent;
 
@@ -31,7 +31,7 @@ pub(super) async fn insert(txn: &DatabaseTransaction, parts: &[&AttachmentConten
 pub async fn by_hashes(db: &DatabaseConnection, hashes: &[String]) -> LrsResult<Vec<AttachmentContent>> {
     let backend = db.get_database_backend();
     let mut out = Vec::new();
-    for chunk in hashes.chunks(MAX_PARAMS) {
+    for chunk in sql::chunks(hashes) {
         let sql_text = format!(
             "SELECT sha2, content_type, content FROM attachment WHERE sha2 IN ({})",
             sql::list_placeholders(backend, chunk.len(), 1)

@@ -66,6 +66,36 @@ pub fn stmt(backend: DbBackend, sql: impl Into<String>, values: Vec<Value>) -> S
     Statement::from_sql_and_values(backend, sql, values)
 }
 
-/// Most bound values per statement we send: under SQLite's 32,766 and
-/// PostgreSQL's 65,535.
-pub const MAX_PARAMS: usize = 30_000;
+/// Most rows in one multi-row statement.
+pub const MAX_ROWS: usize = 64;
+
+/// Splits `items` into chunks of `MAX_ROWS`, then of decreasing powers of
+/// two. Every distinct row count is a distinct prepared statement in each
+/// connection's cache, so this keeps their number (and memory) small and
+/// makes them reused.
+pub fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let size =
+            if items.len() >= MAX_ROWS { MAX_ROWS } else { 1 << (usize::BITS - 1 - items.len().leading_zeros()) };
+        let (chunk, rest) = items.split_at(size);
+        items = rest;
+        Some(chunk)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_powers_of_two_up_to_the_maximum() {
+        let items: Vec<u32> = (0..(MAX_ROWS * 2 + 13) as u32).collect();
+        let sizes: Vec<usize> = chunks(&items).map(<[u32]>::len).collect();
+        assert_eq!(sizes, vec![MAX_ROWS, MAX_ROWS, 8, 4, 1]);
+        assert_eq!(chunks(&items).flatten().count(), items.len());
+        assert_eq!(chunks::<u32>(&[]).count(), 0);
+    }
+}

@@ -9,12 +9,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Context;
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTrait, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait, Value,
+};
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::attachments;
-use super::sql::{self, MAX_PARAMS};
+use super::sql;
 use crate::xapi::attachment::AttachmentContent;
 use crate::xapi::formats::format_timestamp;
 use crate::xapi::same::same_statement;
@@ -197,7 +200,11 @@ async fn write_group(
     batches: &[Batch<'_>],
 ) -> anyhow::Result<Vec<Result<WriteOutcome, WriteError>>> {
     let backend = db.get_database_backend();
-    let txn = db.begin().await.context("begin")?;
+    // IMMEDIATE: take SQLite's write lock now (waiting out a checkpoint),
+    // since a read transaction cannot wait to become a write one.
+    let options =
+        TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
+    let txn = db.begin_with_options(options).await.context("begin")?;
     if backend == DbBackend::Postgres {
         txn.execute_raw(sql::stmt(backend, format!("SELECT pg_advisory_xact_lock({PG_WRITER_LOCK})"), vec![]))
             .await
@@ -239,7 +246,7 @@ async fn existing_bodies(
     let ids: Vec<&str> =
         batches.iter().flat_map(|b| b.iter()).filter(|s| !s.id_generated).map(|s| s.id.as_str()).collect();
     let mut found = HashMap::new();
-    for chunk in ids.chunks(MAX_PARAMS) {
+    for chunk in sql::chunks(&ids) {
         let sql_text =
             format!("SELECT id, body FROM statement WHERE id IN ({})", sql::list_placeholders(backend, chunk.len(), 1));
         let values = chunk.iter().map(|id| Value::from(id.to_string())).collect();
@@ -308,7 +315,7 @@ async fn insert_statements(
     stored: &str,
 ) -> anyhow::Result<()> {
     const COLS: usize = 7;
-    for chunk in rows.chunks(MAX_PARAMS / COLS) {
+    for chunk in sql::chunks(rows) {
         let mut values = Vec::with_capacity(chunk.len() * COLS);
         for (seq, s) in chunk {
             values.push(Value::from(*seq));
@@ -338,7 +345,7 @@ async fn insert_keys(
 }
 
 async fn insert_key_pairs(txn: &DatabaseTransaction, backend: DbBackend, pairs: &[(i64, i64)]) -> anyhow::Result<()> {
-    for chunk in pairs.chunks(MAX_PARAMS / 2) {
+    for chunk in sql::chunks(pairs) {
         let values = chunk.iter().flat_map(|(k, s)| [Value::from(*k), Value::from(*s)]).collect();
         let sql_text =
             sql::insert_ignore(backend, "statement_key (key, seq)", &sql::row_placeholders(backend, chunk.len(), 2));
@@ -441,7 +448,7 @@ async fn inherit_keys(
 
 async fn referrers_of(txn: &DatabaseTransaction, backend: DbBackend, ids: &[&str]) -> anyhow::Result<Vec<Referrer>> {
     let mut out = Vec::new();
-    for chunk in ids.chunks(MAX_PARAMS) {
+    for chunk in sql::chunks(ids) {
         let sql_text = format!(
             "SELECT seq, id, voiding, object_ref FROM statement WHERE object_ref IN ({})",
             sql::list_placeholders(backend, chunk.len(), 1)
