@@ -3,6 +3,7 @@
 
 pub mod attachments;
 pub mod credentials;
+mod pg_nodelay;
 mod sql;
 pub mod statements;
 pub mod writer;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::config::DatabaseArgs;
@@ -48,10 +49,16 @@ pub async fn connect(args: &DatabaseArgs) -> anyhow::Result<DatabaseConnection> 
             .with_context(|| "cannot open the SQLite database")?;
         Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let options = PgConnectOptions::from_str(url).with_context(|| "invalid PostgreSQL DATABASE_URL")?;
+        let servers = pg_nodelay::server_addresses(options.get_host(), options.get_port());
         let pool = PgPoolOptions::new()
             .max_connections(args.pool_size.max(2))
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .after_connect(move |_, _| {
+                pg_nodelay::set_nodelay_to_server(&servers);
+                Box::pin(async { Ok(()) })
+            })
+            .connect_with(options)
             .await
             .with_context(|| "cannot connect to PostgreSQL")?;
         Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
