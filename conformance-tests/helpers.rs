@@ -199,6 +199,16 @@ pub fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// An Agent identified by `mailto:<n>@example.com`.
+pub fn agent(n: &str) -> Value {
+    json!({"objectType": "Agent", "mbox": format!("mailto:{n}@example.com")})
+}
+
+/// The `agent=` query parameter for this Agent or Group.
+pub fn agent_q(a: &Value) -> String {
+    format!("agent={}", enc(&a.to_string()))
+}
+
 /// A valid statement with a unique actor, verb and activity.
 pub fn statement() -> Value {
     let n = uuid();

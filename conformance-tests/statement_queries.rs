@@ -12,15 +12,6 @@ use crate::on_both_backends;
 
 const CONSISTENT_THROUGH: &str = "X-Experience-API-Consistent-Through";
 
-fn agent(n: &str) -> Value {
-    json!({"objectType": "Agent", "mbox": format!("mailto:{n}@example.com")})
-}
-
-/// `agent=` with this Agent or Group as JSON.
-fn agent_q(a: &Value) -> String {
-    format!("agent={}", enc(&a.to_string()))
-}
-
 fn activity(id: &str) -> Value {
     json!({"objectType": "Activity", "id": id})
 }

@@ -91,10 +91,6 @@ fn verb() -> Value {
     json!({"id": "http://example.com/verbs/did", "display": {"en-US": "did"}})
 }
 
-fn agent(n: &str) -> Value {
-    json!({"objectType": "Agent", "mbox": format!("mailto:{n}@example.com")})
-}
-
 /// A statement whose object is `object`.
 fn about(object: Value) -> Value {
     json!({"actor": agent("actor"), "verb": verb(), "object": object})

@@ -9,14 +9,6 @@ use crate::on_both_backends;
 
 const VOIDED: &str = "http://adlnet.gov/expapi/verbs/voided";
 
-fn agent(n: &str) -> Value {
-    json!({"objectType": "Agent", "mbox": format!("mailto:{n}@example.com")})
-}
-
-fn agent_q(a: &Value) -> String {
-    format!("agent={}", enc(&a.to_string()))
-}
-
 /// A statement voiding `target`.
 fn voiding(target: &str) -> Value {
     json!({

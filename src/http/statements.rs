@@ -145,7 +145,7 @@ fn read_statements(req: &HttpRequest, body: &Bytes) -> LrsResult<(Value, Vec<Att
 /// every part must be the content of a declared attachment; signatures must
 /// be well-formed JWS of their statement.
 fn match_attachments(statements: &[PreparedStatement], parts: &[AttachmentContent]) -> LrsResult<()> {
-    let declared: Vec<(String, bool)> = statements.iter().flat_map(|s| attachment::declared(&s.received)).collect();
+    let declared: Vec<(String, bool)> = statements.iter().flat_map(|s| attachment::declared(&s.statement)).collect();
     if let Some((sha2, _)) = declared.iter().find(|(sha2, has_url)| !has_url && !parts.iter().any(|p| &p.sha2 == sha2))
     {
         return Err(LrsError::invalid(
@@ -162,7 +162,7 @@ fn match_attachments(statements: &[PreparedStatement], parts: &[AttachmentConten
         ));
     }
     for (i, s) in statements.iter().enumerate() {
-        signature::check(&s.received, parts).map_err(|e| invalid(e, (statements.len() > 1).then_some(i)))?;
+        signature::check(&s.statement, parts).map_err(|e| invalid(e, (statements.len() > 1).then_some(i)))?;
     }
     Ok(())
 }

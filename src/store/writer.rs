@@ -274,7 +274,7 @@ fn admit<'a>(
         for s in batch.iter() {
             let earlier = existing.get(&s.id).or_else(|| in_group.get(s.id.as_str()).copied());
             match earlier {
-                Some(previous) if same_statement(&s.received, previous) => {}
+                Some(previous) if same_statement(&s.statement, previous) => {}
                 Some(_) => {
                     conflict = Some(s.id.clone());
                     break;
@@ -287,7 +287,7 @@ fn admit<'a>(
             None => {
                 results.push(Ok(WriteOutcome { stored_us: (!fresh.is_empty()).then_some(0) }));
                 for s in &fresh {
-                    in_group.insert(s.id.as_str(), &s.received);
+                    in_group.insert(s.id.as_str(), &s.statement);
                 }
                 accepted.extend(fresh);
             }

@@ -39,8 +39,10 @@ pub struct PreparedStatement {
     /// Target of a StatementRef object, lower-cased.
     pub object_ref: Option<String>,
     pub voiding: bool,
-    /// The statement as the client sent it (plus id), for the same-statement check.
-    pub received: Value,
+    /// The statement as it will be stored, but for `stored` (and a defaulted
+    /// `timestamp`). The same-statement check, attachment matching and
+    /// signatures read it: they ignore what the LRS set (authority, version).
+    pub statement: Value,
 }
 
 pub fn validate(statement: &Value) -> Result<(), Invalid> {
@@ -83,7 +85,6 @@ pub fn prepare(statement: Value, id: Option<&str>, ctx: &StoreContext<'_>) -> Re
     if let Some(Value::Object(sub)) = map.get_mut("object") {
         arrays_for_context_activities(sub);
     }
-    let received = Value::Object(map.clone());
     map.remove("stored");
     map.insert("authority".into(), ctx.authority.clone());
     if !map.contains_key("version") {
@@ -95,11 +96,11 @@ pub fn prepare(statement: Value, id: Option<&str>, ctx: &StoreContext<'_>) -> Re
         .then(|| object.and_then(|o| o.get("id")).and_then(Value::as_str).map(str::to_lowercase))
         .flatten();
     let voiding = map.get("verb").and_then(|v| v.get("id")).and_then(Value::as_str) == Some(VOIDED_VERB);
-    let full = Value::Object(map);
-    let keys = statement_keys(&full, ctx.credential_key);
-    let mut body_open = serde_json::to_string(&full).expect("a JSON value serialises");
+    let statement = Value::Object(map);
+    let keys = statement_keys(&statement, ctx.credential_key);
+    let mut body_open = serde_json::to_string(&statement).expect("a JSON value serialises");
     body_open.pop();
-    Ok(PreparedStatement { id, id_generated, body_open, needs_timestamp, keys, object_ref, voiding, received })
+    Ok(PreparedStatement { id, id_generated, body_open, needs_timestamp, keys, object_ref, voiding, statement })
 }
 
 /// Context activities are stored (and returned) as arrays, even when a
