@@ -501,6 +501,8 @@ async fn since_is_exclusive_and_until_inclusive_on_stored(app: TestApp) {
         .with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).unwrap())
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
     assert_eq!(app.ids(&format!("since={}", enc(&shifted))).await, vec![ids[2].clone()]);
+    // Clients often send the '+' of an offset unencoded (form decoding makes it a space).
+    assert_eq!(app.ids(&format!("since={shifted}")).await, vec![ids[2].clone()]);
 }
 
 on_both_backends!(results_are_newest_first_unless_ascending);
