@@ -43,6 +43,15 @@ impl Authenticated {
         self.scopes.iter().any(|s| s == scope)
     }
 
+    /// Requires `all`, or one of `scopes`.
+    pub fn require_any(&self, scopes: &[&str]) -> Result<(), LrsError> {
+        if self.has("all") || scopes.iter().any(|s| self.has(s)) {
+            Ok(())
+        } else {
+            Err(LrsError::Forbidden(format!("this credential lacks the scope {}", scopes.join(" or "))))
+        }
+    }
+
     pub fn require_statement_write(&self) -> Result<(), LrsError> {
         if self.has("all") || self.has("statements/write") {
             Ok(())

@@ -33,6 +33,8 @@ pub enum LrsError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -94,6 +96,7 @@ impl ResponseError for LrsError {
             LrsError::NotFound(_) => StatusCode::NOT_FOUND,
             LrsError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             LrsError::Conflict(_) => StatusCode::CONFLICT,
+            LrsError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             LrsError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             LrsError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             LrsError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

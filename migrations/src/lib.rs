@@ -5,12 +5,13 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m0001_statements;
+mod m0002_documents;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_statements::Migration)]
+        vec![Box::new(m0001_statements::Migration), Box::new(m0002_documents::Migration)]
     }
 }

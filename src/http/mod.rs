@@ -3,6 +3,7 @@
 pub mod about;
 pub mod alternate_syntax;
 pub mod body;
+pub mod documents;
 pub mod multipart;
 pub mod params;
 pub mod statement_query;
@@ -18,6 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/xapi")
             .configure(statements::configure)
+            .configure(documents::configure)
             .configure(about::configure)
             .default_service(web::to(not_found)),
     );

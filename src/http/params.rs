@@ -4,7 +4,11 @@
 
 use std::collections::HashMap;
 
+use serde_json::Value;
+
 use crate::error::LrsError;
+use crate::xapi::formats::parse_timestamp;
+use crate::xapi::{agent, schema};
 
 #[derive(Debug, Default)]
 pub struct Params {
@@ -60,4 +64,34 @@ impl Params {
             }
         }
     }
+}
+
+/// The `agent` parameter: an Agent or identified Group as JSON.
+pub fn agent_param(name: &str, text: &str) -> Result<String, LrsError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| LrsError::invalid(name, "query:agent", format!("{name} must be an Agent as JSON: {e}")))?;
+    let as_statement = serde_json::json!({"actor": value, "verb": {"id": "http://x"}, "object": {"id": "http://x"}});
+    if let Err(v) = schema::check_statement(&as_statement) {
+        let property = v.property.replacen("actor", name, 1);
+        return Err(LrsError::invalid(
+            property,
+            v.rule,
+            format!("{name} is not a valid Agent or Group: {}", v.message),
+        ));
+    }
+    agent::ifi(&value).ok_or_else(|| {
+        LrsError::invalid(name, "query:agent", format!("{name} must have an identifier (anonymous groups have none)"))
+    })
+}
+
+/// A timestamp parameter, in µs since the epoch.
+pub fn time_param(params: &Params, name: &str) -> Result<Option<i64>, LrsError> {
+    let Some(text) = params.get(name) else {
+        return Ok(None);
+    };
+    // A `+hh:mm` offset sent unencoded arrives form-decoded as a space.
+    parse_timestamp(text)
+        .or_else(|| parse_timestamp(&text.replace(' ', "+")))
+        .map(|t| Some(t.timestamp_micros()))
+        .ok_or_else(|| LrsError::invalid(name, "query:timestamp", format!("{name} must be an ISO 8601 timestamp")))
 }

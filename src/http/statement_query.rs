@@ -4,16 +4,14 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::params::Params;
+use super::params::{Params, agent_param, time_param};
 use crate::auth::ReadAccess;
 use crate::error::LrsError;
 use crate::store::statements::PageQuery;
-use crate::xapi::formats::{is_iri, is_uuid, parse_timestamp};
+use crate::xapi::formats::{is_iri, is_uuid};
 use crate::xapi::keys::{KeyKind, key};
 use crate::xapi::output::Format;
-use crate::xapi::{agent, schema};
 
 pub const GET_PARAMS: &[&str] = &[
     "statementId",
@@ -131,7 +129,7 @@ fn filter_keys(params: &Params) -> Result<Vec<i64>, LrsError> {
     let related_agents = params.bool("related_agents")?;
     if let Some(text) = params.get("agent") {
         let kind = if related_agents { KeyKind::RelatedAgent } else { KeyKind::Agent };
-        keys.push(key(kind, &agent_param(text)?));
+        keys.push(key(kind, &agent_param("agent", text)?));
     }
     let related_activities = params.bool("related_activities")?;
     if let Some(activity) = params.get("activity") {
@@ -155,31 +153,6 @@ fn limit_param(params: &Params, page_limit: u32) -> Result<u32, LrsError> {
         Some(Ok(n)) => Ok(n.min(page_limit)),
         Some(Err(_)) => Err(LrsError::invalid("limit", "query:limit", "limit must be a non-negative integer")),
     }
-}
-
-/// The `agent` parameter: an Agent or identified Group as JSON.
-fn agent_param(text: &str) -> Result<String, LrsError> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| LrsError::invalid("agent", "query:agent", format!("agent must be an Agent as JSON: {e}")))?;
-    let as_statement = serde_json::json!({"actor": value, "verb": {"id": "http://x"}, "object": {"id": "http://x"}});
-    if let Err(v) = schema::check_statement(&as_statement) {
-        let property = v.property.replacen("actor", "agent", 1);
-        return Err(LrsError::invalid(property, v.rule, format!("agent is not a valid Agent or Group: {}", v.message)));
-    }
-    agent::ifi(&value).ok_or_else(|| {
-        LrsError::invalid("agent", "query:agent", "agent must have an identifier (anonymous groups cannot be queried)")
-    })
-}
-
-fn time_param(params: &Params, name: &str) -> Result<Option<i64>, LrsError> {
-    let Some(text) = params.get(name) else {
-        return Ok(None);
-    };
-    // A `+hh:mm` offset sent unencoded arrives form-decoded as a space.
-    parse_timestamp(text)
-        .or_else(|| parse_timestamp(&text.replace(' ', "+")))
-        .map(|t| Some(t.timestamp_micros()))
-        .ok_or_else(|| LrsError::invalid(name, "query:timestamp", format!("{name} must be an ISO 8601 timestamp")))
 }
 
 /// The relative IRL of the next page after `last_seq`.

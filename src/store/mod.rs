@@ -3,6 +3,7 @@
 
 pub mod attachments;
 pub mod credentials;
+pub mod documents;
 mod pg_nodelay;
 mod sql;
 pub mod statements;

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod attachment;
+pub mod document;
 pub mod formats;
 pub mod keys;
 pub mod output;
