@@ -9,6 +9,7 @@ mod about;
 mod attachments;
 mod auth;
 mod cli;
+mod definitions;
 mod documents;
 mod headers;
 mod statement_formats;

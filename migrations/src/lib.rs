@@ -6,12 +6,17 @@ pub use sea_orm_migration::prelude::*;
 
 mod m0001_statements;
 mod m0002_documents;
+mod m0003_activities;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_statements::Migration), Box::new(m0002_documents::Migration)]
+        vec![
+            Box::new(m0001_statements::Migration),
+            Box::new(m0002_documents::Migration),
+            Box::new(m0003_activities::Migration),
+        ]
     }
 }

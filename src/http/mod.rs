@@ -1,6 +1,8 @@
 //! actix-web layer: one module per xAPI resource, plus the pieces they share.
 
 pub mod about;
+pub mod activities;
+pub mod agents;
 pub mod alternate_syntax;
 pub mod body;
 pub mod documents;
@@ -20,6 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/xapi")
             .configure(statements::configure)
             .configure(documents::configure)
+            .configure(activities::configure)
+            .configure(agents::configure)
             .configure(about::configure)
             .default_service(web::to(not_found)),
     );

@@ -1,6 +1,7 @@
 //! Storage: the only module that knows SQL. SQLite (WAL) and PostgreSQL run
 //! the same code; where their SQL differs, `sql.rs` holds one version of each.
 
+pub mod activities;
 pub mod attachments;
 pub mod credentials;
 pub mod documents;

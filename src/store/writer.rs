@@ -16,8 +16,8 @@ use sea_orm::{
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
-use super::attachments;
 use super::sql;
+use super::{activities, attachments};
 use crate::xapi::attachment::AttachmentContent;
 use crate::xapi::formats::format_timestamp;
 use crate::xapi::same::same_statement;
@@ -230,6 +230,7 @@ async fn write_group(
             accepted.iter().enumerate().map(|(i, s)| (last_seq + 1 + i as i64, *s)).collect();
         insert_statements(&txn, backend, &rows, stored_us, &stored).await?;
         insert_keys(&txn, backend, &rows).await?;
+        activities::merge_in(&txn, &accepted).await?;
         resolve_references(&txn, backend, &rows).await?;
     }
     txn.commit().await.context("commit")?;

@@ -1,5 +1,6 @@
 //! The xAPI domain: no HTTP, no SQL.
 
+pub mod activity;
 pub mod agent;
 pub mod attachment;
 pub mod document;

@@ -1,0 +1,82 @@
+//! Canonical activity definitions, kept up to date by the writer.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Value};
+use serde_json::{Map, Value as Json};
+
+use super::sql::{self, p};
+use crate::error::LrsResult;
+use crate::xapi::activity::{definitions_in, merge_definition};
+use crate::xapi::statement::PreparedStatement;
+
+/// The canonical definition of `iri`, if any statement gave one.
+pub async fn definition(db: &DatabaseConnection, iri: &str) -> LrsResult<Option<Map<String, Json>>> {
+    let backend = db.get_database_backend();
+    let sql_text = format!("SELECT definition FROM activity WHERE iri = {}", p(backend, 1));
+    let row = db.query_one_raw(sql::stmt(backend, sql_text, vec![Value::from(iri.to_owned())])).await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let text: String = row.try_get_by_index(0)?;
+    Ok(serde_json::from_str(&text).ok())
+}
+
+/// Merges the definitions the new statements carry into the canonical ones
+/// (inside the writer's transaction); writes only those that change.
+pub(super) async fn merge_in(txn: &DatabaseTransaction, statements: &[&PreparedStatement]) -> anyhow::Result<()> {
+    let mut incoming: Vec<(&str, &Map<String, Json>)> = Vec::new();
+    for s in statements {
+        incoming.extend(definitions_in(&s.statement));
+    }
+    if incoming.is_empty() {
+        return Ok(());
+    }
+    let backend = txn.get_database_backend();
+    let mut iris: Vec<&str> = incoming.iter().map(|(iri, _)| *iri).collect();
+    iris.sort_unstable();
+    iris.dedup();
+    let mut stored: HashMap<String, Map<String, Json>> = HashMap::new();
+    for chunk in sql::chunks(&iris) {
+        let sql_text = format!(
+            "SELECT iri, definition FROM activity WHERE iri IN ({})",
+            sql::list_placeholders(backend, chunk.len(), 1)
+        );
+        let values = chunk.iter().map(|i| Value::from(i.to_string())).collect();
+        for row in txn.query_all_raw(sql::stmt(backend, sql_text, values)).await.context("activity definitions")? {
+            let text: String = row.try_get_by_index(1)?;
+            stored.insert(row.try_get_by_index(0)?, serde_json::from_str(&text).unwrap_or_default());
+        }
+    }
+    let mut merged: HashMap<&str, Map<String, Json>> = HashMap::new();
+    for (iri, def) in incoming {
+        let canonical = merged.entry(iri).or_insert_with(|| stored.get(iri).cloned().unwrap_or_default());
+        merge_definition(canonical, def);
+    }
+    let now = chrono::Utc::now().timestamp_micros();
+    for (iri, def) in merged {
+        if stored.get(iri) == Some(&def) {
+            continue;
+        }
+        upsert(txn, backend, iri, &Json::Object(def).to_string(), now).await?;
+    }
+    Ok(())
+}
+
+async fn upsert(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    iri: &str,
+    definition: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    let sql_text = format!(
+        "INSERT INTO activity (iri, definition, updated_us) VALUES {} ON CONFLICT (iri) DO UPDATE SET \
+         definition = excluded.definition, updated_us = excluded.updated_us",
+        sql::row_placeholders(backend, 1, 3)
+    );
+    let values = vec![Value::from(iri.to_owned()), Value::from(definition.to_owned()), Value::from(now)];
+    txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("upsert activity")?;
+    Ok(())
+}
