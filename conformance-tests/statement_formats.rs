@@ -381,3 +381,25 @@ async fn array_form_is_the_same_statement_as_single_form(app: TestApp) {
     let res = app.put_statement(&id, &as_array).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT, "the array form restates the stored statement");
 }
+
+on_both_backends!(canonical_uses_the_merged_activity_definition);
+async fn canonical_uses_the_merged_activity_definition(app: TestApp) {
+    let mut first = statement();
+    let iri = first["object"]["id"].as_str().unwrap().to_owned();
+    first["object"]["definition"] = json!({"name": {"en-US": "one"}});
+    let id = app.store(&first).await.remove(0);
+    let mut later = statement();
+    later["object"] = json!({"objectType": "Activity", "id": iri, "definition": {"name": {"fr": "deux"}}});
+    app.store(&later).await;
+    let res = app
+        .request(Method::GET, &format!("/statements?statementId={id}&format=canonical"))
+        .header("Accept-Language", "fr")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let got: Value = res.json().await.unwrap();
+    assert_eq!(got["object"]["definition"]["name"], json!({"fr": "deux"}), "the LRS's canonical definition, in French");
+    // Exact still returns what this statement carried.
+    assert_eq!(app.statement(&id).await["object"]["definition"]["name"], json!({"en-US": "one"}));
+}

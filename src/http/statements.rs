@@ -1,11 +1,11 @@
 //! The Statement resource: PUT, POST, GET, HEAD on /xapi/statements.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::body::{media_type, parse_json, require_json};
 use super::multipart;
@@ -14,10 +14,11 @@ use super::statement_query::{self, GET_PARAMS, StatementGet, more_url};
 use crate::auth::{Authenticated, ReadAccess};
 use crate::error::{LrsError, LrsResult};
 use crate::startup::AppState;
-use crate::store::attachments;
 use crate::store::statements::{self as stored, StoredRow};
 use crate::store::writer::WriteError;
+use crate::store::{activities, attachments};
 use crate::xapi::XapiVersion;
+use crate::xapi::activity::{apply_canonical, for_each_activity_mut};
 use crate::xapi::attachment::{self, AttachmentContent};
 use crate::xapi::keys::{KeyKind, key};
 use crate::xapi::output::{Format, accepted_languages, canonical_format, ids_format};
@@ -203,7 +204,8 @@ async fn get_statements(req: HttpRequest, auth: Authenticated, state: web::Data<
             {
                 return Err(LrsError::NotFound(format!("no statement with id {id}")));
             }
-            let body = render_statement(&row.body, format, &languages)?;
+            let rendering = Rendering::new(&state, format, languages, std::slice::from_ref(&row)).await?;
+            let body = rendering.statement(&row.body)?;
             let contents = attachment_contents(&state, attachments, std::slice::from_ref(&row)).await?;
             respond(body, Some(row.stored_us), contents)
         }
@@ -214,41 +216,72 @@ async fn get_statements(req: HttpRequest, auth: Authenticated, state: web::Data<
                 _ => String::new(),
             };
             let last_modified = rows.iter().map(|r| r.stored_us).max();
-            let body = render_page(&rows, &more, format, &languages)?;
+            let body = Rendering::new(&state, format, languages, &rows).await?.page(&rows, &more)?;
             let contents = attachment_contents(&state, attachments, &rows).await?;
             respond(body, last_modified, contents)
         }
     }
 }
 
-fn render_statement(body: &str, format: Format, languages: &[String]) -> LrsResult<String> {
-    if format == Format::Exact {
-        return Ok(body.to_owned());
-    }
-    let mut value: Value = serde_json::from_str(body).map_err(LrsError::internal)?;
-    match format {
-        Format::Ids => ids_format(&mut value),
-        Format::Canonical => canonical_format(&mut value, languages),
-        Format::Exact => {}
-    }
-    serde_json::to_string(&value).map_err(LrsError::internal)
+/// How stored statements are turned into the response's statements.
+struct Rendering {
+    format: Format,
+    languages: Vec<String>,
+    /// Canonical activity definitions, for `format=canonical`.
+    definitions: HashMap<String, Map<String, Value>>,
 }
 
-/// The StatementResult, built from the stored JSON text without re-parsing
-/// it in the default (exact) format.
-fn render_page(rows: &[StoredRow], more: &str, format: Format, languages: &[String]) -> LrsResult<String> {
-    let mut out = String::with_capacity(rows.iter().map(|r| r.body.len() + 1).sum::<usize>() + more.len() + 32);
-    out.push_str("{\"statements\":[");
-    for (i, row) in rows.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+impl Rendering {
+    /// For `canonical`, fetches the definitions of every activity in `rows`.
+    async fn new(state: &AppState, format: Format, languages: Vec<String>, rows: &[StoredRow]) -> LrsResult<Rendering> {
+        let mut definitions = HashMap::new();
+        if format == Format::Canonical {
+            let mut iris: Vec<String> = Vec::new();
+            for row in rows {
+                let mut statement: Value = serde_json::from_str(&row.body).map_err(LrsError::internal)?;
+                for_each_activity_mut(&mut statement, &mut |a| {
+                    iris.extend(a.get("id").and_then(Value::as_str).map(str::to_owned))
+                });
+            }
+            iris.sort_unstable();
+            iris.dedup();
+            definitions = activities::definitions(&state.db, &iris).await?;
         }
-        out.push_str(&render_statement(&row.body, format, languages)?);
+        Ok(Rendering { format, languages, definitions })
     }
-    out.push_str("],\"more\":");
-    out.push_str(&serde_json::to_string(more).map_err(LrsError::internal)?);
-    out.push('}');
-    Ok(out)
+
+    fn statement(&self, body: &str) -> LrsResult<String> {
+        if self.format == Format::Exact {
+            return Ok(body.to_owned());
+        }
+        let mut value: Value = serde_json::from_str(body).map_err(LrsError::internal)?;
+        match self.format {
+            Format::Ids => ids_format(&mut value),
+            Format::Canonical => {
+                apply_canonical(&mut value, &self.definitions);
+                canonical_format(&mut value, &self.languages);
+            }
+            Format::Exact => {}
+        }
+        serde_json::to_string(&value).map_err(LrsError::internal)
+    }
+
+    /// The StatementResult, built from the stored JSON text without
+    /// re-parsing it in the default (exact) format.
+    fn page(&self, rows: &[StoredRow], more: &str) -> LrsResult<String> {
+        let mut out = String::with_capacity(rows.iter().map(|r| r.body.len() + 1).sum::<usize>() + more.len() + 32);
+        out.push_str("{\"statements\":[");
+        for (i, row) in rows.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&self.statement(&row.body)?);
+        }
+        out.push_str("],\"more\":");
+        out.push_str(&serde_json::to_string(more).map_err(LrsError::internal)?);
+        out.push('}');
+        Ok(out)
+    }
 }
 
 /// With `attachments=true`, the stored content of every attachment the

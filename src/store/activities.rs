@@ -23,6 +23,26 @@ pub async fn definition(db: &DatabaseConnection, iri: &str) -> LrsResult<Option<
     Ok(serde_json::from_str(&text).ok())
 }
 
+/// The canonical definitions of these activities (those the LRS has).
+pub async fn definitions(db: &DatabaseConnection, iris: &[String]) -> LrsResult<HashMap<String, Map<String, Json>>> {
+    let backend = db.get_database_backend();
+    let mut out = HashMap::new();
+    for chunk in sql::chunks(iris) {
+        let sql_text = format!(
+            "SELECT iri, definition FROM activity WHERE iri IN ({})",
+            sql::list_placeholders(backend, chunk.len(), 1)
+        );
+        let values = chunk.iter().map(|i| Value::from(i.clone())).collect();
+        for row in db.query_all_raw(sql::stmt(backend, sql_text, values)).await? {
+            let text: String = row.try_get_by_index(1)?;
+            if let Ok(definition) = serde_json::from_str(&text) {
+                out.insert(row.try_get_by_index(0)?, definition);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Merges the definitions the new statements carry into the canonical ones
 /// (inside the writer's transaction); writes only those that change.
 pub(super) async fn merge_in(txn: &DatabaseTransaction, statements: &[&PreparedStatement]) -> anyhow::Result<()> {

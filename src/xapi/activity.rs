@@ -34,6 +34,39 @@ pub fn definitions_in(statement: &Value) -> Vec<(&str, &Map<String, Value>)> {
     out
 }
 
+/// Calls `f` on every Activity object of a statement: its object (or its
+/// sub-statement's object) and the context activities of both.
+pub fn for_each_activity_mut(statement: &mut Value, f: &mut dyn FnMut(&mut Value)) {
+    fn visit(holder: &mut Value, f: &mut dyn FnMut(&mut Value)) {
+        if let Some(object) = holder.get_mut("object") {
+            match object_type(Some(object)) {
+                "Activity" => f(object),
+                "SubStatement" => visit(object, f),
+                _ => {}
+            }
+        }
+        let lists = holder.pointer_mut("/context/contextActivities").and_then(Value::as_object_mut);
+        for list in lists.into_iter().flat_map(|l| l.values_mut()) {
+            match list {
+                Value::Array(items) => items.iter_mut().for_each(&mut *f),
+                single => f(single),
+            }
+        }
+    }
+    visit(statement, f);
+}
+
+/// Gives every activity of the statement its canonical definition, where
+/// the LRS has one (`format=canonical`).
+pub fn apply_canonical(statement: &mut Value, canonical: &std::collections::HashMap<String, Map<String, Value>>) {
+    for_each_activity_mut(statement, &mut |activity| {
+        let id = activity.get("id").and_then(Value::as_str).unwrap_or_default();
+        if let Some(definition) = canonical.get(id) {
+            activity["definition"] = Value::Object(definition.clone());
+        }
+    });
+}
+
 /// Merges `new` into `canonical`: language maps and extensions gain the new
 /// entries (new values win), every other property takes the new value.
 pub fn merge_definition(canonical: &mut Map<String, Value>, new: &Map<String, Value>) {
@@ -55,6 +88,19 @@ pub fn merge_definition(canonical: &mut Map<String, Value>, new: &Map<String, Va
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn canonical_definitions_replace_what_a_statement_carried() {
+        let mut s = json!({"object": {"id": "http://a", "definition": {"name": {"en": "old"}}},
+                           "context": {"contextActivities": {"parent": [{"id": "http://p"}]}}});
+        let canonical = std::collections::HashMap::from([
+            ("http://a".to_owned(), json!({"name": {"en": "new", "fr": "neuf"}}).as_object().unwrap().clone()),
+            ("http://p".to_owned(), json!({"type": "http://t"}).as_object().unwrap().clone()),
+        ]);
+        apply_canonical(&mut s, &canonical);
+        assert_eq!(s["object"]["definition"]["name"]["fr"], "neuf");
+        assert_eq!(s["context"]["contextActivities"]["parent"][0]["definition"]["type"], "http://t");
+    }
 
     #[test]
     fn language_maps_accumulate() {
