@@ -635,3 +635,42 @@ async fn malformed_signatures_are_400(app: TestApp) {
         assert_eq!(app.get_statements(&format!("statementId={id}")).await.0, StatusCode::NOT_FOUND, "{what}");
     }
 }
+
+/// A JWS over `original` signed with the test key, naming its certificate in
+/// `x5c`; `tamper` flips a bit of the signature.
+fn x5c_jws(original: &Value, alg: &str, tamper: bool) -> Vec<u8> {
+    use base64::Engine;
+    use rsa::pkcs1v15::SigningKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(include_str!("fixtures/signing-key.pem")).unwrap();
+    let certificate = base64::engine::general_purpose::STANDARD.encode(include_bytes!("fixtures/signing-cert.der"));
+    let header = json!({"alg": alg, "x5c": [certificate]});
+    let input = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(&serde_json::to_vec(original).unwrap()));
+    let mut signature = match alg {
+        "RS256" => SigningKey::<sha2::Sha256>::new(key).sign(input.as_bytes()).to_vec(),
+        _ => SigningKey::<sha2::Sha512>::new(key).sign(input.as_bytes()).to_vec(),
+    };
+    if tamper {
+        signature[10] ^= 1;
+    }
+    format!("{input}.{}", b64url(&signature)).into_bytes()
+}
+
+on_both_backends!(signatures_with_a_certificate_are_verified);
+async fn signatures_with_a_certificate_are_verified(app: TestApp) {
+    for alg in ["RS256", "RS512"] {
+        let original = to_sign(&uuid());
+        let good = x5c_jws(&original, alg, false);
+        let (status, text) = post_signed(&app, &signed(&original, &good), &good).await;
+        assert_eq!(status, StatusCode::OK, "{alg}: {text}");
+
+        let id = uuid();
+        let original = to_sign(&id);
+        let bad = x5c_jws(&original, alg, true);
+        let (status, text) = post_signed(&app, &signed(&original, &bad), &bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{alg}: {text}");
+        assert!(text.contains("does not verify"), "{text}");
+        assert_eq!(app.get_statements(&format!("statementId={id}")).await.0, StatusCode::NOT_FOUND);
+    }
+}
