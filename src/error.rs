@@ -3,7 +3,7 @@
 //! actix's own errors (bad payloads, unknown routes, wrong methods) are turned
 //! into the same body by `json_error_handler`, so a client always gets JSON.
 
-use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -145,6 +145,3 @@ pub fn json_error_handler<B: MessageBody + 'static>(
     let res = ServiceResponse::new(req, new.map_into_boxed_body()).map_into_right_body();
     Ok(ErrorHandlerResponse::Response(res))
 }
-
-/// Keeps the type of `json_error_handler`'s output nameable for callers.
-pub type JsonErrorBody<B> = EitherBody<B, BoxBody>;

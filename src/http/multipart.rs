@@ -20,7 +20,7 @@ fn bad(message: impl Into<String>) -> LrsError {
 }
 
 /// The `boundary` parameter of a `multipart/mixed` Content-Type.
-pub fn boundary(content_type: &str) -> Result<String, LrsError> {
+fn boundary(content_type: &str) -> Result<String, LrsError> {
     content_type
         .split(';')
         .skip(1)

@@ -174,7 +174,7 @@ async fn write(
     attachments: Vec<AttachmentContent>,
 ) -> LrsResult<()> {
     match state.writer.write(statements, attachments).await {
-        Ok(_) => Ok(()),
+        Ok(()) => Ok(()),
         Err(WriteError::Conflict(id)) => Err(LrsError::Conflict(format!(
             "statement {id} is already stored with different content; statements are immutable"
         ))),

@@ -42,18 +42,10 @@ pub enum WriteError {
     Storage(#[source] anyhow::Error),
 }
 
-/// What the writer did with one request.
-#[derive(Debug, Clone)]
-pub struct WriteOutcome {
-    /// `stored` of the statements this request added (µs since the epoch);
-    /// `None` when every statement was already stored.
-    pub stored_us: Option<i64>,
-}
-
 struct Job {
     statements: Vec<PreparedStatement>,
     attachments: Vec<AttachmentContent>,
-    reply: oneshot::Sender<Result<WriteOutcome, WriteError>>,
+    reply: oneshot::Sender<Result<(), WriteError>>,
 }
 
 /// Handle to the writer task; cheap to clone.
@@ -93,7 +85,7 @@ impl Writer {
         &self,
         statements: Vec<PreparedStatement>,
         attachments: Vec<AttachmentContent>,
-    ) -> Result<WriteOutcome, WriteError> {
+    ) -> Result<(), WriteError> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Job { statements, attachments, reply }).await.map_err(|_| WriteError::Closed)?;
         answer.await.map_err(|_| WriteError::Closed)?
@@ -195,10 +187,7 @@ async fn commit_group(db: &DatabaseConnection, group: Vec<Job>) {
 
 /// One transaction for all `batches`; a batch with a conflicting id is left
 /// out (and answered 409) without failing the others.
-async fn write_group(
-    db: &DatabaseConnection,
-    batches: &[Batch<'_>],
-) -> anyhow::Result<Vec<Result<WriteOutcome, WriteError>>> {
+async fn write_group(db: &DatabaseConnection, batches: &[Batch<'_>]) -> anyhow::Result<Vec<Result<(), WriteError>>> {
     let backend = db.get_database_backend();
     // IMMEDIATE: take SQLite's write lock now (waiting out a checkpoint),
     // since a read transaction cannot wait to become a write one.
@@ -212,7 +201,7 @@ async fn write_group(
     }
     let statements: Vec<&[PreparedStatement]> = batches.iter().map(|b| b.statements).collect();
     let existing = existing_bodies(&txn, backend, &statements).await?;
-    let (accepted, mut results) = admit(&statements, &existing);
+    let (accepted, results) = admit(&statements, &existing);
     let contents: Vec<&AttachmentContent> =
         batches.iter().zip(&results).filter(|(_, r)| r.is_ok()).flat_map(|(b, _)| b.attachments.iter()).collect();
     attachments::insert(&txn, &contents).await?;
@@ -220,11 +209,6 @@ async fn write_group(
     let (last_seq, last_stored) = last_row(&txn, backend).await?;
     let stored_us = Utc::now().timestamp_micros().max(last_stored);
     let stored = format_timestamp(chrono::DateTime::from_timestamp_micros(stored_us).unwrap_or_else(Utc::now));
-    for r in results.iter_mut().flatten() {
-        if r.stored_us.is_some() {
-            r.stored_us = Some(stored_us);
-        }
-    }
     if !accepted.is_empty() {
         let rows: Vec<(i64, &PreparedStatement)> =
             accepted.iter().enumerate().map(|(i, s)| (last_seq + 1 + i as i64, *s)).collect();
@@ -265,7 +249,7 @@ async fn existing_bodies(
 fn admit<'a>(
     batches: &[&'a [PreparedStatement]],
     existing: &HashMap<String, Json>,
-) -> (Vec<&'a PreparedStatement>, Vec<Result<WriteOutcome, WriteError>>) {
+) -> (Vec<&'a PreparedStatement>, Vec<Result<(), WriteError>>) {
     let mut accepted: Vec<&PreparedStatement> = Vec::new();
     let mut in_group: HashMap<&str, &Json> = HashMap::new();
     let mut results = Vec::with_capacity(batches.len());
@@ -286,7 +270,7 @@ fn admit<'a>(
         match conflict {
             Some(id) => results.push(Err(WriteError::Conflict(id))),
             None => {
-                results.push(Ok(WriteOutcome { stored_us: (!fresh.is_empty()).then_some(0) }));
+                results.push(Ok(()));
                 for s in &fresh {
                     in_group.insert(s.id.as_str(), &s.statement);
                 }
