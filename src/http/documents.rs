@@ -3,7 +3,7 @@
 //! and a few rules, described by a `DocResource`; one set of handlers serves
 //! all three.
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 
@@ -160,7 +160,7 @@ async fn get_documents(
         let latest = ids.iter().map(|(_, updated)| *updated).max();
         let names: Vec<&str> = ids.iter().map(|(id, _)| id.as_str()).collect();
         let mut response = HttpResponse::Ok().json(names);
-        last_modified(&mut response, latest);
+        super::last_modified(&mut response, latest);
         return Ok(response);
     }
     let doc = documents::get(&state.db, &key)
@@ -170,15 +170,8 @@ async fn get_documents(
         .insert_header((header::CONTENT_TYPE, doc.content_type.as_str()))
         .insert_header((header::ETAG, doc.etag.as_str()))
         .body(doc.content);
-    last_modified(&mut response, Some(doc.updated_us));
+    super::last_modified(&mut response, Some(doc.updated_us));
     Ok(response)
-}
-
-fn last_modified(response: &mut HttpResponse, updated_us: Option<i64>) {
-    let date = updated_us.and_then(chrono::DateTime::from_timestamp_micros);
-    if let Some(Ok(v)) = date.map(|t| HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())) {
-        response.headers_mut().insert(header::LAST_MODIFIED, v);
-    }
 }
 
 async fn put_document(

@@ -12,6 +12,7 @@ pub mod statement_query;
 pub mod statements;
 pub mod xapi_headers;
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
 
 use crate::error::LrsError;
@@ -27,6 +28,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(about::configure)
             .default_service(web::to(not_found)),
     );
+}
+
+/// Sets `Last-Modified` (an HTTP date) from a time in µs, when there is one.
+pub fn last_modified(response: &mut HttpResponse, us: Option<i64>) {
+    let date = us.and_then(chrono::DateTime::from_timestamp_micros);
+    if let Some(Ok(v)) = date.map(|t| HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())) {
+        response.headers_mut().insert(header::LAST_MODIFIED, v);
+    }
 }
 
 pub async fn not_found() -> Result<HttpResponse, LrsError> {

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
@@ -245,6 +245,7 @@ impl Rendering {
             }
             iris.sort_unstable();
             iris.dedup();
+            let iris: Vec<&str> = iris.iter().map(String::as_str).collect();
             definitions = activities::definitions(&state.db, &iris).await?;
         }
         Ok(Rendering { format, languages, definitions })
@@ -320,13 +321,6 @@ fn respond(
         }
         None => HttpResponse::Ok().content_type("application/json").body(json),
     };
-    if let Some(us) = stored_us
-        && let Some(t) = chrono::DateTime::from_timestamp_micros(us)
-    {
-        let http_date = t.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-        if let Ok(v) = HeaderValue::from_str(&http_date) {
-            res.headers_mut().insert(header::LAST_MODIFIED, v);
-        }
-    }
+    super::last_modified(&mut res, stored_us);
     Ok(res)
 }

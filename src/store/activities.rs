@@ -24,7 +24,11 @@ pub async fn definition(db: &DatabaseConnection, iri: &str) -> LrsResult<Option<
 }
 
 /// The canonical definitions of these activities (those the LRS has).
-pub async fn definitions(db: &DatabaseConnection, iris: &[String]) -> LrsResult<HashMap<String, Map<String, Json>>> {
+pub async fn definitions(db: &DatabaseConnection, iris: &[&str]) -> LrsResult<HashMap<String, Map<String, Json>>> {
+    Ok(fetch(db, iris).await?)
+}
+
+async fn fetch(db: &impl ConnectionTrait, iris: &[&str]) -> Result<HashMap<String, Map<String, Json>>, sea_orm::DbErr> {
     let backend = db.get_database_backend();
     let mut out = HashMap::new();
     for chunk in sql::chunks(iris) {
@@ -32,7 +36,7 @@ pub async fn definitions(db: &DatabaseConnection, iris: &[String]) -> LrsResult<
             "SELECT iri, definition FROM activity WHERE iri IN ({})",
             sql::list_placeholders(backend, chunk.len(), 1)
         );
-        let values = chunk.iter().map(|i| Value::from(i.clone())).collect();
+        let values = chunk.iter().map(|i| Value::from(i.to_string())).collect();
         for row in db.query_all_raw(sql::stmt(backend, sql_text, values)).await? {
             let text: String = row.try_get_by_index(1)?;
             if let Ok(definition) = serde_json::from_str(&text) {
@@ -57,18 +61,7 @@ pub(super) async fn merge_in(txn: &DatabaseTransaction, statements: &[&PreparedS
     let mut iris: Vec<&str> = incoming.iter().map(|(iri, _)| *iri).collect();
     iris.sort_unstable();
     iris.dedup();
-    let mut stored: HashMap<String, Map<String, Json>> = HashMap::new();
-    for chunk in sql::chunks(&iris) {
-        let sql_text = format!(
-            "SELECT iri, definition FROM activity WHERE iri IN ({})",
-            sql::list_placeholders(backend, chunk.len(), 1)
-        );
-        let values = chunk.iter().map(|i| Value::from(i.to_string())).collect();
-        for row in txn.query_all_raw(sql::stmt(backend, sql_text, values)).await.context("activity definitions")? {
-            let text: String = row.try_get_by_index(1)?;
-            stored.insert(row.try_get_by_index(0)?, serde_json::from_str(&text).unwrap_or_default());
-        }
-    }
+    let stored = fetch(txn, &iris).await.context("activity definitions")?;
     let mut merged: HashMap<&str, Map<String, Json>> = HashMap::new();
     for (iri, def) in incoming {
         let canonical = merged.entry(iri).or_insert_with(|| stored.get(iri).cloned().unwrap_or_default());

@@ -1,9 +1,6 @@
 //! Documents: one row per (kind, activity, agent, registration, id).
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Value};
 
 use super::sql::{self, p};
 use crate::error::LrsResult;
@@ -106,9 +103,7 @@ pub async fn update<E: From<sea_orm::DbErr>>(
     key: &DocKey,
     decide: impl FnOnce(Option<&Document>) -> Result<Change, E>,
 ) -> Result<(), E> {
-    let options =
-        TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
-    let txn = db.begin_with_options(options).await?;
+    let txn = super::begin_write(db).await?;
     let current = read(&txn, key, true).await?;
     match decide(current.as_ref())? {
         Change::Store { content_type, content } => store(&txn, key, &content_type, &content).await?,

@@ -9,10 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Context;
 use chrono::Utc;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Value};
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
@@ -189,11 +186,7 @@ async fn commit_group(db: &DatabaseConnection, group: Vec<Job>) {
 /// out (and answered 409) without failing the others.
 async fn write_group(db: &DatabaseConnection, batches: &[Batch<'_>]) -> anyhow::Result<Vec<Result<(), WriteError>>> {
     let backend = db.get_database_backend();
-    // IMMEDIATE: take SQLite's write lock now (waiting out a checkpoint),
-    // since a read transaction cannot wait to become a write one.
-    let options =
-        TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
-    let txn = db.begin_with_options(options).await.context("begin")?;
+    let txn = super::begin_write(db).await.context("begin")?;
     if backend == DbBackend::Postgres {
         txn.execute_raw(sql::stmt(backend, format!("SELECT pg_advisory_xact_lock({PG_WRITER_LOCK})"), vec![]))
             .await
