@@ -1,11 +1,12 @@
 //! The Statement resource: PUT, POST, GET, HEAD on /xapi/statements.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashSet;
 
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::body::{media_type, parse_json, require_json};
 use super::multipart;
@@ -204,10 +205,9 @@ async fn get_statements(req: HttpRequest, auth: Authenticated, state: web::Data<
             {
                 return Err(LrsError::NotFound(format!("no statement with id {id}")));
             }
-            let rendering = Rendering::new(&state, format, languages, std::slice::from_ref(&row)).await?;
-            let body = rendering.statement(&row.body)?;
-            let contents = attachment_contents(&state, attachments, std::slice::from_ref(&row)).await?;
-            respond(body, Some(row.stored_us), contents)
+            let rows = [row];
+            let (mut texts, contents) = present(&state, &rows, format, &languages, attachments).await?;
+            respond(texts.swap_remove(0).into_owned(), Some(rows[0].stored_us), contents)
         }
         StatementGet::Page { query, format, attachments } => {
             let (rows, more) = stored::page(&state.db, &query).await?;
@@ -216,95 +216,73 @@ async fn get_statements(req: HttpRequest, auth: Authenticated, state: web::Data<
                 _ => String::new(),
             };
             let last_modified = rows.iter().map(|r| r.stored_us).max();
-            let body = Rendering::new(&state, format, languages, &rows).await?.page(&rows, &more)?;
-            let contents = attachment_contents(&state, attachments, &rows).await?;
-            respond(body, last_modified, contents)
+            let (texts, contents) = present(&state, &rows, format, &languages, attachments).await?;
+            respond(statement_result(&texts, &more)?, last_modified, contents)
         }
     }
 }
 
-/// How stored statements are turned into the response's statements.
-struct Rendering {
+/// The statements as the response shows them and, with `attachments=true`,
+/// the content their attachments declare (each hash once). Each stored
+/// statement is parsed at most once, and not at all in the default exact
+/// format without attachments: its stored text is served as it is.
+async fn present<'r>(
+    state: &AppState,
+    rows: &'r [StoredRow],
     format: Format,
-    languages: Vec<String>,
-    /// Canonical activity definitions, for `format=canonical`.
-    definitions: HashMap<String, Map<String, Value>>,
-}
-
-impl Rendering {
-    /// For `canonical`, fetches the definitions of every activity in `rows`.
-    async fn new(state: &AppState, format: Format, languages: Vec<String>, rows: &[StoredRow]) -> LrsResult<Rendering> {
-        let mut definitions = HashMap::new();
-        if format == Format::Canonical {
+    languages: &[String],
+    attachments: bool,
+) -> LrsResult<(Vec<Cow<'r, str>>, Option<Vec<AttachmentContent>>)> {
+    let exact = || rows.iter().map(|r| Cow::Borrowed(r.body.as_str())).collect();
+    if format == Format::Exact && !attachments {
+        return Ok((exact(), None));
+    }
+    let mut values: Vec<Value> =
+        rows.iter().map(|r| serde_json::from_str(&r.body)).collect::<Result<_, _>>().map_err(LrsError::internal)?;
+    let contents = if attachments {
+        let mut hashes: Vec<String> = values.iter().flat_map(attachment::declared).map(|(sha2, _)| sha2).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        Some(attachments::by_hashes(&state.db, &hashes).await?)
+    } else {
+        None
+    };
+    match format {
+        Format::Exact => return Ok((exact(), contents)),
+        Format::Ids => values.iter_mut().for_each(ids_format),
+        Format::Canonical => {
             let mut iris: Vec<String> = Vec::new();
-            for row in rows {
-                let mut statement: Value = serde_json::from_str(&row.body).map_err(LrsError::internal)?;
-                for_each_activity_mut(&mut statement, &mut |a| {
-                    iris.extend(a.get("id").and_then(Value::as_str).map(str::to_owned))
-                });
+            for v in &mut values {
+                for_each_activity_mut(v, &mut |a| iris.extend(a.get("id").and_then(Value::as_str).map(str::to_owned)));
             }
             iris.sort_unstable();
             iris.dedup();
             let iris: Vec<&str> = iris.iter().map(String::as_str).collect();
-            definitions = activities::definitions(&state.db, &iris).await?;
-        }
-        Ok(Rendering { format, languages, definitions })
-    }
-
-    fn statement(&self, body: &str) -> LrsResult<String> {
-        if self.format == Format::Exact {
-            return Ok(body.to_owned());
-        }
-        let mut value: Value = serde_json::from_str(body).map_err(LrsError::internal)?;
-        match self.format {
-            Format::Ids => ids_format(&mut value),
-            Format::Canonical => {
-                apply_canonical(&mut value, &self.definitions);
-                canonical_format(&mut value, &self.languages);
+            let definitions = activities::definitions(&state.db, &iris).await?;
+            for v in &mut values {
+                apply_canonical(v, &definitions);
+                canonical_format(v, languages);
             }
-            Format::Exact => {}
         }
-        serde_json::to_string(&value).map_err(LrsError::internal)
     }
-
-    /// The StatementResult, built from the stored JSON text without
-    /// re-parsing it in the default (exact) format.
-    fn page(&self, rows: &[StoredRow], more: &str) -> LrsResult<String> {
-        let mut out = String::with_capacity(rows.iter().map(|r| r.body.len() + 1).sum::<usize>() + more.len() + 32);
-        out.push_str("{\"statements\":[");
-        for (i, row) in rows.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&self.statement(&row.body)?);
-        }
-        out.push_str("],\"more\":");
-        out.push_str(&serde_json::to_string(more).map_err(LrsError::internal)?);
-        out.push('}');
-        Ok(out)
-    }
+    let texts = values.iter().map(|v| serde_json::to_string(v).map(Cow::Owned)).collect::<Result<_, _>>();
+    Ok((texts.map_err(LrsError::internal)?, contents))
 }
 
-/// With `attachments=true`, the stored content of every attachment the
-/// statements declare (each hash once); `None` otherwise.
-async fn attachment_contents(
-    state: &AppState,
-    wanted: bool,
-    rows: &[StoredRow],
-) -> LrsResult<Option<Vec<AttachmentContent>>> {
-    if !wanted {
-        return Ok(None);
-    }
-    let mut hashes: Vec<String> = Vec::new();
-    for row in rows {
-        let statement: Value = serde_json::from_str(&row.body).map_err(LrsError::internal)?;
-        for (sha2, _) in attachment::declared(&statement) {
-            if !hashes.contains(&sha2) {
-                hashes.push(sha2);
-            }
+/// The StatementResult, from the statements' JSON texts.
+fn statement_result(texts: &[Cow<'_, str>], more: &str) -> LrsResult<String> {
+    let mut out = String::with_capacity(texts.iter().map(|t| t.len() + 1).sum::<usize>() + more.len() + 32);
+    out.push_str("{\"statements\":[");
+    for (i, text) in texts.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
+        out.push_str(text);
     }
-    Ok(Some(attachments::by_hashes(&state.db, &hashes).await?))
+    out.push_str("],\"more\":");
+    out.push_str(&serde_json::to_string(more).map_err(LrsError::internal)?);
+    out.push('}');
+    Ok(out)
 }
 
 fn respond(
