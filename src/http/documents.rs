@@ -142,7 +142,7 @@ impl From<DocumentError> for LrsError {
         match e {
             DocumentError::PreconditionFailed(m) => LrsError::PreconditionFailed(m),
             DocumentError::Conflict(m) => LrsError::Conflict(m),
-            DocumentError::NotMergeable(m) => LrsError::invalid("body", "document:merge", m),
+            DocumentError::BadContent(m) => LrsError::invalid("body", "document:content", m),
         }
     }
 }
@@ -174,6 +174,21 @@ async fn get_documents(
     Ok(response)
 }
 
+/// What a PUT or POST names: the document, its preconditions, and the
+/// content type of the body.
+struct DocumentWrite {
+    key: DocKey,
+    pre: Preconditions,
+    content_type: String,
+}
+
+fn document_write(req: &HttpRequest, auth: &Authenticated, res: &DocResource) -> LrsResult<DocumentWrite> {
+    auth.require_any(&[res.scope])?;
+    let (key, _) = key(req, res, false)?;
+    require_id(&key, res)?;
+    Ok(DocumentWrite { key, pre: preconditions(req), content_type: content_type(req) })
+}
+
 async fn put_document(
     req: HttpRequest,
     auth: Authenticated,
@@ -181,13 +196,8 @@ async fn put_document(
     state: web::Data<AppState>,
     body: Bytes,
 ) -> LrsResult<HttpResponse> {
-    auth.require_any(&[res.scope])?;
-    let (key, _) = key(&req, &res, false)?;
-    require_id(&key, &res)?;
-    let (pre, content_type) = (preconditions(&req), content_type(&req));
-    if document::is_json_type(&content_type) && serde_json::from_slice::<serde_json::Value>(&body).is_err() {
-        return Err(LrsError::invalid("body", "json", "the document is typed application/json but is not JSON"));
-    }
+    let DocumentWrite { key, pre, content_type } = document_write(&req, &auth, &res)?;
+    document::validate_put_json(&content_type, &body)?;
     documents::update(&state.db, &key, |current| {
         pre.check(current.map(|d| d.etag.as_str()), res.guarded_put)?;
         if res.guarded_put && current.is_none() && pre.is_empty() {
@@ -210,10 +220,7 @@ async fn post_document(
     state: web::Data<AppState>,
     body: Bytes,
 ) -> LrsResult<HttpResponse> {
-    auth.require_any(&[res.scope])?;
-    let (key, _) = key(&req, &res, false)?;
-    require_id(&key, &res)?;
-    let (pre, content_type) = (preconditions(&req), content_type(&req));
+    let DocumentWrite { key, pre, content_type } = document_write(&req, &auth, &res)?;
     document::validate_posted_json(&content_type, &body)?;
     documents::update(&state.db, &key, |current| {
         pre.check(current.map(|d| d.etag.as_str()), false)?;

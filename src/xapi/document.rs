@@ -35,8 +35,9 @@ pub enum DocumentError {
     PreconditionFailed(String),
     /// A PUT would overwrite a document without saying which version (409).
     Conflict(String),
-    /// POST to merge where either document is not a JSON object (400).
-    NotMergeable(String),
+    /// A body that is not the JSON it claims, or a POST whose documents
+    /// cannot be merged (400).
+    BadContent(String),
 }
 
 /// The `If-Match` and `If-None-Match` headers: lists of ETags, or `*`.
@@ -96,13 +97,13 @@ pub fn merge(stored_type: &str, stored: &[u8], posted_type: &str, posted: &[u8])
     let object =
         |content_type: &str, bytes: &[u8], which: &str| -> Result<serde_json::Map<String, Value>, DocumentError> {
             if !is_json_type(content_type) {
-                return Err(DocumentError::NotMergeable(format!(
+                return Err(DocumentError::BadContent(format!(
                     "the {which} document is not application/json, so it cannot be merged"
                 )));
             }
             match serde_json::from_slice(bytes) {
                 Ok(Value::Object(map)) => Ok(map),
-                _ => Err(DocumentError::NotMergeable(format!(
+                _ => Err(DocumentError::BadContent(format!(
                     "the {which} document is not a JSON object, so it cannot be merged"
                 ))),
             }
@@ -114,11 +115,19 @@ pub fn merge(stored_type: &str, stored: &[u8], posted_type: &str, posted: &[u8])
     Ok(serde_json::to_vec(&Value::Object(base)).expect("a JSON object serialises"))
 }
 
+/// A PUT application/json document must be JSON (of any kind).
+pub fn validate_put_json(content_type: &str, content: &[u8]) -> Result<(), DocumentError> {
+    if is_json_type(content_type) && serde_json::from_slice::<Value>(content).is_err() {
+        return Err(DocumentError::BadContent("the document is typed application/json but is not JSON".into()));
+    }
+    Ok(())
+}
+
 /// A POSTed application/json document must be a JSON object even when
 /// nothing is stored yet: it is meant to be merged.
 pub fn validate_posted_json(content_type: &str, content: &[u8]) -> Result<(), DocumentError> {
     if is_json_type(content_type) && !matches!(serde_json::from_slice(content), Ok(Value::Object(_))) {
-        return Err(DocumentError::NotMergeable("a POSTed application/json document must be a JSON object".into()));
+        return Err(DocumentError::BadContent("a POSTed application/json document must be a JSON object".into()));
     }
     Ok(())
 }
