@@ -674,3 +674,92 @@ async fn signatures_with_a_certificate_are_verified(app: TestApp) {
         assert_eq!(app.get_statements(&format!("statementId={id}")).await.0, StatusCode::NOT_FOUND);
     }
 }
+
+// ---- Large content ----
+
+/// Content of `len` bytes that no two offsets of a short window share.
+fn large_content(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+}
+
+// Larger than the request limit (1 MiB in tests), the spool buffer (64 KiB)
+// and one storage transaction (4 MiB): streamed in, stored in chunks,
+// streamed out byte for byte with its length announced.
+on_both_backends!(large_attachment_streams_in_and_out);
+async fn large_attachment_streams_in_and_out(app: TestApp) {
+    let content = large_content(5 * 1024 * 1024 + 123);
+    let id = uuid();
+    let s = with_attachments(&id, vec![declare(&content, "video/mp4", 1), declare(TEXT_A, "text/plain", 2)]);
+    let body = request_body(&s, &[(&content, "video/mp4"), (TEXT_A, "text/plain")]);
+    let (status, text) = post_multipart(&app, body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+
+    let res = app.request(Method::GET, &format!("/statements?statementId={id}&attachments=true")).send().await.unwrap();
+    let announced: usize = res.headers()["content-length"].to_str().unwrap().parse().unwrap();
+    let raw = res.bytes().await.unwrap();
+    assert_eq!(announced, raw.len());
+    let (_, parts) = get_multipart(&app, &format!("statementId={id}&attachments=true")).await;
+    assert_eq!(parts.len(), 3);
+    let big = parts.iter().find(|p| p.header("X-Experience-API-Hash") == Some(&sha256_hex(&content))).unwrap();
+    assert_eq!(big.header("Content-Type"), Some("video/mp4"));
+    assert!(big.content == content, "the content came back changed ({} bytes)", big.content.len());
+
+    // Sent again with another statement, the stored content serves both.
+    let again = uuid();
+    let s = with_attachments(&again, vec![declare(&content, "video/mp4", 1)]);
+    let (status, text) = post_multipart(&app, request_body(&s, &[(&content, "video/mp4")])).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (_, parts) = get_multipart(&app, &format!("statementId={again}&attachments=true")).await;
+    assert!(parts[1].content == content);
+}
+
+async fn limited_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |args| args.max_attachment_bytes = 256 * 1024).await
+}
+
+/// One attachment beyond `max_attachment_bytes` is 413, and nothing of the
+/// request is stored; content up to the limit is accepted.
+async fn attachment_over_the_limit_is_413(app: TestApp) {
+    let at_limit = large_content(256 * 1024);
+    let over = large_content(8 * 1024 * 1024);
+    let id = uuid();
+    let s = with_attachments(&id, vec![declare(&over, "application/pdf", 1)]);
+    let (status, text) = post_multipart(&app, request_body(&s, &[(&over, "application/pdf")])).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    let error: Value = serde_json::from_str(&text).expect("a JSON error body");
+    assert!(error["message"].as_str().unwrap().contains(&sha256_hex(&over)), "{error}");
+    let (status, _) = app.get_statements(&format!("statementId={id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let s = with_attachments(&id, vec![declare(&at_limit, "application/pdf", 1)]);
+    let (status, text) = post_multipart(&app, request_body(&s, &[(&at_limit, "application/pdf")])).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}
+
+mod attachment_over_the_limit {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        attachment_over_the_limit_is_413(limited_app(Backend::Sqlite).await.unwrap()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        if let Some(app) = limited_app(Backend::Postgres).await {
+            attachment_over_the_limit_is_413(app).await;
+        }
+    }
+}
+
+// The statements part keeps to `max_body_bytes` (1 MiB in tests) even
+// though the whole multipart body may be larger.
+on_both_backends!(statements_part_over_the_body_limit_is_413);
+async fn statements_part_over_the_body_limit_is_413(app: TestApp) {
+    let id = uuid();
+    let mut s = with_attachments(&id, vec![declare(TEXT_A, "text/plain", 1)]);
+    s["result"] = json!({"response": "x".repeat(1024 * 1024)});
+    let (status, text) = post_multipart(&app, request_body(&s, &[(TEXT_A, "text/plain")])).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(text.contains("statements part"), "{text}");
+}

@@ -71,14 +71,20 @@ fn credentials_create_list_revoke() {
 }
 
 /// A running `xlrs serve` child and the port it listens on.
-struct Served {
-    child: Child,
-    port: u16,
+pub struct Served {
+    pub child: Child,
+    pub port: u16,
     log: std::sync::mpsc::Receiver<String>,
 }
 
 fn serve(database_url: &str, admin: Option<(&str, &str)>) -> Served {
+    serve_with_env(database_url, admin, &[])
+}
+
+/// `xlrs serve` on a free port, with extra environment variables.
+pub fn serve_with_env(database_url: &str, admin: Option<(&str, &str)>, env: &[(&str, &str)]) -> Served {
     let mut cmd = xlrs();
+    cmd.envs(env.iter().copied());
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -101,12 +107,12 @@ fn serve(database_url: &str, admin: Option<(&str, &str)>) -> Served {
     Served { child, port: port.unwrap(), log: rx }
 }
 
-fn sigterm(child: &Child) {
+pub fn sigterm(child: &Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     for _ in 0..300 {
         if let Some(status) = child.try_wait().unwrap() {
             return status;

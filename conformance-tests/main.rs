@@ -12,6 +12,7 @@ mod cli;
 mod definitions;
 mod documents;
 mod headers;
+mod process_memory;
 mod statement_formats;
 mod statement_queries;
 mod statement_validation;

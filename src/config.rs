@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::http::statement_upload::UploadLimits;
+use crate::spool::SpoolSettings;
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on (`host:port`; port 0 picks a free port).
@@ -21,9 +24,26 @@ pub struct ServeArgs {
     #[arg(long, env = "XLRS_ADMIN_SECRET", hide_env_values = true)]
     pub admin_secret: Option<String>,
 
-    /// Largest statement request body, in bytes.
+    /// Largest request body, in bytes, other than attachment content: the
+    /// statements (a JSON body, or the first part of a multipart one), a
+    /// signature, a document.
     #[arg(long, env = "XLRS_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Largest content of one attachment, in bytes (413 beyond).
+    #[arg(long, env = "XLRS_MAX_ATTACHMENT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_attachment_bytes: u64,
+
+    /// The buffer attachment content streams through, in bytes: content of a
+    /// request beyond it waits in a temporary file, and responses read stored
+    /// content this much at a time.
+    #[arg(long, env = "XLRS_ATTACHMENT_BUFFER_BYTES", default_value_t = 256 * 1024)]
+    pub attachment_buffer_bytes: usize,
+
+    /// Directory for the temporary files of attachment uploads (default: the
+    /// system's temporary directory).
+    #[arg(long, env = "XLRS_SPOOL_DIR")]
+    pub spool_dir: Option<std::path::PathBuf>,
 
     /// Most statements in one page of a statement query (also `limit=0`).
     #[arg(long, env = "XLRS_PAGE_LIMIT", default_value_t = 500)]
@@ -54,6 +74,17 @@ pub struct DatabaseArgs {
 }
 
 impl ServeArgs {
+    pub fn upload_limits(&self) -> UploadLimits {
+        UploadLimits {
+            json_bytes: self.max_body_bytes,
+            attachment_bytes: self.max_attachment_bytes,
+            spool: SpoolSettings {
+                buffer_bytes: self.attachment_buffer_bytes.max(1024),
+                dir: self.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+            },
+        }
+    }
+
     pub fn auth_cache_ttl(&self) -> Duration {
         Duration::from_secs(self.auth_cache_secs)
     }

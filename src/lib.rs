@@ -1,7 +1,8 @@
 //! xlrs: an xAPI Learning Record Store.
 //!
 //! `xapi` is the pure domain (validation, keys, formats), `store` the only
-//! place that knows SQL, `http` the actix-web layer. `startup` wires them into
+//! place that knows SQL, `http` the actix-web layer, `spool` where received
+//! attachment content waits until it is stored. `startup` wires them into
 //! one app factory shared by `main` and the tests.
 
 pub mod auth;
@@ -9,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod spool;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

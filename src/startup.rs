@@ -15,6 +15,7 @@ use crate::auth::Authenticator;
 use crate::config::ServeArgs;
 use crate::error::{LrsError, json_error_handler};
 use crate::http;
+use crate::http::statement_upload::UploadLimits;
 use crate::store::{self, credentials, writer::Writer, writer::WriterHandle};
 use crate::xapi::schema;
 
@@ -24,7 +25,7 @@ pub struct AppState {
     pub writer: Writer,
     pub auth: Authenticator,
     pub page_limit: u32,
-    pub max_body_bytes: usize,
+    pub uploads: UploadLimits,
 }
 
 pub fn create_app(
@@ -80,7 +81,7 @@ impl Application {
             writer,
             auth: Authenticator::new(db, args.auth_cache_ttl(), args.authority_home_page.clone()),
             page_limit: args.page_limit.max(1),
-            max_body_bytes: args.max_body_bytes,
+            uploads: args.upload_limits(),
         });
         let listener = TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
         let port = listener.local_addr()?.port();

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m0001_statements;
 mod m0002_documents;
 mod m0003_activities;
+mod m0004_attachment_chunks;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_statements::Migration),
             Box::new(m0002_documents::Migration),
             Box::new(m0003_activities::Migration),
+            Box::new(m0004_attachment_chunks::Migration),
         ]
     }
 }

@@ -7,8 +7,7 @@ use actix_web::HttpMessage;
 use actix_web::dev::{Payload, ServiceRequest};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, Uri};
-use actix_web::web::{self, Bytes, BytesMut};
-use futures_util::StreamExt;
+use actix_web::web::{self, Bytes};
 
 use crate::error::LrsError;
 use crate::startup::AppState;
@@ -97,15 +96,6 @@ fn lower(h: &str) -> &'static str {
 
 /// The form body, up to the configured request size.
 async fn read_form(req: &mut ServiceRequest) -> Result<Bytes, LrsError> {
-    let limit = req.app_data::<web::Data<AppState>>().map_or(16 * 1024 * 1024, |s| s.max_body_bytes);
-    let mut payload = req.take_payload();
-    let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| bad(format!("reading the form failed: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(LrsError::PayloadTooLarge(format!("the request is larger than {limit} bytes")));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+    let limit = req.app_data::<web::Data<AppState>>().map_or(16 * 1024 * 1024, |s| s.uploads.json_bytes);
+    super::body::read_limited(req.take_payload(), limit).await
 }

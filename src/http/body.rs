@@ -1,7 +1,11 @@
 //! Request bodies: content type checks and JSON parsing with clear errors.
 
+use std::fmt::Display;
+
 use actix_web::HttpRequest;
 use actix_web::http::header;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
 use crate::error::LrsError;
@@ -32,4 +36,21 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, LrsError> {
     }
     serde_json::from_slice(bytes)
         .map_err(|e| LrsError::invalid("body", "json", format!("the body is not valid JSON: {e}")))
+}
+
+/// A whole request body of at most `limit` bytes (413 beyond).
+pub async fn read_limited<S, E>(mut payload: S, limit: usize) -> Result<Bytes, LrsError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Display,
+{
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| LrsError::bad_request(format!("reading the request body failed: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(LrsError::PayloadTooLarge(format!("the request body is larger than {limit} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }

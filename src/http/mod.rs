@@ -9,6 +9,7 @@ pub mod documents;
 pub mod multipart;
 pub mod params;
 pub mod statement_query;
+pub mod statement_upload;
 pub mod statements;
 pub mod xapi_headers;
 

@@ -3,24 +3,29 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
+use actix_web::body::SizedStream;
 use actix_web::http::header;
-use actix_web::web::{self, Bytes};
+use actix_web::web::{self, Bytes, Payload};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use serde_json::Value;
 
-use super::body::{media_type, parse_json, require_json};
+use futures_util::stream::{self, BoxStream, StreamExt};
+
 use super::multipart;
 use super::params::Params;
 use super::statement_query::{self, GET_PARAMS, StatementGet, more_url};
+use super::statement_upload;
 use crate::auth::{Authenticated, ReadAccess};
 use crate::error::{LrsError, LrsResult};
+use crate::spool::Received;
 use crate::startup::AppState;
+use crate::store::activities;
+use crate::store::attachments::{self, StoredAttachment};
 use crate::store::statements::{self as stored, StoredRow};
 use crate::store::writer::WriteError;
-use crate::store::{activities, attachments};
 use crate::xapi::XapiVersion;
 use crate::xapi::activity::{apply_canonical, for_each_activity_mut};
-use crate::xapi::attachment::{self, AttachmentContent};
+use crate::xapi::attachment;
 use crate::xapi::keys::{KeyKind, key};
 use crate::xapi::output::{Format, accepted_languages, canonical_format, ids_format};
 use crate::xapi::signature;
@@ -45,7 +50,7 @@ async fn put_statement(
     req: HttpRequest,
     auth: Authenticated,
     state: web::Data<AppState>,
-    body: Bytes,
+    payload: Payload,
 ) -> LrsResult<HttpResponse> {
     auth.require_statement_write()?;
     let params = Params::parse(req.query_string(), &["statementId"])?;
@@ -55,7 +60,7 @@ async fn put_statement(
     if !crate::xapi::formats::is_uuid(id) {
         return Err(LrsError::invalid("statementId", "query:uuid", "statementId must be a UUID"));
     }
-    let (statement, attachments) = read_statements(&req, &body)?;
+    let (statement, attachments) = statement_upload::read(&req, payload, &state.uploads).await?;
     if !statement.is_object() {
         return Err(LrsError::invalid("body", "schema:type", "PUT /statements takes one statement (a JSON object)"));
     }
@@ -75,11 +80,11 @@ async fn post_statements(
     req: HttpRequest,
     auth: Authenticated,
     state: web::Data<AppState>,
-    body: Bytes,
+    payload: Payload,
 ) -> LrsResult<HttpResponse> {
     auth.require_statement_write()?;
     Params::parse(req.query_string(), &[])?;
-    let (statements, attachments) = read_statements(&req, &body)?;
+    let (statements, attachments) = statement_upload::read(&req, payload, &state.uploads).await?;
     let ctx = store_context(&req, &auth);
     let prepared = match statements {
         Value::Array(items) => items
@@ -130,33 +135,20 @@ fn invalid(e: Invalid, index: Option<usize>) -> LrsError {
     LrsError::BadRequest { message, property: Some(property), rule: Some(e.rule) }
 }
 
-/// The statements of a PUT/POST (one object or an array) and, for a
-/// `multipart/mixed` request, the attachment content that came with them.
-fn read_statements(req: &HttpRequest, body: &Bytes) -> LrsResult<(Value, Vec<AttachmentContent>)> {
-    if media_type(req).as_deref() == Some("multipart/mixed") {
-        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let parts = multipart::parse(content_type, body)?;
-        Ok((parse_json(&parts.statements)?, parts.attachments))
-    } else {
-        require_json(req)?;
-        Ok((parse_json(body)?, Vec::new()))
-    }
-}
-
 /// Every attachment needs its content: a `fileUrl`, or a part with its hash;
 /// every part must be the content of a declared attachment; signatures must
 /// be well-formed JWS of their statement.
-fn match_attachments(statements: &[PreparedStatement], parts: &[AttachmentContent]) -> LrsResult<()> {
-    let declared: Vec<(String, bool)> = statements.iter().flat_map(|s| attachment::declared(&s.statement)).collect();
-    if let Some((sha2, _)) = declared.iter().find(|(sha2, has_url)| !has_url && !parts.iter().any(|p| &p.sha2 == sha2))
-    {
+fn match_attachments(statements: &[PreparedStatement], parts: &[Received]) -> LrsResult<()> {
+    let declared: Vec<_> = statements.iter().flat_map(|s| attachment::declared(&s.statement)).collect();
+    let missing = declared.iter().find(|d| !d.has_file_url && !parts.iter().any(|p| p.sha2 == d.sha2));
+    if let Some(attachment::Declared { sha2, .. }) = missing {
         return Err(LrsError::invalid(
             "attachments",
             "attachment:content",
             format!("attachment {sha2} has no fileUrl and no part with its content (X-Experience-API-Hash)"),
         ));
     }
-    if let Some(part) = parts.iter().find(|p| !declared.iter().any(|(sha2, _)| *sha2 == p.sha2)) {
+    if let Some(part) = parts.iter().find(|p| !declared.iter().any(|d| d.sha2 == p.sha2)) {
         return Err(LrsError::invalid(
             "attachments",
             "attachment:unexpected-part",
@@ -169,12 +161,12 @@ fn match_attachments(statements: &[PreparedStatement], parts: &[AttachmentConten
     Ok(())
 }
 
-async fn write(
-    state: &AppState,
-    statements: Vec<PreparedStatement>,
-    attachments: Vec<AttachmentContent>,
-) -> LrsResult<()> {
-    match state.writer.write(statements, attachments).await {
+/// Stores the attachment content, then the statements. Content whose
+/// statements then turn out to conflict stays stored, unreferenced: it is
+/// content-addressed, and the next upload of it has nothing to write.
+async fn write(state: &AppState, statements: Vec<PreparedStatement>, attachments: Vec<Received>) -> LrsResult<()> {
+    attachments::store(&state.db, &attachments).await?;
+    match state.writer.write(statements).await {
         Ok(()) => Ok(()),
         Err(WriteError::Conflict(id)) => Err(LrsError::Conflict(format!(
             "statement {id} is already stored with different content; statements are immutable"
@@ -207,7 +199,7 @@ async fn get_statements(req: HttpRequest, auth: Authenticated, state: web::Data<
             }
             let rows = [row];
             let (mut texts, contents) = present(&state, &rows, format, &languages, attachments).await?;
-            respond(texts.swap_remove(0).into_owned(), Some(rows[0].stored_us), contents)
+            respond(&state, texts.swap_remove(0).into_owned(), Some(rows[0].stored_us), contents)
         }
         StatementGet::Page { query, format, attachments } => {
             let (rows, more) = stored::page(&state.db, &query).await?;
@@ -217,7 +209,7 @@ async fn get_statements(req: HttpRequest, auth: Authenticated, state: web::Data<
             };
             let last_modified = rows.iter().map(|r| r.stored_us).max();
             let (texts, contents) = present(&state, &rows, format, &languages, attachments).await?;
-            respond(statement_result(&texts, &more)?, last_modified, contents)
+            respond(&state, statement_result(&texts, &more)?, last_modified, contents)
         }
     }
 }
@@ -232,7 +224,7 @@ async fn present<'r>(
     format: Format,
     languages: &[String],
     attachments: bool,
-) -> LrsResult<(Vec<Cow<'r, str>>, Option<Vec<AttachmentContent>>)> {
+) -> LrsResult<(Vec<Cow<'r, str>>, Option<Vec<StoredAttachment>>)> {
     let exact = || rows.iter().map(|r| Cow::Borrowed(r.body.as_str())).collect();
     if format == Format::Exact && !attachments {
         return Ok((exact(), None));
@@ -240,7 +232,7 @@ async fn present<'r>(
     let mut values: Vec<Value> =
         rows.iter().map(|r| serde_json::from_str(&r.body)).collect::<Result<_, _>>().map_err(LrsError::internal)?;
     let contents = if attachments {
-        let mut hashes: Vec<String> = values.iter().flat_map(attachment::declared).map(|(sha2, _)| sha2).collect();
+        let mut hashes: Vec<String> = values.iter().flat_map(attachment::declared).map(|d| d.sha2).collect();
         hashes.sort_unstable();
         hashes.dedup();
         Some(attachments::by_hashes(&state.db, &hashes).await?)
@@ -286,19 +278,47 @@ fn statement_result(texts: &[Cow<'_, str>], more: &str) -> LrsResult<String> {
 }
 
 fn respond(
+    state: &AppState,
     json: String,
     stored_us: Option<i64>,
-    attachments: Option<Vec<AttachmentContent>>,
+    attachments: Option<Vec<StoredAttachment>>,
 ) -> LrsResult<HttpResponse> {
     let mut res = match attachments {
         Some(parts) => {
             let boundary = uuid::Uuid::new_v4().simple().to_string();
+            let (length, body) = multipart_body(state, &boundary, json, parts);
             HttpResponse::Ok()
                 .insert_header((header::CONTENT_TYPE, format!("multipart/mixed; boundary={boundary}")))
-                .body(multipart::render(&boundary, &json, &parts))
+                .body(SizedStream::new(length, body))
         }
         None => HttpResponse::Ok().content_type("application/json").body(json),
     };
     super::last_modified(&mut res, stored_us);
     Ok(res)
+}
+
+/// A `multipart/mixed` response body and its length: the statements, then
+/// each attachment's content streamed from the store one buffer at a time.
+fn multipart_body(
+    state: &AppState,
+    boundary: &str,
+    json: String,
+    attachments: Vec<StoredAttachment>,
+) -> (u64, BoxStream<'static, Result<Bytes, LrsError>>) {
+    fn text(s: String) -> BoxStream<'static, Result<Bytes, LrsError>> {
+        stream::once(async move { Ok(Bytes::from(s)) }).boxed()
+    }
+    let head = multipart::statements_head(boundary);
+    let mut length = (head.len() + json.len()) as u64;
+    let mut pieces = vec![text(head), text(json)];
+    for a in attachments {
+        let head = multipart::attachment_head(boundary, &a.content_type, &a.sha2);
+        length += head.len() as u64 + a.length;
+        pieces.push(text(head));
+        pieces.push(attachments::content(state.db.clone(), a, state.uploads.spool.buffer_bytes).boxed());
+    }
+    let closing = multipart::closing(boundary);
+    length += closing.len() as u64;
+    pieces.push(text(closing));
+    (length, stream::iter(pieces).flatten().boxed())
 }

@@ -13,9 +13,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBacken
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
+use super::activities;
 use super::sql;
-use super::{activities, attachments};
-use crate::xapi::attachment::AttachmentContent;
 use crate::xapi::formats::format_timestamp;
 use crate::xapi::same::same_statement;
 use crate::xapi::statement::PreparedStatement;
@@ -41,7 +40,6 @@ pub enum WriteError {
 
 struct Job {
     statements: Vec<PreparedStatement>,
-    attachments: Vec<AttachmentContent>,
     reply: oneshot::Sender<Result<(), WriteError>>,
 }
 
@@ -76,15 +74,11 @@ impl Writer {
         }
     }
 
-    /// Stores the statements and the attachment content they came with (all
-    /// or none) and returns once they are committed.
-    pub async fn write(
-        &self,
-        statements: Vec<PreparedStatement>,
-        attachments: Vec<AttachmentContent>,
-    ) -> Result<(), WriteError> {
+    /// Stores the statements (all or none) and returns once they are
+    /// committed. Their attachment content is stored before.
+    pub async fn write(&self, statements: Vec<PreparedStatement>) -> Result<(), WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Job { statements, attachments, reply }).await.map_err(|_| WriteError::Closed)?;
+        self.tx.send(Job { statements, reply }).await.map_err(|_| WriteError::Closed)?;
         answer.await.map_err(|_| WriteError::Closed)?
     }
 }
@@ -143,20 +137,8 @@ async fn run(
     }
 }
 
-/// One request's share of a group commit.
-struct Batch<'a> {
-    statements: &'a [PreparedStatement],
-    attachments: &'a [AttachmentContent],
-}
-
-impl Job {
-    fn batch(&self) -> Batch<'_> {
-        Batch { statements: &self.statements, attachments: &self.attachments }
-    }
-}
-
 async fn commit_group(db: &DatabaseConnection, group: Vec<Job>) {
-    let batches: Vec<Batch<'_>> = group.iter().map(Job::batch).collect();
+    let batches: Vec<&[PreparedStatement]> = group.iter().map(|j| j.statements.as_slice()).collect();
     match write_group(db, &batches).await {
         Ok(results) => {
             for (job, result) in group.into_iter().zip(results) {
@@ -167,7 +149,7 @@ async fn commit_group(db: &DatabaseConnection, group: Vec<Job>) {
             // One request may have poisoned the group: give each its own transaction.
             tracing::warn!(error = ?e, requests = group.len(), "group commit failed; retrying requests one by one");
             for job in group {
-                let result = match write_group(db, &[job.batch()]).await {
+                let result = match write_group(db, &[&job.statements]).await {
                     Ok(mut r) => r.pop().unwrap_or(Err(WriteError::Closed)),
                     Err(e) => Err(WriteError::Storage(e)),
                 };
@@ -184,7 +166,10 @@ async fn commit_group(db: &DatabaseConnection, group: Vec<Job>) {
 
 /// One transaction for all `batches`; a batch with a conflicting id is left
 /// out (and answered 409) without failing the others.
-async fn write_group(db: &DatabaseConnection, batches: &[Batch<'_>]) -> anyhow::Result<Vec<Result<(), WriteError>>> {
+async fn write_group(
+    db: &DatabaseConnection,
+    batches: &[&[PreparedStatement]],
+) -> anyhow::Result<Vec<Result<(), WriteError>>> {
     let backend = db.get_database_backend();
     let txn = super::begin_write(db).await.context("begin")?;
     if backend == DbBackend::Postgres {
@@ -192,12 +177,8 @@ async fn write_group(db: &DatabaseConnection, batches: &[Batch<'_>]) -> anyhow::
             .await
             .context("writer lock")?;
     }
-    let statements: Vec<&[PreparedStatement]> = batches.iter().map(|b| b.statements).collect();
-    let existing = existing_bodies(&txn, backend, &statements).await?;
-    let (accepted, results) = admit(&statements, &existing);
-    let contents: Vec<&AttachmentContent> =
-        batches.iter().zip(&results).filter(|(_, r)| r.is_ok()).flat_map(|(b, _)| b.attachments.iter()).collect();
-    attachments::insert(&txn, &contents).await?;
+    let existing = existing_bodies(&txn, backend, batches).await?;
+    let (accepted, results) = admit(batches, &existing);
 
     let (last_seq, last_stored) = last_row(&txn, backend).await?;
     let stored_us = Utc::now().timestamp_micros().max(last_stored);

@@ -6,9 +6,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
-use super::attachment::AttachmentContent;
 use super::same::same_statement;
 use super::statement::Invalid;
+use crate::spool::Received;
 
 pub const SIGNATURE_USAGE: &str = "http://adlnet.gov/expapi/attachments/signature";
 const ALGORITHMS: &[&str] = &["RS256", "RS384", "RS512"];
@@ -18,7 +18,7 @@ fn invalid(message: impl Into<String>) -> Invalid {
 }
 
 /// Checks every signature attachment of `statement` against its content part.
-pub fn check(statement: &Value, parts: &[AttachmentContent]) -> Result<(), Invalid> {
+pub fn check(statement: &Value, parts: &[Received]) -> Result<(), Invalid> {
     let attachments = statement.get("attachments").and_then(Value::as_array);
     for a in attachments.into_iter().flatten() {
         if a.get("usageType").and_then(Value::as_str) != Some(SIGNATURE_USAGE) {
@@ -32,7 +32,9 @@ pub fn check(statement: &Value, parts: &[AttachmentContent]) -> Result<(), Inval
             .iter()
             .find(|p| p.sha2 == sha2)
             .ok_or_else(|| invalid("a signature must be sent as a part of a multipart/mixed request"))?;
-        check_jws(&part.content, statement)?;
+        // Signature parts are always read into memory (`Declared::signature`).
+        let jws = part.in_memory().ok_or_else(|| invalid("the signature part was not read whole"))?;
+        check_jws(jws, statement)?;
     }
     Ok(())
 }
