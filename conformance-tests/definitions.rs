@@ -87,3 +87,32 @@ async fn agents_resource_returns_a_person(app: TestApp) {
         }
     }
 }
+
+on_both_backends!(agents_resource_merges_the_names_statements_gave);
+async fn agents_resource_merges_the_names_statements_gave(app: TestApp) {
+    let mbox = format!("mailto:ann-{}@example.com", uuid());
+    let mut first = statement();
+    first["actor"] = json!({"name": "Ann", "mbox": mbox.to_uppercase().replace("MAILTO:", "mailto:")});
+    let mut second = statement();
+    second["actor"] = json!({"name": "Ann Smith", "mbox": mbox});
+    second["context"] = json!({"instructor": {"name": "Teacher", "mbox": "mailto:teacher@example.com"}});
+    let mut again = statement();
+    again["actor"] = json!({"name": "Ann", "mbox": mbox});
+    app.store(&json!([first, second])).await;
+    app.store(&again).await;
+
+    let person = |agent: Value| {
+        let app = &app;
+        async move {
+            let res = app.request(Method::GET, &format!("/agents?{}", agent_q(&agent))).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{agent}");
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let p = person(json!({"mbox": mbox})).await;
+    assert_eq!(p, json!({"objectType": "Person", "name": ["Ann", "Ann Smith"], "mbox": [mbox]}));
+    let p = person(json!({"name": "A. Smith", "mbox": mbox})).await;
+    assert_eq!(p["name"], json!(["Ann", "Ann Smith", "A. Smith"]));
+    let p = person(json!({"mbox": "mailto:teacher@example.com"})).await;
+    assert_eq!(p["name"], json!(["Teacher"]));
+}

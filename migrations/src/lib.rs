@@ -8,6 +8,7 @@ mod m0001_statements;
 mod m0002_documents;
 mod m0003_activities;
 mod m0004_attachment_chunks;
+mod m0005_agent_names;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_documents::Migration),
             Box::new(m0003_activities::Migration),
             Box::new(m0004_attachment_chunks::Migration),
+            Box::new(m0005_agent_names::Migration),
         ]
     }
 }

@@ -2,6 +2,7 @@
 //! the same code; where their SQL differs, `sql.rs` holds one version of each.
 
 pub mod activities;
+pub mod agent_names;
 pub mod attachments;
 pub mod credentials;
 pub mod documents;

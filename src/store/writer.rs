@@ -13,8 +13,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBacken
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
-use super::activities;
 use super::sql;
+use super::{activities, agent_names};
 use crate::xapi::formats::format_timestamp;
 use crate::xapi::same::same_statement;
 use crate::xapi::statement::PreparedStatement;
@@ -189,6 +189,7 @@ async fn write_group(
         insert_statements(&txn, backend, &rows, stored_us, &stored).await?;
         insert_keys(&txn, backend, &rows).await?;
         activities::merge_in(&txn, &accepted).await?;
+        agent_names::merge_in(&txn, &accepted).await?;
         resolve_references(&txn, backend, &rows).await?;
     }
     txn.commit().await.context("commit")?;

@@ -64,10 +64,65 @@ pub fn ids_only(agent: &Value) -> Value {
     Value::Object(out)
 }
 
+/// `(canonical IFI, name)` of every named, identified Agent or Group a
+/// statement mentions: actor, object, instructor, team, group members, and
+/// the same in a sub-statement. (Not the authority: the LRS writes that.)
+pub fn names_in(statement: &Value) -> Vec<(String, &str)> {
+    fn add<'a>(agent: &'a Value, out: &mut Vec<(String, &'a str)>) {
+        if let (Some(ifi), Some(name)) = (ifi(agent), agent.get("name").and_then(Value::as_str)) {
+            out.push((ifi, name));
+        }
+        if is_group(agent) {
+            agent.get("member").and_then(Value::as_array).into_iter().flatten().for_each(|m| add(m, out));
+        }
+    }
+    fn visit<'a>(holder: &'a Value, out: &mut Vec<(String, &'a str)>) {
+        let object = holder.get("object");
+        let object_type = object.and_then(|o| o.get("objectType")).and_then(Value::as_str);
+        let agents = [
+            holder.get("actor"),
+            object.filter(|_| matches!(object_type, Some("Agent" | "Group"))),
+            holder.pointer("/context/instructor"),
+            holder.pointer("/context/team"),
+        ];
+        agents.into_iter().flatten().for_each(|a| add(a, out));
+        if let Some(sub) = object.filter(|_| object_type == Some("SubStatement")) {
+            visit(sub, out);
+        }
+    }
+    let mut out = Vec::new();
+    visit(statement, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn names_come_from_every_agent_of_a_statement() {
+        let s = json!({
+            "actor": {"objectType": "Group", "name": "G", "mbox": "mailto:g@x",
+                      "member": [{"name": "M", "mbox": "mailto:M@x"}, {"mbox": "mailto:nameless@x"}]},
+            "object": {"objectType": "SubStatement",
+                       "actor": {"name": "S", "openid": "http://s"},
+                       "object": {"objectType": "Agent", "name": "O", "mbox": "mailto:o@x"}},
+            "context": {"instructor": {"name": "I", "account": {"homePage": "http://h", "name": "i"}}},
+            "authority": {"name": "A", "mbox": "mailto:a@x"}
+        });
+        let names: Vec<(String, &str)> = names_in(&s);
+        assert_eq!(
+            names,
+            vec![
+                ("mbox:mailto:g@x".to_owned(), "G"),
+                ("mbox:mailto:m@x".to_owned(), "M"),
+                ("account:http://h|i".to_owned(), "I"),
+                ("openid:http://s".to_owned(), "S"),
+                ("mbox:mailto:o@x".to_owned(), "O"),
+            ]
+        );
+    }
 
     #[test]
     fn canonical_ifis() {

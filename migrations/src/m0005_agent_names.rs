@@ -1,0 +1,28 @@
+//! The names each agent has been given in statements, for the Agents resource.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let bigint = match manager.get_database_backend() {
+            DbBackend::Sqlite => "INTEGER",
+            DbBackend::Postgres => "BIGINT",
+            other => return Err(DbErr::Migration(format!("unsupported database backend {other:?}"))),
+        };
+        // `names`: a JSON array, in the order the names were first seen.
+        let sql = format!(
+            "CREATE TABLE agent_name (
+                ifi TEXT PRIMARY KEY NOT NULL,
+                names TEXT NOT NULL,
+                updated_us {bigint} NOT NULL
+            )"
+        );
+        manager.get_connection().execute_unprepared(&sql).await?;
+        Ok(())
+    }
+}

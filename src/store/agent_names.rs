@@ -1,0 +1,77 @@
+//! The names each agent has been given in statements, kept up to date by the
+//! writer: what the Agents resource knows of a person beyond its identifier.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, Value};
+
+use super::sql::{self, p};
+use crate::error::LrsResult;
+use crate::xapi::agent::names_in;
+use crate::xapi::statement::PreparedStatement;
+
+/// Most names kept per agent; the first ones seen stay.
+const MAX_NAMES: usize = 32;
+
+/// The names given to the agent with this canonical IFI, first seen first.
+pub async fn names(db: &DatabaseConnection, ifi: &str) -> LrsResult<Vec<String>> {
+    Ok(fetch(db, &[ifi]).await?.remove(ifi).unwrap_or_default())
+}
+
+async fn fetch(db: &impl ConnectionTrait, ifis: &[&str]) -> Result<HashMap<String, Vec<String>>, sea_orm::DbErr> {
+    let backend = db.get_database_backend();
+    let mut out = HashMap::new();
+    for chunk in sql::chunks(ifis) {
+        let sql_text = if chunk.len() == 1 {
+            format!("SELECT ifi, names FROM agent_name WHERE ifi = {}", p(backend, 1))
+        } else {
+            format!(
+                "SELECT ifi, names FROM agent_name WHERE ifi IN ({})",
+                sql::list_placeholders(backend, chunk.len(), 1)
+            )
+        };
+        let values = chunk.iter().map(|i| Value::from(i.to_string())).collect();
+        for row in db.query_all_raw(sql::stmt(backend, sql_text, values)).await? {
+            let text: String = row.try_get_by_index(1)?;
+            out.insert(row.try_get_by_index(0)?, serde_json::from_str(&text).unwrap_or_default());
+        }
+    }
+    Ok(out)
+}
+
+/// Adds the names the new statements give their agents (inside the writer's
+/// transaction); writes only agents that gain a name.
+pub(super) async fn merge_in(txn: &DatabaseTransaction, statements: &[&PreparedStatement]) -> anyhow::Result<()> {
+    let incoming: Vec<(String, &str)> = statements.iter().flat_map(|s| names_in(&s.statement)).collect();
+    if incoming.is_empty() {
+        return Ok(());
+    }
+    let mut ifis: Vec<&str> = incoming.iter().map(|(ifi, _)| ifi.as_str()).collect();
+    ifis.sort_unstable();
+    ifis.dedup();
+    let mut known = fetch(txn, &ifis).await.context("agent names")?;
+    let mut changed: Vec<&str> = Vec::new();
+    for (ifi, name) in &incoming {
+        let names = known.entry(ifi.clone()).or_default();
+        if names.len() < MAX_NAMES && !names.iter().any(|n| n == name) {
+            names.push((*name).to_owned());
+            changed.push(ifi);
+        }
+    }
+    changed.sort_unstable();
+    changed.dedup();
+    let backend = txn.get_database_backend();
+    let now = chrono::Utc::now().timestamp_micros();
+    for ifi in changed {
+        let sql_text = format!(
+            "INSERT INTO agent_name (ifi, names, updated_us) VALUES {} ON CONFLICT (ifi) DO UPDATE SET \
+             names = excluded.names, updated_us = excluded.updated_us",
+            sql::row_placeholders(backend, 1, 3)
+        );
+        let names = serde_json::to_string(&known[ifi]).context("agent names")?;
+        let values = vec![Value::from(ifi.to_owned()), Value::from(names), Value::from(now)];
+        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("upsert agent names")?;
+    }
+    Ok(())
+}
