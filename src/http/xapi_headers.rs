@@ -43,7 +43,8 @@ pub async fn xapi_headers(
 
 /// Undoes the alternate request syntax, then reads the version header.
 async fn checked_version(req: &mut ServiceRequest) -> Result<XapiVersion, LrsError> {
-    if alternate_syntax::applies(req) {
+    let alternate = alternate_syntax::applies(req);
+    if alternate {
         alternate_syntax::rewrite(req).await?;
     }
     let header = req.headers().get(HEADER).map(|v| v.to_str().unwrap_or("\u{fffd}"));
@@ -51,7 +52,15 @@ async fn checked_version(req: &mut ServiceRequest) -> Result<XapiVersion, LrsErr
         None => Err(format!("the {HEADER} header is required")),
         Some(h) => XapiVersion::parse(h),
     };
-    parsed.map_err(|message| LrsError::invalid(HEADER, "version", message))
+    let version = parsed.map_err(|message| LrsError::invalid(HEADER, "version", message))?;
+    if alternate && version == XapiVersion::V2_0 {
+        return Err(LrsError::invalid(
+            "method",
+            "alternate-syntax",
+            "the alternate request syntax (?method=) is not part of xAPI 2.0; send the request as itself",
+        ));
+    }
+    Ok(version)
 }
 
 fn stamp<B>(res: &mut ServiceResponse<B>, version: XapiVersion, is_statements: bool) {

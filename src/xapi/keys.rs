@@ -84,7 +84,7 @@ pub fn statement_keys(statement: &Value, credential_key: &str) -> Vec<FilterKey>
 }
 
 /// Actor and object agents (with group members) for `agent`; those plus
-/// authority, instructor, team and sub-statement agents for `related_agents`.
+/// authority, context and sub-statement agents for `related_agents`.
 fn agent_keys(statement: &Value, keys: &mut Vec<(KeyKind, String)>) {
     let mut direct = Vec::new();
     let mut related = Vec::new();
@@ -148,9 +148,17 @@ fn is_agent_like(v: &Value) -> bool {
     matches!(object_type(Some(v)), "Agent" | "Group")
 }
 
+/// Instructor and team, and (xAPI 2.0) every contextAgent's agent and
+/// contextGroup's group.
 fn context_agents(statement: &Value, out: &mut Vec<String>) {
     for path in ["/context/instructor", "/context/team"] {
         if let Some(a) = statement.pointer(path) {
+            agent::ifis_with_members(a, out);
+        }
+    }
+    for (path, key) in [("/context/contextAgents", "agent"), ("/context/contextGroups", "group")] {
+        let entries = statement.pointer(path).and_then(Value::as_array).into_iter().flatten();
+        for a in entries.filter_map(|e| e.get(key)) {
             agent::ifis_with_members(a, out);
         }
     }

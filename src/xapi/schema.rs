@@ -9,9 +9,13 @@ use serde_json::Value;
 
 use super::formats;
 
-const STATEMENT_1_0_3: &str = include_str!("../../schema/statement-1.0.3.schema.json");
+use super::XapiVersion;
 
-static STATEMENT_VALIDATOR: LazyLock<Validator> = LazyLock::new(|| compile(STATEMENT_1_0_3));
+const STATEMENT_1_0_3: &str = include_str!("../../schema/statement-1.0.3.schema.json");
+const STATEMENT_2_0_0: &str = include_str!("../../schema/statement-2.0.0.schema.json");
+
+static STATEMENT_1_0: LazyLock<Validator> = LazyLock::new(|| compile(STATEMENT_1_0_3));
+static STATEMENT_2_0: LazyLock<Validator> = LazyLock::new(|| compile(STATEMENT_2_0_0));
 
 fn compile(text: &str) -> Validator {
     let schema: Value = serde_json::from_str(text).expect("bundled schema is valid JSON");
@@ -31,7 +35,8 @@ fn compile(text: &str) -> Validator {
 
 /// Compiles the schema now rather than on the first request.
 pub fn warm_up() {
-    LazyLock::force(&STATEMENT_VALIDATOR);
+    LazyLock::force(&STATEMENT_1_0);
+    LazyLock::force(&STATEMENT_2_0);
 }
 
 /// Where a statement breaks the schema, and how.
@@ -44,12 +49,16 @@ pub struct SchemaViolation {
     pub message: String,
 }
 
-pub fn check_statement(statement: &Value) -> Result<(), SchemaViolation> {
-    if STATEMENT_VALIDATOR.is_valid(statement) {
+pub fn check_statement(statement: &Value, version: XapiVersion) -> Result<(), SchemaViolation> {
+    let validator = match version {
+        XapiVersion::V1_0 => &*STATEMENT_1_0,
+        XapiVersion::V2_0 => &*STATEMENT_2_0,
+    };
+    if validator.is_valid(statement) {
         return Ok(());
     }
     let mut leaves = Vec::new();
-    for error in STATEMENT_VALIDATOR.iter_errors(statement) {
+    for error in validator.iter_errors(statement) {
         flatten(error.to_owned(), &mut leaves);
     }
     // The most specific error is the deepest one; an objectType `const`
@@ -131,33 +140,56 @@ mod tests {
 
     #[test]
     fn accepts_a_minimal_statement() {
-        assert_eq!(check_statement(&base()), Ok(()));
+        assert_eq!(check_statement(&base(), XapiVersion::V1_0), Ok(()));
     }
 
     #[test]
     fn names_the_bad_property() {
         let mut s = base();
         s["actor"]["mbox"] = json!("a@example.com");
-        let v = check_statement(&s).unwrap_err();
+        let v = check_statement(&s, XapiVersion::V1_0).unwrap_err();
         assert_eq!(v.property, "actor.mbox");
         assert_eq!(v.rule, "schema:format");
 
         let mut s = base();
         s["object"] = json!({"objectType": "Agent", "mbox": "nope"});
-        assert_eq!(check_statement(&s).unwrap_err().property, "object.mbox");
+        assert_eq!(check_statement(&s, XapiVersion::V1_0).unwrap_err().property, "object.mbox");
     }
 
     #[test]
     fn rejects_unknown_properties_and_wrong_case() {
         let mut s = base();
         s["Verb"] = s["verb"].clone();
-        assert!(check_statement(&s).is_err());
+        assert!(check_statement(&s, XapiVersion::V1_0).is_err());
         let mut s = base();
         s["actor"]["objectType"] = json!("agent");
-        assert!(check_statement(&s).is_err());
+        assert!(check_statement(&s, XapiVersion::V1_0).is_err());
         let mut s = base();
         s["verb"]["display"] = json!({"not a tag": "x"});
-        assert!(check_statement(&s).is_err());
+        assert!(check_statement(&s, XapiVersion::V1_0).is_err());
+    }
+
+    #[test]
+    fn context_agents_and_groups_are_2_0_only() {
+        let mut s = base();
+        s["context"] = json!({
+            "contextAgents": [{"objectType": "contextAgent", "agent": {"mbox": "mailto:a@x"},
+                               "relevantTypes": ["http://example.com/type"]}],
+            "contextGroups": [{"objectType": "contextGroup", "group": {"objectType": "Group", "mbox": "mailto:g@x"}}]
+        });
+        s["version"] = json!("2.0.0");
+        assert_eq!(check_statement(&s, XapiVersion::V2_0), Ok(()));
+        assert!(check_statement(&s, XapiVersion::V1_0).is_err());
+        for bad in [
+            json!({"contextAgents": [{"objectType": "contextGroup", "agent": {"mbox": "mailto:a@x"}}]}),
+            json!({"contextAgents": [{"objectType": "contextAgent", "agent": {"objectType": "Group", "mbox": "mailto:a@x"}}]}),
+            json!({"contextAgents": [{"objectType": "contextAgent", "agent": {"mbox": "mailto:a@x"}, "relevantTypes": []}]}),
+            json!({"contextGroups": [{"objectType": "contextGroup", "group": {"objectType": "Group", "mbox": "mailto:g@x"}, "relevantTypes": ["abc"]}]}),
+            json!({"contextAgents": {"objectType": "contextAgent", "agent": {"mbox": "mailto:a@x"}}}),
+        ] {
+            s["context"] = bad.clone();
+            assert!(check_statement(&s, XapiVersion::V2_0).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub struct PreparedStatement {
     pub statement: Value,
 }
 
-pub fn validate(statement: &Value) -> Result<(), Invalid> {
+pub fn validate(statement: &Value, version: XapiVersion) -> Result<(), Invalid> {
     if !statement.is_object() {
         return Err(Invalid {
             property: String::new(),
@@ -53,7 +53,7 @@ pub fn validate(statement: &Value) -> Result<(), Invalid> {
             message: "a statement must be a JSON object".into(),
         });
     }
-    schema::check_statement(statement).map_err(|v| Invalid {
+    schema::check_statement(statement, version).map_err(|v| Invalid {
         property: v.property,
         rule: v.rule,
         message: v.message,
@@ -68,7 +68,7 @@ pub fn validate(statement: &Value) -> Result<(), Invalid> {
 /// Validates `statement` and prepares it for storage. `id` is the id to use
 /// when the statement has none (PUT's `statementId`).
 pub fn prepare(statement: Value, id: Option<&str>, ctx: &StoreContext<'_>) -> Result<PreparedStatement, Invalid> {
-    validate(&statement)?;
+    validate(&statement, ctx.version)?;
     let Value::Object(mut map) = statement else {
         unreachable!("validate() accepts only objects");
     };
