@@ -265,8 +265,8 @@ async fn document_scopes(app: TestApp) {
         .await
         .unwrap();
     let (statements_only, secret) =
-        xlrs::store::credentials::create(&db, "s", "statements/write,statements/read").await.unwrap();
-    let (state_only, state_secret) = xlrs::store::credentials::create(&db, "t", "state").await.unwrap();
+        xlrs::store::credentials::create(&db, "s", "statements/write,statements/read", None).await.unwrap();
+    let (state_only, state_secret) = xlrs::store::credentials::create(&db, "t", "state", None).await.unwrap();
     let url = format!("{}/activities/state?{}", app.endpoint, state_query(Some("scoped")));
     let put = |key: &str, secret: &str| {
         app.client

@@ -17,4 +17,5 @@ mod statement_formats;
 mod statement_queries;
 mod statement_validation;
 mod statement_writes;
+mod versions;
 mod voiding;

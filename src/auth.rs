@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::error::LrsError;
 use crate::startup::AppState;
 use crate::store::credentials::{self, verify_secret};
+use crate::xapi::XapiVersion;
 
 /// A request's verified credential.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub struct Authenticated {
     pub scopes: Vec<String>,
     /// The Agent the LRS writes as `authority` of statements this credential stores.
     pub authority: Arc<Value>,
+    /// The version to state when a request of this credential names none.
+    pub default_version: Option<XapiVersion>,
 }
 
 /// What a credential may read of the statements.
@@ -129,6 +132,7 @@ impl Authenticator {
             })),
             key: credential.key,
             scopes: credential.scopes.split(' ').map(str::to_owned).collect(),
+            default_version: credential.default_version.as_deref().and_then(|v| XapiVersion::parse(v).ok()),
         };
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > 10_000 {

@@ -37,6 +37,10 @@ pub enum CredentialsAction {
         /// Comma-separated xAPI scopes, e.g. `statements/write,statements/read/mine`.
         #[arg(long, default_value = "all")]
         scopes: String,
+        /// The xAPI version (1.0.3 or 2.0.0) its clients speak: stated in the
+        /// answers to its requests that carry no version header.
+        #[arg(long)]
+        default_version: Option<String>,
     },
     /// List active credentials (never their secrets).
     List,
@@ -57,9 +61,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = store::connect(&database).await?;
             store::migrate(&db).await?;
             match action {
-                CredentialsAction::Create { name, scopes } => {
-                    let (c, secret) = credentials::create(&db, &name, &scopes).await?;
+                CredentialsAction::Create { name, scopes, default_version } => {
+                    let (c, secret) = credentials::create(&db, &name, &scopes, default_version.as_deref()).await?;
                     println!("key: {}\nsecret: {secret}\nscopes: {}", c.key, c.scopes);
+                    if let Some(v) = &c.default_version {
+                        println!("default version: {v}");
+                    }
                 }
                 CredentialsAction::List => {
                     for c in credentials::list(&db).await? {

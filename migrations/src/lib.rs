@@ -9,6 +9,7 @@ mod m0002_documents;
 mod m0003_activities;
 mod m0004_attachment_chunks;
 mod m0005_agent_names;
+mod m0006_credential_version;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_activities::Migration),
             Box::new(m0004_attachment_chunks::Migration),
             Box::new(m0005_agent_names::Migration),
+            Box::new(m0006_credential_version::Migration),
         ]
     }
 }

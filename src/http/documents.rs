@@ -12,6 +12,7 @@ use crate::auth::Authenticated;
 use crate::error::{LrsError, LrsResult};
 use crate::startup::AppState;
 use crate::store::documents::{self, Change, DocKey};
+use crate::xapi::XapiVersion::V2_0;
 use crate::xapi::document::{self, DocKind, DocumentError, Preconditions};
 use crate::xapi::formats::{is_iri, is_uuid};
 
@@ -198,8 +199,11 @@ async fn put_document(
 ) -> LrsResult<HttpResponse> {
     let DocumentWrite { key, pre, content_type } = document_write(&req, &auth, &res)?;
     document::validate_put_json(&content_type, &body)?;
+    // xAPI 2.0 extends the profiles' overwrite guard to State (a PUT over an
+    // existing state needs If-Match); creating one still needs no header.
+    let guard_overwrite = res.guarded_put || (res.kind == DocKind::State && super::request_version(&req) == V2_0);
     documents::update(&state.db, &key, |current| {
-        pre.check(current.map(|d| d.etag.as_str()), res.guarded_put)?;
+        pre.check(current.map(|d| d.etag.as_str()), guard_overwrite)?;
         if res.guarded_put && current.is_none() && pre.is_empty() {
             return Err(LrsError::invalid(
                 "If-None-Match",

@@ -18,6 +18,12 @@ use actix_web::{HttpResponse, web};
 
 use crate::error::LrsError;
 
+/// The xAPI version whose rules apply to the request (set by `xapi_headers`).
+pub fn request_version(req: &actix_web::HttpRequest) -> crate::xapi::XapiVersion {
+    use actix_web::HttpMessage;
+    req.extensions().get::<crate::xapi::XapiVersion>().copied().unwrap_or(crate::xapi::XapiVersion::V1_0)
+}
+
 /// Routes under `/xapi`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(

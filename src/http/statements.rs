@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use actix_web::body::SizedStream;
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, Payload};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use futures_util::stream::{self, BoxStream, StreamExt};
@@ -23,7 +23,6 @@ use crate::store::activities;
 use crate::store::attachments::{self, StoredAttachment};
 use crate::store::statements::{self as stored, StoredRow};
 use crate::store::writer::WriteError;
-use crate::xapi::XapiVersion;
 use crate::xapi::activity::{apply_canonical, for_each_activity_mut};
 use crate::xapi::attachment;
 use crate::xapi::keys::{KeyKind, key};
@@ -40,10 +39,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(post_statements))
             .default_service(web::to(super::method_not_allowed)),
     );
-}
-
-fn version_of(req: &HttpRequest) -> XapiVersion {
-    req.extensions().get::<XapiVersion>().copied().unwrap_or(XapiVersion::V1_0)
 }
 
 async fn put_statement(
@@ -118,7 +113,7 @@ async fn post_statements(
 }
 
 fn store_context<'a>(req: &HttpRequest, auth: &'a Authenticated) -> StoreContext<'a> {
-    StoreContext { version: version_of(req), authority: &auth.authority, credential_key: &auth.key }
+    StoreContext { version: super::request_version(req), authority: &auth.authority, credential_key: &auth.key }
 }
 
 fn invalid(e: Invalid, index: Option<usize>) -> LrsError {

@@ -6,8 +6,8 @@
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::{Method, header};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, ResponseError, web};
 
@@ -34,10 +34,24 @@ pub async fn xapi_headers(
             Ok(res)
         }
         Err(e) => {
+            let version = stated_version_of_refusal(&req).await;
             let mut res = req.into_response(e.error_response()).map_into_right_body();
-            stamp(&mut res, XapiVersion::V1_0, is_statements);
+            stamp(&mut res, version, is_statements);
             Ok(res)
         }
+    }
+}
+
+/// The version a refused request (no or a bad version header) is answered
+/// in: its credential's default version when it has one, else 1.0.3.
+async fn stated_version_of_refusal(req: &ServiceRequest) -> XapiVersion {
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return XapiVersion::V1_0;
+    };
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match state.auth.authenticate(authorization).await {
+        Ok(auth) => auth.default_version.unwrap_or(XapiVersion::V1_0),
+        Err(_) => XapiVersion::V1_0,
     }
 }
 

@@ -8,6 +8,8 @@ use rand::distr::Alphanumeric;
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, QueryOrder};
 
+use crate::xapi::XapiVersion;
+
 pub mod credential {
     use sea_orm::entity::prelude::*;
 
@@ -22,6 +24,9 @@ pub mod credential {
         pub scopes: String,
         pub created_us: i64,
         pub revoked: bool,
+        /// The xAPI version (`1.0.3`, `2.0.0`) stated in answers to this
+        /// credential's requests that carry no version header.
+        pub default_version: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -66,8 +71,20 @@ pub fn verify_secret(secret: &str, hash: &str) -> bool {
 }
 
 /// Creates a credential and returns it with its secret (shown once).
-pub async fn create(db: &DatabaseConnection, name: &str, scopes: &str) -> anyhow::Result<(Credential, String)> {
+pub async fn create(
+    db: &DatabaseConnection,
+    name: &str,
+    scopes: &str,
+    default_version: Option<&str>,
+) -> anyhow::Result<(Credential, String)> {
     let scopes = normalize_scopes(scopes)?;
+    let default_version = default_version
+        .map(|v| {
+            XapiVersion::parse(v)
+                .map(|v| v.response_header().to_owned())
+                .map_err(|_| anyhow::anyhow!("unknown xAPI version '{v}' (1.0.3 or 2.0.0)"))
+        })
+        .transpose()?;
     let key = random_token(20);
     let secret = random_token(40);
     let hash = hash_on_blocking_pool(secret.clone()).await?;
@@ -78,6 +95,7 @@ pub async fn create(db: &DatabaseConnection, name: &str, scopes: &str) -> anyhow
         scopes: Set(scopes),
         created_us: Set(chrono::Utc::now().timestamp_micros()),
         revoked: Set(false),
+        default_version: Set(default_version),
     }
     .insert(db)
     .await
@@ -105,6 +123,7 @@ pub async fn upsert_admin(db: &DatabaseConnection, key: &str, secret: &str) -> a
         scopes: Set("all".to_owned()),
         created_us: Set(chrono::Utc::now().timestamp_micros()),
         revoked: Set(false),
+        default_version: Set(None),
     };
     credential::Entity::delete_by_id(key.to_owned()).exec(db).await?;
     model.insert(db).await.context("storing the admin credential")?;

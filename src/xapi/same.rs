@@ -55,6 +55,7 @@ fn normalize(key: &str, v: &Value) -> Value {
                     "mbox" | "mbox_sha1sum" | "registration" => lower(inner),
                     "id" if map.get("objectType").and_then(Value::as_str) == Some("StatementRef") => lower(inner),
                     "member" => sorted_members(inner),
+                    "duration" => inner.as_str().map_or_else(|| inner.clone(), |d| Value::String(duration_key(d))),
                     "extensions" => inner.clone(),
                     _ => normalize(k, inner),
                 };
@@ -66,6 +67,39 @@ fn normalize(key: &str, v: &Value) -> Value {
         Value::Number(n) => n.as_f64().map(Value::from).unwrap_or_else(|| v.clone()),
         other => other.clone(),
     }
+}
+
+/// A duration with its seconds truncated to hundredths (xAPI 2.0: "any
+/// precision beyond 0.01 second precision shall not be included in the
+/// comparison"; applied to 1.0.3 statements too, where it only forgives
+/// differences no 1.0.3 client can mean). Components are compared as
+/// numbers, not spellings: `PT1S` and `PT1.000S` are the same.
+fn duration_key(duration: &str) -> String {
+    let mut key = String::with_capacity(duration.len() + 8);
+    let mut number = String::new();
+    let mut in_time = false;
+    for c in duration.chars() {
+        match c {
+            '0'..='9' | '.' | ',' => number.push(if c == ',' { '.' } else { c }),
+            'T' => {
+                in_time = true;
+                key.push('T');
+            }
+            designator => {
+                let value = if in_time && designator == 'S' {
+                    let (whole, fraction) = number.split_once('.').unwrap_or((&number, ""));
+                    let hundredths: String = fraction.chars().chain("00".chars()).take(2).collect();
+                    format!("{}.{hundredths}", whole.trim_start_matches('0'))
+                } else {
+                    number.parse::<f64>().map_or_else(|_| number.clone(), |n| n.to_string())
+                };
+                key.push_str(&value);
+                key.push(designator);
+                number.clear();
+            }
+        }
+    }
+    key
 }
 
 fn lower(v: &Value) -> Value {
@@ -107,7 +141,17 @@ mod tests {
         let mut c = a.clone();
         c["result"] = json!({"duration": "PT1S"});
         let mut d = a.clone();
-        d["result"] = json!({"duration": "PT1.0S"});
+        d["result"] = json!({"duration": "PT1.01S"});
         assert!(!same_statement(&c, &d));
+    }
+
+    #[test]
+    fn durations_compare_to_the_hundredth_of_a_second() {
+        assert_eq!(duration_key("PT1.2345S"), duration_key("PT1.23S"));
+        assert_eq!(duration_key("PT1S"), duration_key("PT1.000S"));
+        assert_eq!(duration_key("P1DT2H3M4.5S"), duration_key("P1DT02H3M4.509S"));
+        assert_ne!(duration_key("PT1.23S"), duration_key("PT1.24S"));
+        assert_ne!(duration_key("PT1M"), duration_key("PT1S"));
+        assert_ne!(duration_key("P1M"), duration_key("PT1M"));
     }
 }
