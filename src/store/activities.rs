@@ -29,19 +29,11 @@ pub async fn definitions(db: &DatabaseConnection, iris: &[&str]) -> LrsResult<Ha
 }
 
 async fn fetch(db: &impl ConnectionTrait, iris: &[&str]) -> Result<HashMap<String, Map<String, Json>>, sea_orm::DbErr> {
-    let backend = db.get_database_backend();
     let mut out = HashMap::new();
-    for chunk in sql::chunks(iris) {
-        let sql_text = format!(
-            "SELECT iri, definition FROM activity WHERE iri IN ({})",
-            sql::list_placeholders(backend, chunk.len(), 1)
-        );
-        let values = chunk.iter().map(|i| Value::from(i.to_string())).collect();
-        for row in db.query_all_raw(sql::stmt(backend, sql_text, values)).await? {
-            let text: String = row.try_get_by_index(1)?;
-            if let Ok(definition) = serde_json::from_str(&text) {
-                out.insert(row.try_get_by_index(0)?, definition);
-            }
+    for row in sql::select_in(db, "SELECT iri, definition FROM activity WHERE iri IN", iris).await? {
+        let text: String = row.try_get_by_index(1)?;
+        if let Ok(definition) = serde_json::from_str(&text) {
+            out.insert(row.try_get_by_index(0)?, definition);
         }
     }
     Ok(out)

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, Value};
 
-use super::sql::{self, p};
+use super::sql;
 use crate::error::LrsResult;
 use crate::xapi::agent::names_in;
 use crate::xapi::statement::PreparedStatement;
@@ -20,22 +20,10 @@ pub async fn names(db: &DatabaseConnection, ifi: &str) -> LrsResult<Vec<String>>
 }
 
 async fn fetch(db: &impl ConnectionTrait, ifis: &[&str]) -> Result<HashMap<String, Vec<String>>, sea_orm::DbErr> {
-    let backend = db.get_database_backend();
     let mut out = HashMap::new();
-    for chunk in sql::chunks(ifis) {
-        let sql_text = if chunk.len() == 1 {
-            format!("SELECT ifi, names FROM agent_name WHERE ifi = {}", p(backend, 1))
-        } else {
-            format!(
-                "SELECT ifi, names FROM agent_name WHERE ifi IN ({})",
-                sql::list_placeholders(backend, chunk.len(), 1)
-            )
-        };
-        let values = chunk.iter().map(|i| Value::from(i.to_string())).collect();
-        for row in db.query_all_raw(sql::stmt(backend, sql_text, values)).await? {
-            let text: String = row.try_get_by_index(1)?;
-            out.insert(row.try_get_by_index(0)?, serde_json::from_str(&text).unwrap_or_default());
-        }
+    for row in sql::select_in(db, "SELECT ifi, names FROM agent_name WHERE ifi IN", ifis).await? {
+        let text: String = row.try_get_by_index(1)?;
+        out.insert(row.try_get_by_index(0)?, serde_json::from_str(&text).unwrap_or_default());
     }
     Ok(out)
 }
@@ -63,15 +51,15 @@ pub(super) async fn merge_in(txn: &DatabaseTransaction, statements: &[&PreparedS
     changed.dedup();
     let backend = txn.get_database_backend();
     let now = chrono::Utc::now().timestamp_micros();
+    let sql_text = format!(
+        "INSERT INTO agent_name (ifi, names, updated_us) VALUES {} ON CONFLICT (ifi) DO UPDATE SET \
+         names = excluded.names, updated_us = excluded.updated_us",
+        sql::row_placeholders(backend, 1, 3)
+    );
     for ifi in changed {
-        let sql_text = format!(
-            "INSERT INTO agent_name (ifi, names, updated_us) VALUES {} ON CONFLICT (ifi) DO UPDATE SET \
-             names = excluded.names, updated_us = excluded.updated_us",
-            sql::row_placeholders(backend, 1, 3)
-        );
         let names = serde_json::to_string(&known[ifi]).context("agent names")?;
         let values = vec![Value::from(ifi.to_owned()), Value::from(names), Value::from(now)];
-        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("upsert agent names")?;
+        txn.execute_raw(sql::stmt(backend, sql_text.clone(), values)).await.context("upsert agent names")?;
     }
     Ok(())
 }

@@ -46,6 +46,8 @@ pub async fn store(db: &DatabaseConnection, received: &[Received]) -> LrsResult<
 
 async fn store_one(db: &DatabaseConnection, r: &Received) -> anyhow::Result<()> {
     let backend = db.get_database_backend();
+    let three = sql::row_placeholders(backend, 1, 3);
+    let insert_chunk = sql::insert_ignore(backend, "attachment_chunk (sha2, idx, data)", &three);
     let (mut offset, mut index) = (0u64, 0i64);
     loop {
         let txn = begin_write(db).await.context("begin")?;
@@ -53,22 +55,14 @@ async fn store_one(db: &DatabaseConnection, r: &Received) -> anyhow::Result<()> 
         while offset < end {
             let len = (r.length - offset).min(CHUNK_BYTES as u64) as usize;
             let data = r.read(offset, len).await.context("read spooled attachment")?;
-            let sql_text = sql::insert_ignore(
-                backend,
-                "attachment_chunk (sha2, idx, data)",
-                &sql::row_placeholders(backend, 1, 3),
-            );
             let values = vec![Value::from(r.sha2.clone()), Value::from(index), Value::from(data.to_vec())];
-            txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert attachment chunk")?;
+            let insert = sql::stmt(backend, insert_chunk.clone(), values);
+            txn.execute_raw(insert).await.context("insert attachment chunk")?;
             offset += len as u64;
             index += 1;
         }
         if offset == r.length {
-            let sql_text = sql::insert_ignore(
-                backend,
-                "attachment (sha2, content_type, length)",
-                &sql::row_placeholders(backend, 1, 3),
-            );
+            let sql_text = sql::insert_ignore(backend, "attachment (sha2, content_type, length)", &three);
             let values =
                 vec![Value::from(r.sha2.clone()), Value::from(r.content_type.clone()), Value::from(r.length as i64)];
             txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert attachment")?;
@@ -81,22 +75,14 @@ async fn store_one(db: &DatabaseConnection, r: &Received) -> anyhow::Result<()> 
 
 /// The attachments the LRS holds among these hashes.
 pub async fn by_hashes(db: &DatabaseConnection, hashes: &[String]) -> LrsResult<Vec<StoredAttachment>> {
-    let backend = db.get_database_backend();
     let mut out = Vec::new();
-    for chunk in sql::chunks(hashes) {
-        let sql_text = format!(
-            "SELECT sha2, content_type, length FROM attachment WHERE sha2 IN ({})",
-            sql::list_placeholders(backend, chunk.len(), 1)
-        );
-        let values = chunk.iter().map(|h| Value::from(h.clone())).collect();
-        for row in db.query_all_raw(sql::stmt(backend, sql_text, values)).await? {
-            let length: i64 = row.try_get_by_index(2)?;
-            out.push(StoredAttachment {
-                sha2: row.try_get_by_index(0)?,
-                content_type: row.try_get_by_index(1)?,
-                length: length as u64,
-            });
-        }
+    for row in sql::select_in(db, "SELECT sha2, content_type, length FROM attachment WHERE sha2 IN", hashes).await? {
+        let length: i64 = row.try_get_by_index(2)?;
+        out.push(StoredAttachment {
+            sha2: row.try_get_by_index(0)?,
+            content_type: row.try_get_by_index(1)?,
+            length: length as u64,
+        });
     }
     Ok(out)
 }

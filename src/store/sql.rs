@@ -1,6 +1,6 @@
 //! SQL text that differs between SQLite and PostgreSQL.
 
-use sea_orm::{DbBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 
 /// `(?, ?), (?, ?)` or `($1, $2), ($3, $4)` for `rows` rows of `cols` values.
 pub fn row_placeholders(backend: DbBackend, rows: usize, cols: usize) -> String {
@@ -64,6 +64,23 @@ pub fn insert_ignore(backend: DbBackend, table_and_cols: &str, values: &str) -> 
 
 pub fn stmt(backend: DbBackend, sql: impl Into<String>, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// The rows `select` (a query ending in `… IN`) finds for any of `keys`,
+/// asked in chunks (see `chunks`).
+pub async fn select_in<K: AsRef<str>>(
+    db: &impl ConnectionTrait,
+    select: &str,
+    keys: &[K],
+) -> Result<Vec<QueryResult>, DbErr> {
+    let backend = db.get_database_backend();
+    let mut rows = Vec::new();
+    for chunk in chunks(keys) {
+        let sql_text = format!("{select} ({})", list_placeholders(backend, chunk.len(), 1));
+        let values = chunk.iter().map(|k| Value::from(k.as_ref().to_owned())).collect();
+        rows.extend(db.query_all_raw(stmt(backend, sql_text, values)).await?);
+    }
+    Ok(rows)
 }
 
 /// Most rows in one multi-row statement.

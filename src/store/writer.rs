@@ -177,7 +177,7 @@ async fn write_group(
             .await
             .context("writer lock")?;
     }
-    let existing = existing_bodies(&txn, backend, batches).await?;
+    let existing = existing_bodies(&txn, batches).await?;
     let (accepted, results) = admit(batches, &existing);
 
     let (last_seq, last_stored) = last_row(&txn, backend).await?;
@@ -200,21 +200,16 @@ async fn write_group(
 /// LRS generated cannot collide and are not looked up).
 async fn existing_bodies(
     txn: &DatabaseTransaction,
-    backend: DbBackend,
     batches: &[&[PreparedStatement]],
 ) -> anyhow::Result<HashMap<String, Json>> {
     let ids: Vec<&str> =
         batches.iter().flat_map(|b| b.iter()).filter(|s| !s.id_generated).map(|s| s.id.as_str()).collect();
     let mut found = HashMap::new();
-    for chunk in sql::chunks(&ids) {
-        let sql_text =
-            format!("SELECT id, body FROM statement WHERE id IN ({})", sql::list_placeholders(backend, chunk.len(), 1));
-        let values = chunk.iter().map(|id| Value::from(id.to_string())).collect();
-        for row in txn.query_all_raw(sql::stmt(backend, sql_text, values)).await.context("existing ids")? {
-            let id: String = row.try_get_by_index(0)?;
-            let body: String = row.try_get_by_index(1)?;
-            found.insert(id, serde_json::from_str(&body).context("stored body is JSON")?);
-        }
+    let rows = sql::select_in(txn, "SELECT id, body FROM statement WHERE id IN", &ids).await.context("existing ids")?;
+    for row in rows {
+        let id: String = row.try_get_by_index(0)?;
+        let body: String = row.try_get_by_index(1)?;
+        found.insert(id, serde_json::from_str(&body).context("stored body is JSON")?);
     }
     Ok(found)
 }
@@ -352,7 +347,7 @@ async fn resolve_references(
         })
         .collect();
     let new_ids: Vec<&str> = rows.iter().map(|(_, s)| s.id.as_str()).collect();
-    work.extend(referrers_of(txn, backend, &new_ids).await?);
+    work.extend(referrers_of(txn, &new_ids).await?);
     let mut done: HashSet<(i64, String)> = HashSet::new();
     while let Some(r) = work.pop() {
         if !done.insert((r.seq, r.target.clone())) {
@@ -374,7 +369,7 @@ async fn resolve_references(
             continue;
         }
         // What this referrer gained, statements referencing it gain too.
-        work.extend(referrers_of(txn, backend, &[r.id.as_str()]).await?);
+        work.extend(referrers_of(txn, &[r.id.as_str()]).await?);
     }
     Ok(())
 }
@@ -406,24 +401,18 @@ async fn inherit_keys(
     Ok(true)
 }
 
-async fn referrers_of(txn: &DatabaseTransaction, backend: DbBackend, ids: &[&str]) -> anyhow::Result<Vec<Referrer>> {
-    let mut out = Vec::new();
-    for chunk in sql::chunks(ids) {
-        let sql_text = format!(
-            "SELECT seq, id, voiding, object_ref FROM statement WHERE object_ref IN ({})",
-            sql::list_placeholders(backend, chunk.len(), 1)
-        );
-        let values = chunk.iter().map(|id| Value::from(id.to_string())).collect();
-        for row in txn.query_all_raw(sql::stmt(backend, sql_text, values)).await.context("referrers")? {
-            out.push(Referrer {
-                seq: row.try_get_by_index(0)?,
-                id: row.try_get_by_index(1)?,
-                voiding: row.try_get_by_index(2)?,
-                target: row.try_get_by_index(3)?,
-            });
-        }
-    }
-    Ok(out)
+async fn referrers_of(txn: &DatabaseTransaction, ids: &[&str]) -> anyhow::Result<Vec<Referrer>> {
+    let select = "SELECT seq, id, voiding, object_ref FROM statement WHERE object_ref IN";
+    let rows = sql::select_in(txn, select, ids).await.context("referrers")?;
+    let referrer = |row: sea_orm::QueryResult| -> anyhow::Result<Referrer> {
+        Ok(Referrer {
+            seq: row.try_get_by_index(0)?,
+            id: row.try_get_by_index(1)?,
+            voiding: row.try_get_by_index(2)?,
+            target: row.try_get_by_index(3)?,
+        })
+    };
+    rows.into_iter().map(referrer).collect()
 }
 
 async fn statement_by_id(
