@@ -13,6 +13,21 @@ mod m0006_credential_version;
 
 pub struct Migrator;
 
+/// The column types that are spelled differently by each backend.
+struct ColumnTypes {
+    bigint: &'static str,
+    blob: &'static str,
+}
+
+fn column_types(manager: &SchemaManager) -> Result<ColumnTypes, DbErr> {
+    use sea_orm_migration::sea_orm::DbBackend;
+    match manager.get_database_backend() {
+        DbBackend::Sqlite => Ok(ColumnTypes { bigint: "INTEGER", blob: "BLOB" }),
+        DbBackend::Postgres => Ok(ColumnTypes { bigint: "BIGINT", blob: "BYTEA" }),
+        other => Err(DbErr::Migration(format!("unsupported database backend {other:?}"))),
+    }
+}
+
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {

@@ -5,7 +5,7 @@
 //! SHA-1 of the content.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
+use sea_orm_migration::sea_orm::ConnectionTrait;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -33,11 +33,8 @@ fn ddl(blob: &str, bigint: &str) -> Vec<String> {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let statements = match manager.get_database_backend() {
-            DbBackend::Sqlite => ddl("BLOB", "INTEGER"),
-            DbBackend::Postgres => ddl("BYTEA", "BIGINT"),
-            other => return Err(DbErr::Migration(format!("unsupported database backend {other:?}"))),
-        };
+        let types = crate::column_types(manager)?;
+        let statements = ddl(types.blob, types.bigint);
         let db = manager.get_connection();
         for sql in statements {
             db.execute_unprepared(&sql).await?;

@@ -1,7 +1,7 @@
 //! Canonical activity definitions, merged from the statements that carry them.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
+use sea_orm_migration::sea_orm::ConnectionTrait;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -9,11 +9,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let bigint = match manager.get_database_backend() {
-            DbBackend::Sqlite => "INTEGER",
-            DbBackend::Postgres => "BIGINT",
-            other => return Err(DbErr::Migration(format!("unsupported database backend {other:?}"))),
-        };
+        let bigint = crate::column_types(manager)?.bigint;
         let sql = format!(
             "CREATE TABLE activity (
                 iri TEXT PRIMARY KEY NOT NULL,

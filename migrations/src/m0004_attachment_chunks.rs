@@ -4,6 +4,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement};
 
+use crate::ColumnTypes;
+
 /// Must equal `xlrs::store::attachments::CHUNK_BYTES`.
 const CHUNK_BYTES: i64 = 64 * 1024;
 
@@ -14,22 +16,14 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let backend = manager.get_database_backend();
+        let ColumnTypes { bigint, blob } = crate::column_types(manager)?;
         // Copies chunk (idx, offset, length) of one attachment's content.
-        let (bigint, blob, copy) = match backend {
-            DbBackend::Sqlite => (
-                "INTEGER",
-                "BLOB",
-                "INSERT INTO attachment_chunk (sha2, idx, data) \
-                 SELECT sha2, ?, substr(content, ? + 1, ?) FROM attachment WHERE sha2 = ?",
-            ),
-            DbBackend::Postgres => (
-                "BIGINT",
-                "BYTEA",
-                "INSERT INTO attachment_chunk (sha2, idx, data) \
-                 SELECT sha2, $1::bigint, substring(content from $2::int + 1 for $3::int) FROM attachment \
-                 WHERE sha2 = $4",
-            ),
-            other => return Err(DbErr::Migration(format!("unsupported database backend {other:?}"))),
+        let copy = if backend == DbBackend::Postgres {
+            "INSERT INTO attachment_chunk (sha2, idx, data) \
+             SELECT sha2, $1::bigint, substring(content from $2::int + 1 for $3::int) FROM attachment WHERE sha2 = $4"
+        } else {
+            "INSERT INTO attachment_chunk (sha2, idx, data) \
+             SELECT sha2, ?, substr(content, ? + 1, ?) FROM attachment WHERE sha2 = ?"
         };
         let db = manager.get_connection();
         db.execute_unprepared(&format!(
