@@ -11,8 +11,8 @@ use super::params::{Params, agent_param, time_param};
 use crate::auth::Authenticated;
 use crate::error::{LrsError, LrsResult};
 use crate::startup::AppState;
-use crate::store::documents::{self, Change, DocKey};
-use crate::xapi::XapiVersion::V2_0;
+use crate::store::documents::{self, Change, DocKey, Document};
+use crate::xapi::XapiVersion;
 use crate::xapi::document::{self, DocKind, DocumentError, Preconditions};
 use crate::xapi::formats::{is_iri, is_uuid};
 
@@ -27,6 +27,10 @@ pub struct DocResource {
     /// Profiles: a PUT must say, with If-Match or If-None-Match, what it
     /// expects to replace (409 over an existing document, 400 otherwise).
     guarded_put: bool,
+    /// From this version on, a PUT over an existing document needs
+    /// If-Match or If-None-Match (409 otherwise): always for the profiles,
+    /// from xAPI 2.0 for State.
+    guarded_overwrite_from: XapiVersion,
     /// State: DELETE without an id clears every document of the context.
     delete_all: bool,
     /// The xAPI scope that grants writing (and reading).
@@ -40,6 +44,7 @@ const STATE: DocResource = DocResource {
     takes_agent: true,
     takes_registration: true,
     guarded_put: false,
+    guarded_overwrite_from: XapiVersion::V2_0,
     delete_all: true,
     scope: "state",
 };
@@ -51,6 +56,7 @@ const ACTIVITY_PROFILE: DocResource = DocResource {
     takes_agent: false,
     takes_registration: false,
     guarded_put: true,
+    guarded_overwrite_from: XapiVersion::V1_0,
     delete_all: false,
     scope: "profile",
 };
@@ -62,6 +68,7 @@ const AGENT_PROFILE: DocResource = DocResource {
     takes_agent: true,
     takes_registration: false,
     guarded_put: true,
+    guarded_overwrite_from: XapiVersion::V1_0,
     delete_all: false,
     scope: "profile",
 };
@@ -175,6 +182,22 @@ async fn get_documents(
     Ok(response)
 }
 
+/// `documents::update`, once the request's preconditions hold for the
+/// current document (`guard_overwrite`: replacing one needs a precondition).
+async fn update_checked(
+    db: &sea_orm::DatabaseConnection,
+    key: &DocKey,
+    pre: &Preconditions,
+    guard_overwrite: bool,
+    decide: impl FnOnce(Option<&Document>) -> LrsResult<Change>,
+) -> LrsResult<()> {
+    documents::update(db, key, |current| {
+        pre.check(current.map(|d| d.etag.as_str()), guard_overwrite)?;
+        decide(current)
+    })
+    .await
+}
+
 /// What a PUT or POST names: the document, its preconditions, and the
 /// content type of the body.
 struct DocumentWrite {
@@ -199,11 +222,8 @@ async fn put_document(
 ) -> LrsResult<HttpResponse> {
     let DocumentWrite { key, pre, content_type } = document_write(&req, &auth, &res)?;
     document::validate_put_json(&content_type, &body)?;
-    // xAPI 2.0 extends the profiles' overwrite guard to State (a PUT over an
-    // existing state needs If-Match); creating one still needs no header.
-    let guard_overwrite = res.guarded_put || (res.kind == DocKind::State && super::request_version(&req) == V2_0);
-    documents::update(&state.db, &key, |current| {
-        pre.check(current.map(|d| d.etag.as_str()), guard_overwrite)?;
+    let guard_overwrite = super::request_version(&req) >= res.guarded_overwrite_from;
+    update_checked(&state.db, &key, &pre, guard_overwrite, |current| {
         if res.guarded_put && current.is_none() && pre.is_empty() {
             return Err(LrsError::invalid(
                 "If-None-Match",
@@ -226,14 +246,13 @@ async fn post_document(
 ) -> LrsResult<HttpResponse> {
     let DocumentWrite { key, pre, content_type } = document_write(&req, &auth, &res)?;
     document::validate_posted_json(&content_type, &body)?;
-    documents::update(&state.db, &key, |current| {
-        pre.check(current.map(|d| d.etag.as_str()), false)?;
+    update_checked(&state.db, &key, &pre, false, |current| {
         let content = match current {
             None => body.to_vec(),
             Some(doc) => document::merge(&doc.content_type, &doc.content, &content_type, &body)?,
         };
         let content_type = current.map_or(content_type, |doc| doc.content_type.clone());
-        Ok::<_, LrsError>(Change::Store { content_type, content })
+        Ok(Change::Store { content_type, content })
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -255,9 +274,8 @@ async fn delete_documents(
         return Ok(HttpResponse::NoContent().finish());
     }
     let pre = preconditions(&req);
-    documents::update(&state.db, &key, |current| {
-        pre.check(current.map(|d| d.etag.as_str()), false)?;
-        Ok::<_, LrsError>(if current.is_some() { Change::Delete } else { Change::Nothing })
+    update_checked(&state.db, &key, &pre, false, |current| {
+        Ok(if current.is_some() { Change::Delete } else { Change::Nothing })
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -1,7 +1,7 @@
 //! The `X-Experience-API-Version` header.
 
 /// The xAPI version whose rules apply to a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum XapiVersion {
     V1_0,
     /// xAPI 2.0 (IEEE 9274.1.1).
