@@ -11,16 +11,8 @@ use crate::on_both_backends;
 
 const V2: &str = "2.0.0";
 
-/// A request with the admin credential and this version header.
-fn with_version(app: &TestApp, method: Method, path: &str, version: &str) -> reqwest::RequestBuilder {
-    app.client
-        .request(method, format!("{}{path}", app.endpoint))
-        .header("X-Experience-API-Version", version)
-        .basic_auth(ADMIN_KEY, Some(ADMIN_SECRET))
-}
-
 fn v2(app: &TestApp, method: Method, path: &str) -> reqwest::RequestBuilder {
-    with_version(app, method, path, V2)
+    app.request_with_version(method, path, V2)
 }
 
 fn version_header(res: &reqwest::Response) -> String {
@@ -32,11 +24,11 @@ async fn responses_state_the_version_of_the_request(app: TestApp) {
     let about: Value = app.client.get(format!("{}/about", app.endpoint)).send().await.unwrap().json().await.unwrap();
     assert_eq!(about["version"], json!(["1.0.3", "2.0.0"]));
     for (sent, stated) in [("1.0.3", "1.0.3"), ("1.0", "1.0.3"), ("2.0.0", "2.0.0"), ("2.0", "2.0.0")] {
-        let res = with_version(&app, Method::GET, "/statements?limit=1", sent).send().await.unwrap();
+        let res = app.request_with_version(Method::GET, "/statements?limit=1", sent).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{sent}");
         assert_eq!(version_header(&res), stated, "{sent}");
     }
-    let res = with_version(&app, Method::GET, "/statements", "2.1.0").send().await.unwrap();
+    let res = app.request_with_version(Method::GET, "/statements", "2.1.0").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -93,7 +85,7 @@ async fn state_overwrites_need_a_precondition_under_2_0(app: TestApp) {
         agent_q(&agent("learner"))
     );
     let put = |version: &'static str, body: &'static str| {
-        with_version(&app, Method::PUT, &base, version).header("Content-Type", "application/json").body(body)
+        app.request_with_version(Method::PUT, &base, version).header("Content-Type", "application/json").body(body)
     };
     // Creating needs no header, in either version.
     assert_eq!(put(V2, r#"{"page": 1}"#).send().await.unwrap().status(), StatusCode::NO_CONTENT);
@@ -127,6 +119,7 @@ async fn alternate_syntax_is_1_0_3_only(app: TestApp) {
             .await
             .unwrap();
         assert_eq!(res.status(), expected, "{version}");
+        assert_eq!(version_header(&res), version, "the answer states the version the form named");
     }
 }
 

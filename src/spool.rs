@@ -39,7 +39,7 @@ enum Content {
 }
 
 impl Received {
-    pub fn new(sha2: String, content_type: String, content: Bytes) -> Received {
+    fn new(sha2: String, content_type: String, content: Bytes) -> Received {
         Received { sha2, content_type, length: content.len() as u64, content: Content::Memory(content) }
     }
 

@@ -66,7 +66,6 @@ async fn put_statement(
     }
     let ctx = store_context(&req, &auth);
     let prepared = vec![prepare(statement, Some(id), &ctx).map_err(|e| invalid(e, None))?];
-    match_attachments(&prepared, &attachments)?;
     write(&state, prepared, attachments).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -106,7 +105,6 @@ async fn post_statements(
             format!("statement id {} appears twice in the batch", dup.id),
         ));
     }
-    match_attachments(&prepared, &attachments)?;
     let ids: Vec<String> = prepared.iter().map(|s| s.id.clone()).collect();
     write(&state, prepared, attachments).await?;
     Ok(HttpResponse::Ok().json(ids))
@@ -156,10 +154,12 @@ fn match_attachments(statements: &[PreparedStatement], parts: &[Received]) -> Lr
     Ok(())
 }
 
-/// Stores the attachment content, then the statements. Content whose
-/// statements then turn out to conflict stays stored, unreferenced: it is
-/// content-addressed, and the next upload of it has nothing to write.
+/// Checks the attachment parts against the statements, stores their
+/// content, then the statements. Content whose statements then turn out to
+/// conflict stays stored, unreferenced: it is content-addressed, and the
+/// next upload of it has nothing to write.
 async fn write(state: &AppState, statements: Vec<PreparedStatement>, attachments: Vec<Received>) -> LrsResult<()> {
+    match_attachments(&statements, &attachments)?;
     attachments::store(&state.db, &attachments).await?;
     match state.writer.write(statements).await {
         Ok(()) => Ok(()),

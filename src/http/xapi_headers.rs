@@ -42,9 +42,12 @@ pub async fn xapi_headers(
     }
 }
 
-/// The version a refused request (no or a bad version header) is answered
-/// in: its credential's default version when it has one, else 1.0.3.
+/// The version a refused request is answered in: its own when it named one
+/// this LRS serves, else its credential's default version, else 1.0.3.
 async fn stated_version_of_refusal(req: &ServiceRequest) -> XapiVersion {
+    if let Some(version) = req.extensions().get::<XapiVersion>() {
+        return *version;
+    }
     let Some(state) = req.app_data::<web::Data<AppState>>() else {
         return XapiVersion::V1_0;
     };
@@ -68,6 +71,8 @@ async fn checked_version(req: &mut ServiceRequest) -> Result<XapiVersion, LrsErr
     };
     let version = parsed.map_err(|message| LrsError::invalid(HEADER, "version", message))?;
     if alternate && version == XapiVersion::V2_0 {
+        // Refused in the version the request named.
+        req.extensions_mut().insert(version);
         return Err(LrsError::invalid(
             "method",
             "alternate-syntax",

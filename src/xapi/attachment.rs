@@ -81,14 +81,6 @@ impl Sha2Hasher {
     }
 }
 
-/// Whether `content` has the SHA-2 hash `hex`.
-pub fn hash_matches(hex: &str, content: &[u8]) -> bool {
-    Sha2Hasher::for_hex(hex).is_some_and(|mut h| {
-        h.update(content);
-        h.finish_hex() == hex
-    })
-}
-
 pub fn to_hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
@@ -100,6 +92,13 @@ pub fn to_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hash_matches(hex: &str, content: &[u8]) -> bool {
+        Sha2Hasher::for_hex(hex).is_some_and(|mut h| {
+            h.update(content);
+            h.finish_hex() == hex
+        })
+    }
 
     #[test]
     fn hashes_by_length_of_the_expected_hex() {
