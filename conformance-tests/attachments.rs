@@ -76,7 +76,7 @@ fn request_body(statements: &Value, contents: &[(&[u8], &str)]) -> Vec<u8> {
 }
 
 async fn send(app: &TestApp, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, String) {
-    let res = app.request(method, path).header("Content-Type", content_type).body(body).send().await.unwrap();
+    let res = app.send(method, path, content_type, body).await;
     let status = res.status();
     (status, res.text().await.unwrap_or_default())
 }

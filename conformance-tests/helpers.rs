@@ -138,10 +138,27 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut ServeArgs
 impl TestApp {
     /// A request with the version header and the admin credential.
     pub fn request(&self, method: Method, path_and_query: &str) -> RequestBuilder {
+        self.request_with_version(method, path_and_query, VERSION)
+    }
+
+    /// A request in another xAPI version (a second `.header()` on `request`
+    /// would add a second version header, not replace the first).
+    pub fn request_with_version(&self, method: Method, path_and_query: &str, version: &str) -> RequestBuilder {
         self.client
             .request(method, format!("{}{path_and_query}", self.endpoint))
-            .header("X-Experience-API-Version", VERSION)
+            .header("X-Experience-API-Version", version)
             .basic_auth(ADMIN_KEY, Some(ADMIN_SECRET))
+    }
+
+    /// Sends a request with a body of this content type.
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        self.request(method, path_and_query).header("Content-Type", content_type).body(body).send().await.unwrap()
     }
 
     pub async fn post_statements(&self, body: &Value) -> Response {

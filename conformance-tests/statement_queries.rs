@@ -834,13 +834,7 @@ async fn alternate_syntax_get_by_statement_id(app: TestApp) {
     let s = statement();
     let id = app.store(&s).await.remove(0);
     let body = format!("statementId={id}");
-    let res = app
-        .request(Method::POST, "/statements?method=GET")
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let res = app.send(Method::POST, "/statements?method=GET", "application/x-www-form-urlencoded", body).await;
     let status = res.status();
     let text = res.text().await.unwrap();
     assert_eq!(status, StatusCode::OK, "POST ?method=GET: {text}");
@@ -854,13 +848,7 @@ async fn alternate_syntax_query_with_filters(app: TestApp) {
     let s = statement();
     let ids = store_each(&app, &[s.clone(), statement()]).await;
     let body = format!("verb={}&limit=5", enc(s["verb"]["id"].as_str().unwrap()));
-    let res = app
-        .request(Method::POST, "/statements?method=GET")
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let res = app.send(Method::POST, "/statements?method=GET", "application/x-www-form-urlencoded", body).await;
     let status = res.status();
     let text = res.text().await.unwrap();
     assert_eq!(status, StatusCode::OK, "POST ?method=GET: {text}");

@@ -402,22 +402,10 @@ on_both_backends!(wrong_content_type_is_400);
 async fn wrong_content_type_is_400(app: TestApp) {
     let s = statement();
     let text = s.to_string();
-    let res = app
-        .request(Method::POST, "/statements")
-        .header("Content-Type", "text/plain")
-        .body(text.clone())
-        .send()
-        .await
-        .unwrap();
+    let res = app.send(Method::POST, "/statements", "text/plain", text.clone()).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let id = uuid();
-    let res = app
-        .request(Method::PUT, &format!("/statements?statementId={id}"))
-        .header("Content-Type", "text/plain")
-        .body(text)
-        .send()
-        .await
-        .unwrap();
+    let res = app.send(Method::PUT, &format!("/statements?statementId={id}"), "text/plain", text).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(app.ids("").await, Vec::<String>::new());
 }
@@ -425,23 +413,11 @@ async fn wrong_content_type_is_400(app: TestApp) {
 on_both_backends!(empty_body_is_400);
 async fn empty_body_is_400(app: TestApp) {
     for body in ["", "   \r\n"] {
-        let res = app
-            .request(Method::POST, "/statements")
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let res = app.send(Method::POST, "/statements", "application/json", body).await;
         let (status, json) = status_and_body(res).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "POST {body:?}: {json}");
         let id = uuid();
-        let res = app
-            .request(Method::PUT, &format!("/statements?statementId={id}"))
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let res = app.send(Method::PUT, &format!("/statements?statementId={id}"), "application/json", body).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "PUT {body:?}");
     }
 }
@@ -449,13 +425,7 @@ async fn empty_body_is_400(app: TestApp) {
 on_both_backends!(invalid_json_is_400_with_a_json_error_body);
 async fn invalid_json_is_400_with_a_json_error_body(app: TestApp) {
     for body in ["{not json", "{\"actor\": {\"mbox\": \"mailto:a@example.com\"},}", "[{}", "{\"a\":1} trailing"] {
-        let res = app
-            .request(Method::POST, "/statements")
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let res = app.send(Method::POST, "/statements", "application/json", body).await;
         let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let (status, json) = status_and_body(res).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -531,13 +501,7 @@ on_both_backends!(json_content_type_parameters_are_accepted);
 async fn json_content_type_parameters_are_accepted(app: TestApp) {
     for ct in ["application/json; charset=utf-8", "application/json;charset=UTF-8", "Application/JSON"] {
         let s = statement();
-        let res = app
-            .request(Method::POST, "/statements")
-            .header("Content-Type", ct)
-            .body(s.to_string())
-            .send()
-            .await
-            .unwrap();
+        let res = app.send(Method::POST, "/statements", ct, s.to_string()).await;
         let (status, body) = status_and_body(res).await;
         assert_eq!(status, StatusCode::OK, "{ct}: {body}");
         let id = body[0].as_str().expect("an id");
@@ -562,12 +526,13 @@ async fn alternate_syntax_put_stores_the_statement(app: TestApp) {
     let s = statement();
     let content = s.to_string();
     let res = app
-        .request(Method::POST, "/statements?method=PUT")
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(form(&[("statementId", &id), ("content", &content), ("Content-Type", "application/json")]))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::POST,
+            "/statements?method=PUT",
+            "application/x-www-form-urlencoded",
+            form(&[("statementId", &id), ("content", &content), ("Content-Type", "application/json")]),
+        )
+        .await;
     let (status, body) = status_and_body(res).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "POST ?method=PUT: {body}");
     let stored = app.statement(&id).await;
