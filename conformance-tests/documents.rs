@@ -291,3 +291,58 @@ async fn document_scopes(app: TestApp) {
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
+
+fn http_date(res: &Response) -> chrono::DateTime<chrono::FixedOffset> {
+    let value = res.headers().get("last-modified").expect("Last-Modified").to_str().unwrap();
+    chrono::DateTime::parse_from_rfc2822(&value.replace("GMT", "+0000"))
+        .unwrap_or_else(|e| panic!("Last-Modified '{value}' is not an HTTP date: {e}"))
+}
+
+// 2.0 requires Last-Modified on every document read: a document's own
+// update time, and the latest of them on an id list; it moves on change.
+on_both_backends!(last_modified_on_every_document_read);
+async fn last_modified_on_every_document_read(app: TestApp) {
+    let resources = [
+        ("/activities/state", "stateId", state_query(None)),
+        ("/activities/profile", "profileId", format!("activityId={}", enc(ACTIVITY))),
+        ("/agents/profile", "profileId", agent_q(&learner())),
+    ];
+    let mut state_latest = 0;
+    for (path, id_param, base) in &resources {
+        let one = |id: &str| format!("{base}&{id_param}={id}");
+        let before = chrono::Utc::now().timestamp();
+        for id in ["first", "second"] {
+            let res = app
+                .request_with_version(Method::PUT, &format!("{path}?{}", one(id)), "2.0.0")
+                .header("If-None-Match", "*")
+                .json(&json!({"id": id}));
+            let res = res.send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::NO_CONTENT, "{path}: {}", res.text().await.unwrap());
+        }
+        let after = chrono::Utc::now().timestamp();
+        let mut latest = 0;
+        for id in ["first", "second"] {
+            let res =
+                app.request_with_version(Method::GET, &format!("{path}?{}", one(id)), "2.0.0").send().await.unwrap();
+            let modified = http_date(&res).timestamp();
+            assert!((before..=after).contains(&modified), "{path} {id}: {modified} not in {before}..={after}");
+            latest = latest.max(modified);
+        }
+        let list = app.request_with_version(Method::GET, &format!("{path}?{base}"), "2.0.0").send().await.unwrap();
+        assert_eq!(http_date(&list).timestamp(), latest, "{path} list");
+        if *path == "/activities/state" {
+            state_latest = latest;
+        }
+    }
+    // HTTP dates count whole seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (path, id_param, base) = &resources[0];
+    let url = format!("{path}?{base}&{id_param}=first");
+    let res = app.request_with_version(Method::POST, &url, "2.0.0").json(&json!({"more": 1}));
+    assert_eq!(res.send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    let res = app.request_with_version(Method::GET, &url, "2.0.0").send().await.unwrap();
+    let changed = http_date(&res).timestamp();
+    assert!(changed > state_latest, "{changed} moved on from {state_latest}");
+    let list = app.request_with_version(Method::GET, &format!("{path}?{base}"), "2.0.0").send().await.unwrap();
+    assert_eq!(http_date(&list).timestamp(), changed, "the list follows the change");
+}

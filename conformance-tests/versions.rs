@@ -142,3 +142,15 @@ async fn refusals_state_the_credentials_default_version(app: TestApp) {
         assert_eq!(version_header(&res), stated, "{key}");
     }
 }
+
+on_both_backends!(timestamps_are_stored_in_utc_under_2_0);
+async fn timestamps_are_stored_in_utc_under_2_0(app: TestApp) {
+    let mut s = statement();
+    s["timestamp"] = json!("2021-03-04T23:15:00.125-04:00");
+    let res = v2(&app, Method::POST, "/statements").json(&s).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let id = res.json::<Vec<String>>().await.unwrap().remove(0);
+    assert_eq!(app.statement(&id).await["timestamp"], "2021-03-05T03:15:00.125Z");
+    let ids = app.store(&s).await;
+    assert_eq!(app.statement(&ids[0]).await["timestamp"], s["timestamp"], "1.0.3 keeps it as received");
+}

@@ -172,6 +172,17 @@ pub fn is_timestamp(s: &str) -> bool {
     parse_timestamp(s).is_some()
 }
 
+/// The same instant in UTC with a `Z`, keeping the precision sent (0, 3, 6
+/// or 9 fractional digits, as few as hold it exactly); `None` when `s` is
+/// already written with `Z` or is no timestamp. xAPI 2.0 has the LRS store
+/// timestamps in UTC rather than reject other offsets.
+pub fn timestamp_in_utc(s: &str) -> Option<String> {
+    if s.ends_with(['Z', 'z']) {
+        return None;
+    }
+    parse_timestamp(s).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+}
+
 /// The form in which the LRS writes `stored` (and a defaulted `timestamp`):
 /// UTC, microseconds, `Z`.
 pub fn format_timestamp(t: DateTime<Utc>) -> String {
@@ -181,6 +192,19 @@ pub fn format_timestamp(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_in_utc() {
+        assert_eq!(timestamp_in_utc("2013-05-18T05:32:34.804+01:00").as_deref(), Some("2013-05-18T04:32:34.804Z"));
+        assert_eq!(timestamp_in_utc("2013-05-18T22:32-0230").as_deref(), Some("2013-05-19T01:02:00Z"));
+        assert_eq!(
+            timestamp_in_utc("2013-05-18T05:32:34.1234567+00:00").as_deref(),
+            Some("2013-05-18T05:32:34.123456700Z")
+        );
+        assert_eq!(timestamp_in_utc("2013-05-18T05:32:34"), Some("2013-05-18T05:32:34Z".into()));
+        assert_eq!(timestamp_in_utc("2013-05-18T05:32:34.5Z"), None);
+        assert_eq!(timestamp_in_utc("not a time"), None);
+    }
 
     #[test]
     fn durations() {

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::keys::{FilterKey, object_type, statement_keys};
 use super::rules::{self, VOIDED_VERB};
-use super::{XapiVersion, schema};
+use super::{XapiVersion, formats, schema};
 
 /// Who is storing the statements, and under which rules.
 pub struct StoreContext<'a> {
@@ -85,6 +85,12 @@ pub fn prepare(statement: Value, id: Option<&str>, ctx: &StoreContext<'_>) -> Re
     if let Some(Value::Object(sub)) = map.get_mut("object") {
         arrays_for_context_activities(sub);
     }
+    if ctx.version >= XapiVersion::V2_0 {
+        timestamp_in_utc(&mut map);
+        if let Some(Value::Object(sub)) = map.get_mut("object") {
+            timestamp_in_utc(sub);
+        }
+    }
     map.remove("stored");
     map.insert("authority".into(), ctx.authority.clone());
     if !map.contains_key("version") {
@@ -101,6 +107,15 @@ pub fn prepare(statement: Value, id: Option<&str>, ctx: &StoreContext<'_>) -> Re
     let mut body_open = serde_json::to_string(&statement).expect("a JSON value serialises");
     body_open.pop();
     Ok(PreparedStatement { id, id_generated, body_open, needs_timestamp, keys, object_ref, voiding, statement })
+}
+
+/// Under 2.0 a `timestamp` with an offset other than `Z` is stored as the
+/// same instant in UTC (1.0.3 keeps it as received).
+fn timestamp_in_utc(statement: &mut serde_json::Map<String, Value>) {
+    let utc = statement.get("timestamp").and_then(Value::as_str).and_then(formats::timestamp_in_utc);
+    if let Some(utc) = utc {
+        statement.insert("timestamp".into(), Value::String(utc));
+    }
 }
 
 /// Context activities are stored (and returned) as arrays, even when a
@@ -151,6 +166,25 @@ mod tests {
         assert_eq!(body["version"], json!("1.0.0"));
         assert_eq!(body["authority"], authority);
         assert!(p.object_ref.is_none() && !p.voiding);
+    }
+
+    #[test]
+    fn timestamps_become_utc_under_2_0_only() {
+        let authority = json!({"objectType": "Agent", "mbox": "mailto:lrs@x"});
+        let s = json!({"actor": {"mbox": "mailto:a@x"}, "verb": {"id": "http://v"}, "timestamp": "2020-06-01T10:00:00.250+02:00",
+                       "object": {"objectType": "SubStatement", "actor": {"mbox": "mailto:b@x"}, "verb": {"id": "http://v"},
+                                  "object": {"id": "http://a"}, "timestamp": "2020-06-01T00:30:00-05:30"}});
+        let stored = |version| {
+            let ctx = StoreContext { version, authority: &authority, credential_key: "k" };
+            let p = prepare(s.clone(), None, &ctx).unwrap();
+            serde_json::from_str::<Value>(&p.body("2024-01-01T00:00:00.000000Z")).unwrap()
+        };
+        let v2 = stored(XapiVersion::V2_0);
+        assert_eq!(v2["timestamp"], json!("2020-06-01T08:00:00.250Z"));
+        assert_eq!(v2["object"]["timestamp"], json!("2020-06-01T06:00:00Z"));
+        let v1 = stored(XapiVersion::V1_0);
+        assert_eq!(v1["timestamp"], s["timestamp"]);
+        assert_eq!(v1["object"]["timestamp"], s["object"]["timestamp"]);
     }
 
     #[test]
