@@ -106,6 +106,7 @@ pub fn serve_args(database_url: &str) -> ServeArgs {
         page_limit: 100,
         authority_home_page: "https://lrs.example.com/credentials".into(),
         auth_cache_secs: 30,
+        forwarders: None,
         workers: Some(1),
     }
 }

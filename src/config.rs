@@ -57,6 +57,11 @@ pub struct ServeArgs {
     #[arg(long, env = "XLRS_AUTH_CACHE_SECS", default_value_t = 30)]
     pub auth_cache_secs: u64,
 
+    /// TOML file of the forwarders (targets and routes; see docs/forwarding.md).
+    /// Without it, nothing is forwarded.
+    #[arg(long, env = "XLRS_FORWARDERS")]
+    pub forwarders: Option<std::path::PathBuf>,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "XLRS_WORKERS")]
     pub workers: Option<usize>,

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod http;
 pub mod spool;
 pub mod startup;

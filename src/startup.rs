@@ -2,6 +2,7 @@
 //! one app factory, used by `xlrs serve` and by the tests.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_cors::Cors;
 use actix_web::body::MessageBody;
@@ -14,6 +15,8 @@ use sea_orm::DatabaseConnection;
 use crate::auth::Authenticator;
 use crate::config::ServeArgs;
 use crate::error::{LrsError, json_error_handler};
+use crate::forward::dispatch::Dispatchers;
+use crate::forward::{ForwardingConfig, Routing};
 use crate::http;
 use crate::http::statement_upload::UploadLimits;
 use crate::store::{self, credentials, writer::Writer, writer::WriterHandle};
@@ -58,6 +61,7 @@ pub struct Application {
     port: u16,
     server: Server,
     writer: WriterHandle,
+    dispatchers: Dispatchers,
 }
 
 impl Application {
@@ -75,7 +79,13 @@ impl Application {
             );
         }
         schema::warm_up();
-        let (writer, writer_handle) = Writer::spawn(db.clone());
+        let forwarding = match &args.forwarders {
+            Some(path) => ForwardingConfig::load(path)?,
+            None => ForwardingConfig::default(),
+        };
+        let routing = Arc::new(Routing::new(&forwarding));
+        let dispatchers = Dispatchers::start(&db, &forwarding, &routing)?;
+        let (writer, writer_handle) = Writer::spawn(db.clone(), routing);
         let state = web::Data::new(AppState {
             db: db.clone(),
             writer,
@@ -92,7 +102,7 @@ impl Application {
             server = server.workers(workers);
         }
         tracing::info!(listen = %args.listen, port, "xlrs is serving xAPI under /xapi/");
-        Ok(Application { port, server: server.run(), writer: writer_handle })
+        Ok(Application { port, server: server.run(), writer: writer_handle, dispatchers })
     }
 
     pub fn port(&self) -> u16 {
@@ -104,6 +114,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await?;
         self.writer.shutdown().await;
+        self.dispatchers.stop().await;
         tracing::info!("xlrs stopped");
         Ok(())
     }

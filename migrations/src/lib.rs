@@ -10,6 +10,7 @@ mod m0003_activities;
 mod m0004_attachment_chunks;
 mod m0005_agent_names;
 mod m0006_credential_version;
+mod m0007_forwarding;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_attachment_chunks::Migration),
             Box::new(m0005_agent_names::Migration),
             Box::new(m0006_credential_version::Migration),
+            Box::new(m0007_forwarding::Migration),
         ]
     }
 }

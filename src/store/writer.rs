@@ -14,7 +14,8 @@ use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::sql;
-use super::{activities, agent_names};
+use super::{activities, agent_names, outbox};
+use crate::forward::Routing;
 use crate::xapi::formats::format_timestamp;
 use crate::xapi::same::same_statement;
 use crate::xapi::statement::PreparedStatement;
@@ -54,12 +55,12 @@ pub struct Writer {
 const IDLE: i64 = i64::MAX;
 
 impl Writer {
-    /// Starts the writer task.
-    pub fn spawn(db: DatabaseConnection) -> (Writer, WriterHandle) {
+    /// Starts the writer task; `routing` decides which statements are forwarded.
+    pub fn spawn(db: DatabaseConnection, routing: Arc<Routing>) -> (Writer, WriterHandle) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (stop, stopped) = oneshot::channel();
         let in_flight = Arc::new(AtomicI64::new(IDLE));
-        let join = tokio::spawn(run(db, rx, stopped, in_flight.clone()));
+        let join = tokio::spawn(run(db, routing, rx, stopped, in_flight.clone()));
         (Writer { tx, in_flight }, WriterHandle { stop, join })
     }
 
@@ -100,6 +101,7 @@ impl WriterHandle {
 
 async fn run(
     db: DatabaseConnection,
+    routing: Arc<Routing>,
     mut rx: mpsc::Receiver<Job>,
     mut stop: oneshot::Receiver<()>,
     in_flight: Arc<AtomicI64>,
@@ -132,14 +134,14 @@ async fn run(
         }
         // Published before `stored` is chosen, so it is never later than it.
         in_flight.store(Utc::now().timestamp_micros(), Ordering::Release);
-        commit_group(&db, group).await;
+        commit_group(&db, &routing, group).await;
         in_flight.store(IDLE, Ordering::Release);
     }
 }
 
-async fn commit_group(db: &DatabaseConnection, group: Vec<Job>) {
+async fn commit_group(db: &DatabaseConnection, routing: &Routing, group: Vec<Job>) {
     let batches: Vec<&[PreparedStatement]> = group.iter().map(|j| j.statements.as_slice()).collect();
-    match write_group(db, &batches).await {
+    match write_group(db, routing, &batches).await {
         Ok(results) => {
             for (job, result) in group.into_iter().zip(results) {
                 let _ = job.reply.send(result);
@@ -149,7 +151,7 @@ async fn commit_group(db: &DatabaseConnection, group: Vec<Job>) {
             // One request may have poisoned the group: give each its own transaction.
             tracing::warn!(error = ?e, requests = group.len(), "group commit failed; retrying requests one by one");
             for job in group {
-                let result = match write_group(db, &[&job.statements]).await {
+                let result = match write_group(db, routing, &[&job.statements]).await {
                     Ok(mut r) => r.pop().unwrap_or(Err(WriteError::Closed)),
                     Err(e) => Err(WriteError::Storage(e)),
                 };
@@ -168,6 +170,7 @@ async fn commit_group(db: &DatabaseConnection, group: Vec<Job>) {
 /// out (and answered 409) without failing the others.
 async fn write_group(
     db: &DatabaseConnection,
+    routing: &Routing,
     batches: &[&[PreparedStatement]],
 ) -> anyhow::Result<Vec<Result<(), WriteError>>> {
     let backend = db.get_database_backend();
@@ -183,16 +186,21 @@ async fn write_group(
     let (last_seq, last_stored) = last_row(&txn, backend).await?;
     let stored_us = Utc::now().timestamp_micros().max(last_stored);
     let stored = format_timestamp(chrono::DateTime::from_timestamp_micros(stored_us).unwrap_or_else(Utc::now));
-    if !accepted.is_empty() {
-        let rows: Vec<(i64, &PreparedStatement)> =
-            accepted.iter().enumerate().map(|(i, s)| (last_seq + 1 + i as i64, *s)).collect();
+    let rows: Vec<(i64, &PreparedStatement)> =
+        accepted.iter().enumerate().map(|(i, s)| (last_seq + 1 + i as i64, *s)).collect();
+    // Forwarding is decided with the statement, in its transaction: a
+    // stored statement is never without its outbox rows.
+    let forward = routing.rows(&rows);
+    if !rows.is_empty() {
         insert_statements(&txn, backend, &rows, stored_us, &stored).await?;
         insert_keys(&txn, backend, &rows).await?;
         activities::merge_in(&txn, &accepted).await?;
         agent_names::merge_in(&txn, &accepted).await?;
         resolve_references(&txn, backend, &rows).await?;
+        outbox::enqueue(&txn, &forward, stored_us).await?;
     }
     txn.commit().await.context("commit")?;
+    routing.wake(&forward);
     Ok(results)
 }
 

@@ -1,0 +1,83 @@
+//! Another LRS: statements are POSTed in batches, exactly as stored (the
+//! receiving LRS sets its own `stored` and `authority`). The statement id is
+//! kept, so a redelivery is the "same statement" and changes nothing there.
+
+use serde_json::Value;
+
+use super::{Channel, Job, read_response};
+use crate::forward::outcome::{Outcome, classify, excerpt};
+
+pub struct XapiLrs {
+    statements_url: String,
+    credentials: Option<(String, String)>,
+    version: String,
+}
+
+impl XapiLrs {
+    pub fn new(url: &str, credentials: Option<(String, String)>, version: &str) -> XapiLrs {
+        XapiLrs {
+            statements_url: format!("{}/statements", url.trim_end_matches('/')),
+            credentials,
+            version: version.to_owned(),
+        }
+    }
+
+    pub async fn deliver(&self, channel: &Channel, jobs: &[Job]) -> Vec<Outcome> {
+        if jobs.len() == 1 {
+            return vec![self.put_one(channel, &jobs[0]).await];
+        }
+        let batch: Vec<&Value> = jobs.iter().map(|j| &j.statement).collect();
+        let outcome =
+            match channel.send(self.request(channel, reqwest::Method::POST, &self.statements_url).json(&batch)).await {
+                Err(e) => Outcome::network(&e),
+                Ok(response) => {
+                    let (status, headers, body) = read_response(response).await;
+                    classify(status, &headers, &body)
+                }
+            };
+        match outcome {
+            // One statement can refuse the whole batch (a conflicting id, an
+            // invalid statement, the size): each alone says which.
+            Outcome::Dead { .. } => {
+                let mut outcomes = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    outcomes.push(self.put_one(channel, job).await);
+                }
+                outcomes
+            }
+            other => vec![other; jobs.len()],
+        }
+    }
+
+    /// `PUT ?statementId=`: 204 stored, 409 already there (a statement with
+    /// this id exists: delivered before, by us or by someone).
+    async fn put_one(&self, channel: &Channel, job: &Job) -> Outcome {
+        // Statement ids are UUIDs: nothing in them needs escaping.
+        let url = format!("{}?statementId={}", self.statements_url, job.statement_id);
+        let request = self.request(channel, reqwest::Method::PUT, &url).json(&job.statement);
+        match channel.send(request).await {
+            Err(e) => Outcome::network(&e),
+            Ok(response) => {
+                let (status, headers, body) = read_response(response).await;
+                if status == reqwest::StatusCode::CONFLICT {
+                    return Outcome::Delivered { http_status: Some(409) };
+                }
+                match classify(status, &headers, &body) {
+                    Outcome::Dead { http_status, .. } => Outcome::Dead {
+                        http_status,
+                        reason: format!("the LRS refused the statement: {}", excerpt(&body)),
+                    },
+                    other => other,
+                }
+            }
+        }
+    }
+
+    fn request(&self, channel: &Channel, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let request = channel.client.request(method, url).header("X-Experience-API-Version", &self.version);
+        match &self.credentials {
+            Some((user, password)) => request.basic_auth(user, Some(password)),
+            None => request,
+        }
+    }
+}

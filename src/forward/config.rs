@@ -1,0 +1,213 @@
+//! The forwarding configuration: a TOML file of `[[forwarder]]` targets, each
+//! with its routes. Secrets are never in the file: it names the environment
+//! variables that hold them, read once at start-up.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardingConfig {
+    #[serde(default, rename = "forwarder")]
+    pub targets: Vec<TargetConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TargetConfig {
+    /// Stable name: outbox rows are keyed by it.
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: KindConfig,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What kind of target, with its own settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum KindConfig {
+    /// Another LRS: statements forwarded as they were stored, in batches.
+    XapiLrs {
+        /// The LRS's xAPI endpoint, e.g. `https://lrs.example.com/xapi`.
+        url: String,
+        username_env: Option<String>,
+        password_env: Option<String>,
+        /// `X-Experience-API-Version` sent (default `1.0.3`).
+        #[serde(default = "default_xapi_version")]
+        version: String,
+    },
+    /// A JSON POST per statement, signed with HMAC-SHA256 when a secret is set.
+    Webhook { url: String, secret_env: Option<String> },
+}
+
+fn default_xapi_version() -> String {
+    "1.0.3".into()
+}
+
+impl KindConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            KindConfig::XapiLrs { .. } => "xapi_lrs",
+            KindConfig::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+/// Which statements a target receives. Each list that is set must match;
+/// a target with no route receives every statement.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Verb IRIs; a bare word (`completed`) stands for the ADL verb
+    /// `http://adlnet.gov/expapi/verbs/<word>`.
+    #[serde(default)]
+    pub verbs: Vec<String>,
+    /// `object.definition.type` IRIs of the statement's object activity.
+    #[serde(default)]
+    pub activity_types: Vec<String>,
+    /// Prefixes of the object activity's IRI.
+    #[serde(default)]
+    pub activity_prefixes: Vec<String>,
+    /// Keys of credentials whose statements are never routed here (a
+    /// platform's own statements coming back through a bridge).
+    #[serde(default)]
+    pub exclude_credentials: Vec<String>,
+}
+
+/// How a target's deliveries are paced and retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Most outbox rows handed to the adapter at once.
+    pub batch_size: usize,
+    /// Requests per second the target is sent at most (a token bucket).
+    pub rate_per_sec: f64,
+    pub burst: u32,
+    /// First retry delay; each further attempt doubles it (with jitter).
+    pub retry_base_ms: u64,
+    pub retry_cap_secs: u64,
+    /// Attempts, and age, after which a row is dead-lettered.
+    pub max_attempts: u32,
+    pub max_age_hours: u64,
+    /// How long a claimed row is someone's before others may take it.
+    pub lease_secs: u64,
+    /// Timeout of one HTTP request to the target.
+    pub timeout_secs: u64,
+    /// Consecutive transient failures that open the circuit, and for how long.
+    pub breaker_failures: u32,
+    pub breaker_open_secs: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            batch_size: 50,
+            rate_per_sec: 20.0,
+            burst: 10,
+            retry_base_ms: 1_000,
+            retry_cap_secs: 900,
+            max_attempts: 20,
+            max_age_hours: 72,
+            lease_secs: 60,
+            timeout_secs: 30,
+            breaker_failures: 20,
+            breaker_open_secs: 300,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
+    }
+}
+
+impl ForwardingConfig {
+    pub fn load(path: &Path) -> anyhow::Result<ForwardingConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the forwarding configuration {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<ForwardingConfig> {
+        let config: ForwardingConfig = toml::from_str(text)?;
+        let mut names = std::collections::HashSet::new();
+        for t in &config.targets {
+            if t.name.is_empty() || !t.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                bail!("forwarder name '{}': use letters, digits, '-' and '_'", t.name);
+            }
+            if !names.insert(t.name.as_str()) {
+                bail!("two forwarders are named '{}'", t.name);
+            }
+            let d = &t.delivery;
+            if d.batch_size == 0 || d.rate_per_sec <= 0.0 || d.max_attempts == 0 {
+                bail!("forwarder '{}': batch_size, rate_per_sec and max_attempts must be above 0", t.name);
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// The value of the environment variable `var`, which must be set.
+pub fn secret_from_env(target: &str, var: &str) -> anyhow::Result<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Ok(v),
+        _ => bail!("forwarder '{target}': the environment variable {var} (named in its configuration) is not set"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets_routes_and_delivery() {
+        let config = ForwardingConfig::parse(
+            r#"
+            [[forwarder]]
+            name = "backup"
+            kind = "xapi_lrs"
+            url = "https://lrs.example.com/xapi"
+            username_env = "BACKUP_KEY"
+            delivery = { batch_size = 100, retry_base_ms = 10 }
+
+            [[forwarder]]
+            name = "hook"
+            kind = "webhook"
+            url = "https://hooks.example.com/x"
+            [[forwarder.route]]
+            verbs = ["completed", "http://example.com/verbs/x"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.targets.len(), 2);
+        assert!(matches!(&config.targets[0].kind, KindConfig::XapiLrs { version, .. } if version == "1.0.3"));
+        assert_eq!(config.targets[0].delivery.batch_size, 100);
+        assert_eq!(config.targets[0].delivery.max_attempts, 20);
+        assert_eq!(config.targets[1].routes[0].verbs.len(), 2);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_use() {
+        for bad in [
+            "[[forwarder]]\nname = \"a b\"\nkind = \"webhook\"\nurl = \"http://x\"",
+            "[[forwarder]]\nname = \"a\"\nkind = \"carrier-pigeon\"\nurl = \"http://x\"",
+            "[[forwarder]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://x\"\n[[forwarder]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://y\"",
+            "[[forwarder]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://x\"\n[[forwarder.route]]\nverb = [\"typo\"]",
+            "[[forwarder]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://x\"\ndelivery = { batch_size = 0 }",
+        ] {
+            assert!(ForwardingConfig::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! One dispatcher task per target: claim due rows, deliver them through the
+//! adapter, record each outcome. A row is closed only after the target has
+//! answered, so a crash in between redelivers it when its lease runs out
+//! (at least once; each adapter makes a redelivery harmless).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::DatabaseConnection;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use super::Routing;
+use super::adapters::{Adapter, Channel, Job};
+use super::config::{DeliveryConfig, ForwardingConfig, TargetConfig};
+use super::outcome::{Outcome, backoff};
+use super::rate::RateLimiter;
+use crate::store::outbox::{self, Claimed, Close, Status};
+
+/// Longest sleep between looks at the outbox when nothing woke the
+/// dispatcher (rows written by other nodes, retries falling due).
+const POLL: Duration = Duration::from_secs(1);
+
+/// The running dispatchers.
+pub struct Dispatchers {
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Dispatchers {
+    /// Starts a dispatcher for every enabled target (adapters are built, and
+    /// their secrets read, before any starts).
+    pub fn start(db: &DatabaseConnection, config: &ForwardingConfig, routing: &Routing) -> anyhow::Result<Dispatchers> {
+        let (stop, stopped) = watch::channel(false);
+        let mut dispatchers = Vec::new();
+        for target in config.targets.iter().filter(|t| t.enabled) {
+            dispatchers.push(Dispatcher::new(db.clone(), target, routing.waker(&target.name), stopped.clone())?);
+        }
+        let mut tasks = JoinSet::new();
+        for d in dispatchers {
+            tasks.spawn(d.run());
+        }
+        Ok(Dispatchers { stop, tasks })
+    }
+
+    /// Stops every dispatcher, giving a delivery under way a few seconds to
+    /// finish; rows still in flight are redelivered after their lease.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        let drained =
+            tokio::time::timeout(Duration::from_secs(5), async { while self.tasks.join_next().await.is_some() {} });
+        if drained.await.is_err() {
+            self.tasks.abort_all();
+        }
+    }
+}
+
+struct Dispatcher {
+    db: DatabaseConnection,
+    name: String,
+    adapter: Adapter,
+    channel: Channel,
+    delivery: DeliveryConfig,
+    waker: Arc<Notify>,
+    stopped: watch::Receiver<bool>,
+    /// Consecutive deliveries that failed transiently (the circuit breaker).
+    failures: u32,
+}
+
+impl Dispatcher {
+    fn new(
+        db: DatabaseConnection,
+        target: &TargetConfig,
+        waker: Arc<Notify>,
+        stopped: watch::Receiver<bool>,
+    ) -> anyhow::Result<Dispatcher> {
+        let d = &target.delivery;
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15).min(Duration::from_secs(d.timeout_secs.max(1))))
+            .timeout(Duration::from_secs(d.timeout_secs.max(1)))
+            .user_agent(concat!("xlrs/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Dispatcher {
+            db,
+            name: target.name.clone(),
+            adapter: Adapter::new(target)?,
+            channel: Channel::new(client, RateLimiter::new(d.rate_per_sec, d.burst)),
+            delivery: d.clone(),
+            waker,
+            stopped,
+            failures: 0,
+        })
+    }
+
+    async fn run(mut self) {
+        tracing::info!(target_name = %self.name, "forwarder started");
+        while !*self.stopped.borrow() {
+            let next = self.round().await.unwrap_or_else(|e| {
+                tracing::error!(target_name = %self.name, error = format!("{e:#}"), "forwarder round failed");
+                Next::Poll
+            });
+            let mut stopped = self.stopped.clone();
+            match next {
+                Next::Now => {}
+                // New rows wake the dispatcher before the poll is up.
+                Next::Poll => tokio::select! {
+                    _ = self.waker.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = stopped.changed() => {}
+                },
+                // The target asked for quiet (Retry-After) or the circuit is
+                // open: new rows wait too.
+                Next::Hold(hold) => tokio::select! {
+                    _ = tokio::time::sleep(hold) => {}
+                    _ = stopped.changed() => {}
+                },
+            }
+        }
+    }
+
+    /// Delivers one claim of due rows, and says when to look again.
+    async fn round(&mut self) -> anyhow::Result<Next> {
+        let now_us = Utc::now().timestamp_micros();
+        if let Some((until, _)) = outbox::paused_until(&self.db, &self.name).await?
+            && until > now_us
+        {
+            return Ok(Next::Poll);
+        }
+        let limit = if self.breaker_open() { 1 } else { self.delivery.batch_size };
+        let lease_us = self.delivery.lease().as_micros() as i64;
+        let claimed = outbox::claim(&self.db, &self.name, limit, now_us, lease_us).await?;
+        if claimed.is_empty() {
+            return Ok(Next::Poll);
+        }
+        let (jobs, mut closes) = self.jobs(&claimed, now_us);
+        let outcomes = if jobs.is_empty() { Vec::new() } else { self.adapter.deliver(&self.channel, &jobs).await };
+        let now_us = Utc::now().timestamp_micros();
+        let mut hold = Duration::ZERO;
+        let mut pause = None;
+        for (job, outcome) in jobs.iter().zip(outcomes) {
+            let row = claimed.iter().find(|c| c.id == job.outbox_id).expect("a job comes from a claimed row");
+            tracing::debug!(target_name = %self.name, outbox_id = row.id, outcome = outcome.label(), "delivery");
+            if let Outcome::Retry { after: Some(after), .. } = &outcome {
+                hold = hold.max(*after);
+            }
+            if let Outcome::PauseTarget { reason, .. } = &outcome {
+                pause.get_or_insert_with(|| reason.clone());
+            }
+            self.count(&outcome);
+            closes.push(self.close(row, outcome, now_us));
+        }
+        outbox::close(&self.db, &closes, now_us).await?;
+        if let Some(reason) = pause {
+            tracing::warn!(target_name = %self.name, reason = %reason, "forwarder paused: the target refuses us");
+            outbox::set_pause(&self.db, &self.name, Some(i64::MAX), Some(&reason), now_us).await?;
+            return Ok(Next::Poll);
+        }
+        if self.breaker_open() {
+            hold = hold.max(Duration::from_secs(self.delivery.breaker_open_secs));
+            tracing::warn!(target_name = %self.name, failures = self.failures, ?hold, "forwarder circuit open");
+        }
+        Ok(if hold > Duration::ZERO { Next::Hold(hold) } else { Next::Now })
+    }
+
+    fn breaker_open(&self) -> bool {
+        self.failures >= self.delivery.breaker_failures
+    }
+
+    fn count(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Retry { .. } => self.failures = self.failures.saturating_add(1),
+            Outcome::PauseTarget { .. } => {}
+            _ => self.failures = 0,
+        }
+    }
+
+    /// The claimed rows as jobs; a row that cannot be one is dead at once.
+    fn jobs(&self, claimed: &[Claimed], now_us: i64) -> (Vec<Job>, Vec<Close>) {
+        let mut jobs = Vec::with_capacity(claimed.len());
+        let mut closes = Vec::new();
+        for c in claimed {
+            match Job::from_claimed(c) {
+                Ok(job) => jobs.push(job),
+                Err(reason) => closes.push(close_as(c.id, Status::Dead, now_us, None, Some(reason))),
+            }
+        }
+        (jobs, closes)
+    }
+
+    /// How a row is recorded after `outcome`.
+    fn close(&self, row: &Claimed, outcome: Outcome, now_us: i64) -> Close {
+        let d = &self.delivery;
+        match outcome {
+            Outcome::Delivered { http_status } => close_as(row.id, Status::Succeeded, now_us, http_status, None),
+            Outcome::Skipped { http_status, reason } => {
+                close_as(row.id, Status::Skipped, now_us, http_status, Some(reason))
+            }
+            Outcome::Unsupported { reason } => close_as(row.id, Status::Unsupported, now_us, None, Some(reason)),
+            Outcome::Park { http_status, reason } => {
+                close_as(row.id, Status::Parked, now_us, http_status, Some(reason))
+            }
+            Outcome::Dead { http_status, reason } => close_as(row.id, Status::Dead, now_us, http_status, Some(reason)),
+            Outcome::PauseTarget { http_status, reason } => {
+                Close { uncount: true, ..close_as(row.id, Status::Pending, now_us, http_status, Some(reason)) }
+            }
+            Outcome::Retry { http_status, error, after, .. } => {
+                let age_hours = (now_us - row.created_us) / 3_600_000_000;
+                if row.attempts >= d.max_attempts || age_hours >= d.max_age_hours as i64 {
+                    let reason = format!("gave up after {} attempts: {error}", row.attempts);
+                    return close_as(row.id, Status::Dead, now_us, http_status, Some(reason));
+                }
+                let base = Duration::from_millis(d.retry_base_ms);
+                let delay = backoff(row.attempts, base, Duration::from_secs(d.retry_cap_secs), after);
+                close_as(row.id, Status::Retry, now_us + delay.as_micros() as i64, http_status, Some(error))
+            }
+        }
+    }
+}
+
+enum Next {
+    Now,
+    Poll,
+    Hold(Duration),
+}
+
+fn close_as(id: i64, status: Status, next_attempt_us: i64, http_status: Option<u16>, error: Option<String>) -> Close {
+    Close { id, status, next_attempt_us, http_status, error, uncount: false }
+}

@@ -1,0 +1,78 @@
+//! Forwarders: statements, once stored, delivered to other systems at least
+//! once without ever holding up ingest.
+//!
+//! The writer asks `Routing` which targets each new statement goes to and
+//! writes one outbox row per (target, operation) in the statement's own
+//! transaction. A dispatcher per target (`dispatch`) claims due rows under a
+//! lease, hands them to the target's adapter (`adapters`), and records each
+//! outcome: delivered, retried with backoff (honouring `Retry-After`),
+//! parked, dead-lettered, or the target paused.
+
+pub mod adapters;
+pub mod config;
+pub mod dispatch;
+pub mod outcome;
+pub mod rate;
+pub mod router;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::store::outbox::NewRow;
+use crate::xapi::statement::PreparedStatement;
+pub use config::ForwardingConfig;
+use router::Router;
+
+/// The routes, and a way to wake each target's dispatcher once rows for it
+/// are committed.
+#[derive(Default)]
+pub struct Routing {
+    router: Router,
+    wakers: HashMap<String, Arc<Notify>>,
+}
+
+impl Routing {
+    pub fn new(config: &ForwardingConfig) -> Routing {
+        let wakers = config.targets.iter().map(|t| (t.name.clone(), Arc::new(Notify::new()))).collect();
+        Routing { router: Router::new(config), wakers }
+    }
+
+    /// The outbox rows for statements about to be stored with these `seq`s.
+    pub fn rows<'a>(&'a self, statements: &[(i64, &'a PreparedStatement)]) -> Vec<NewRow<'a>> {
+        if self.router.is_empty() {
+            return Vec::new();
+        }
+        let mut rows = Vec::new();
+        for (seq, s) in statements {
+            for planned in self.router.plan(&s.statement) {
+                rows.push(NewRow {
+                    target: planned.target,
+                    op: planned.op.as_str(),
+                    statement_seq: *seq,
+                    statement_id: &s.id,
+                    order_key: planned.order_key,
+                });
+            }
+        }
+        rows
+    }
+
+    /// Wakes the dispatchers of the targets these rows were written for.
+    pub fn wake(&self, rows: &[NewRow<'_>]) {
+        let mut last = "";
+        for row in rows {
+            if row.target != last {
+                if let Some(w) = self.wakers.get(row.target) {
+                    w.notify_one();
+                }
+                last = row.target;
+            }
+        }
+    }
+
+    pub fn waker(&self, target: &str) -> Arc<Notify> {
+        self.wakers.get(target).cloned().unwrap_or_default()
+    }
+}

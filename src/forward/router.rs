@@ -1,0 +1,209 @@
+//! Routes, compiled once: which targets a statement goes to, and as what
+//! operation. Runs inside the writer's transaction for every stored
+//! statement, so it does no I/O and little allocation.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::config::{ForwardingConfig, RouteConfig};
+use crate::xapi::agent;
+
+const ADL_VERBS: &str = "http://adlnet.gov/expapi/verbs/";
+
+/// What a target is asked to do for one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Deliver the statement itself (another LRS, a webhook).
+    Statement,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Statement => "statement",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Op> {
+        match s {
+            "statement" => Some(Op::Statement),
+            _ => None,
+        }
+    }
+}
+
+/// One outbox row to write for a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned<'a> {
+    pub target: &'a str,
+    pub op: Op,
+    /// Rows with the same order key are delivered in order.
+    pub order_key: String,
+}
+
+struct Route {
+    verbs: HashSet<String>,
+    activity_types: HashSet<String>,
+    activity_prefixes: Vec<String>,
+    exclude_credentials: HashSet<String>,
+}
+
+struct RoutedTarget {
+    name: String,
+    kind: &'static str,
+    routes: Vec<Route>,
+}
+
+/// Every enabled target's routes.
+#[derive(Default)]
+pub struct Router {
+    targets: Vec<RoutedTarget>,
+}
+
+impl Router {
+    pub fn new(config: &ForwardingConfig) -> Router {
+        let targets = config
+            .targets
+            .iter()
+            .filter(|t| t.enabled)
+            .map(|t| RoutedTarget {
+                name: t.name.clone(),
+                kind: t.kind.name(),
+                routes: t.routes.iter().map(compile).collect(),
+            })
+            .collect();
+        Router { targets }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// The outbox rows `statement` (as stored) calls for.
+    pub fn plan<'a>(&'a self, statement: &Value) -> Vec<Planned<'a>> {
+        let mut out = Vec::new();
+        for target in &self.targets {
+            let routed = target.routes.is_empty() || target.routes.iter().any(|r| r.matches(statement));
+            if !routed {
+                continue;
+            }
+            if let Some(op) = op_for(target.kind, statement) {
+                out.push(Planned { target: &target.name, op, order_key: order_key(statement) });
+            }
+        }
+        out
+    }
+}
+
+fn compile(route: &RouteConfig) -> Route {
+    Route {
+        verbs: route.verbs.iter().map(|v| verb_iri(v)).collect(),
+        activity_types: route.activity_types.iter().cloned().collect(),
+        activity_prefixes: route.activity_prefixes.clone(),
+        exclude_credentials: route.exclude_credentials.iter().cloned().collect(),
+    }
+}
+
+/// A bare word stands for the ADL verb of that name.
+pub fn verb_iri(verb: &str) -> String {
+    if verb.contains(':') { verb.to_owned() } else { format!("{ADL_VERBS}{verb}") }
+}
+
+impl Route {
+    fn matches(&self, s: &Value) -> bool {
+        let str_at = |pointer: &str| s.pointer(pointer).and_then(Value::as_str);
+        if !self.verbs.is_empty() && !str_at("/verb/id").is_some_and(|v| self.verbs.contains(v)) {
+            return false;
+        }
+        let is_activity = matches!(str_at("/object/objectType"), None | Some("Activity"));
+        let activity = str_at("/object/id").filter(|_| is_activity);
+        if !self.activity_types.is_empty()
+            && !str_at("/object/definition/type")
+                .filter(|_| is_activity)
+                .is_some_and(|t| self.activity_types.contains(t))
+        {
+            return false;
+        }
+        if !self.activity_prefixes.is_empty()
+            && !activity.is_some_and(|a| self.activity_prefixes.iter().any(|p| a.starts_with(p.as_str())))
+        {
+            return false;
+        }
+        let credential = str_at("/authority/account/name");
+        !credential.is_some_and(|c| self.exclude_credentials.contains(c))
+    }
+}
+
+fn op_for(kind: &str, _statement: &Value) -> Option<Op> {
+    match kind {
+        "xapi_lrs" | "webhook" => Some(Op::Statement),
+        _ => None,
+    }
+}
+
+/// The learner and the activity: a target receives what concerns one learner
+/// on one activity in the order it was stored.
+fn order_key(statement: &Value) -> String {
+    let actor = statement.get("actor").and_then(agent::ifi).unwrap_or_default();
+    let activity = statement.pointer("/object/id").and_then(Value::as_str).unwrap_or_default();
+    format!("{actor} {activity}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn router(toml: &str) -> Router {
+        Router::new(&ForwardingConfig::parse(toml).unwrap())
+    }
+
+    fn statement(verb: &str, object: Value) -> Value {
+        json!({"actor": {"mbox": "mailto:Ann@Example.com"}, "verb": {"id": verb_iri(verb)}, "object": object,
+               "authority": {"objectType": "Agent", "account": {"homePage": "https://lrs", "name": "bridge"}}})
+    }
+
+    #[test]
+    fn routes_filter_by_verb_type_prefix_and_credential() {
+        let r = router(
+            r#"
+            [[forwarder]]
+            name = "all"
+            kind = "webhook"
+            url = "http://x"
+            [[forwarder]]
+            name = "courses"
+            kind = "xapi_lrs"
+            url = "http://y"
+            [[forwarder.route]]
+            verbs = ["completed", "passed"]
+            activity_types = ["http://adlnet.gov/expapi/activities/course"]
+            [[forwarder.route]]
+            verbs = ["failed"]
+            activity_prefixes = ["https://lms.example.com/"]
+            exclude_credentials = ["bridge"]
+            [[forwarder]]
+            name = "off"
+            kind = "webhook"
+            url = "http://z"
+            enabled = false
+            "#,
+        );
+        let course = json!({"id": "https://lms.example.com/c1",
+                            "definition": {"type": "http://adlnet.gov/expapi/activities/course"}});
+        let targets = |s: &Value| r.plan(s).into_iter().map(|p| p.target).collect::<Vec<_>>();
+        assert_eq!(targets(&statement("completed", course.clone())), ["all", "courses"]);
+        assert_eq!(targets(&statement("experienced", course.clone())), ["all"]);
+        assert_eq!(targets(&statement("passed", json!({"id": "https://lms.example.com/c1"}))), ["all"]);
+        let mut failed = statement("failed", json!({"id": "https://lms.example.com/c2"}));
+        assert_eq!(targets(&failed), ["all"], "the bridge's own statements stay here");
+        failed["authority"]["account"]["name"] = json!("content");
+        assert_eq!(targets(&failed), ["all", "courses"]);
+        let p = r.plan(&failed).remove(0);
+        assert_eq!(
+            (p.op, p.order_key.as_str()),
+            (Op::Statement, "mbox:mailto:ann@example.com https://lms.example.com/c2")
+        );
+    }
+}

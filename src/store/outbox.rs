@@ -1,0 +1,288 @@
+//! The forwarding outbox: rows written in the statements' own transaction
+//! (see the writer), claimed by dispatchers under a lease, and closed with
+//! their outcome. On PostgreSQL several nodes claim with `FOR UPDATE SKIP
+//! LOCKED`; on SQLite the one node's claims are serialised by the database.
+
+use anyhow::Context;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Value};
+
+use super::sql;
+
+/// Where a row is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    /// Claimed by a dispatcher until `next_attempt_us` (its lease).
+    InFlight,
+    /// Failed transiently; due again at `next_attempt_us`.
+    Retry,
+    Succeeded,
+    /// The target had nothing to do with it (e.g. a verb it ignores).
+    Skipped,
+    /// The target has no way to do it; recorded, not dropped.
+    Unsupported,
+    /// Waiting for an operator: a mapping or identity is missing.
+    Parked,
+    /// Failed for good: the reason is in `last_error`.
+    Dead,
+}
+
+impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::Pending,
+        Status::InFlight,
+        Status::Retry,
+        Status::Succeeded,
+        Status::Skipped,
+        Status::Unsupported,
+        Status::Parked,
+        Status::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::InFlight => "in_flight",
+            Status::Retry => "retry",
+            Status::Succeeded => "succeeded",
+            Status::Skipped => "skipped",
+            Status::Unsupported => "unsupported",
+            Status::Parked => "parked",
+            Status::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// A row to write with a statement.
+pub struct NewRow<'a> {
+    pub target: &'a str,
+    pub op: &'static str,
+    pub statement_seq: i64,
+    pub statement_id: &'a str,
+    pub order_key: String,
+}
+
+/// Writes `rows` in the statements' transaction. A row whose (target, op,
+/// statement) exists already is left as it is.
+pub async fn enqueue(txn: &DatabaseTransaction, rows: &[NewRow<'_>], now_us: i64) -> anyhow::Result<()> {
+    const COLS: usize = 10;
+    let backend = txn.get_database_backend();
+    for chunk in sql::chunks(rows) {
+        let mut values = Vec::with_capacity(chunk.len() * COLS);
+        for r in chunk {
+            values.push(Value::from(r.target.to_owned()));
+            values.push(Value::from(r.op));
+            values.push(Value::from(r.statement_seq));
+            values.push(Value::from(r.statement_id.to_owned()));
+            values.push(Value::from(format!("{}:{}", r.op, r.statement_id)));
+            values.push(Value::from(r.order_key.clone()));
+            values.push(Value::from(Status::Pending.as_str()));
+            values.push(Value::from(now_us));
+            values.push(Value::from(now_us));
+            values.push(Value::from(now_us));
+        }
+        let sql_text = sql::insert_ignore(
+            backend,
+            "forward_outbox (target, op, statement_seq, statement_id, dedupe_key, order_key, status, next_attempt_us, \
+             created_us, updated_us)",
+            &sql::row_placeholders(backend, chunk.len(), COLS),
+        );
+        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert outbox rows")?;
+    }
+    Ok(())
+}
+
+/// A claimed row with the statement it is about, as stored.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub op: String,
+    pub statement_id: String,
+    pub order_key: String,
+    /// Attempts including this one.
+    pub attempts: u32,
+    pub created_us: i64,
+    pub body: String,
+}
+
+/// Claims up to `limit` due rows of `target` until `now_us + lease_us`,
+/// oldest due first. Rows whose lease ran out are due again.
+pub async fn claim(
+    db: &DatabaseConnection,
+    target: &str,
+    limit: usize,
+    now_us: i64,
+    lease_us: i64,
+) -> anyhow::Result<Vec<Claimed>> {
+    let backend = db.get_database_backend();
+    let txn = super::begin_write(db).await.context("begin claim")?;
+    let lock = if backend == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+    let (p1, p2, p3, p4) = (sql::p(backend, 1), sql::p(backend, 2), sql::p(backend, 3), sql::p(backend, 4));
+    let claim_sql = format!(
+        "UPDATE forward_outbox SET status = 'in_flight', attempts = attempts + 1, next_attempt_us = {p1}, \
+         updated_us = {p2} WHERE id IN (SELECT id FROM forward_outbox WHERE target = {p3} \
+         AND status IN ('pending', 'retry', 'in_flight') AND next_attempt_us <= {p2} \
+         ORDER BY next_attempt_us, id LIMIT {p4} {lock}) RETURNING id"
+    );
+    let values = vec![now_us + lease_us, now_us]
+        .into_iter()
+        .map(Value::from)
+        .chain([Value::from(target.to_owned()), Value::from(limit as i64)]);
+    let rows = txn.query_all_raw(sql::stmt(backend, claim_sql, values.collect())).await.context("claim outbox rows")?;
+    let ids: Vec<String> =
+        rows.iter().map(|r| r.try_get_by_index::<i64>(0).map(|i| i.to_string())).collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        txn.commit().await?;
+        return Ok(Vec::new());
+    }
+    let select = format!(
+        "SELECT o.id, o.op, o.statement_id, o.order_key, o.attempts, o.created_us, s.body FROM forward_outbox o \
+         JOIN statement s ON s.seq = o.statement_seq WHERE o.id IN ({})",
+        ids.join(",")
+    );
+    let mut claimed = Vec::with_capacity(ids.len());
+    for r in txn.query_all_raw(sql::stmt(backend, select, vec![])).await.context("claimed rows")? {
+        claimed.push(Claimed {
+            id: r.try_get_by_index(0)?,
+            op: r.try_get_by_index(1)?,
+            statement_id: r.try_get_by_index(2)?,
+            order_key: r.try_get_by_index(3)?,
+            attempts: r.try_get_by_index::<i32>(4)?.max(0) as u32,
+            created_us: r.try_get_by_index(5)?,
+            body: r.try_get_by_index(6)?,
+        });
+    }
+    txn.commit().await.context("commit claim")?;
+    claimed.sort_by_key(|c| c.id);
+    Ok(claimed)
+}
+
+/// How a claimed row ends this attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Close {
+    pub id: i64,
+    pub status: Status,
+    /// When an open status is due again.
+    pub next_attempt_us: i64,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+    /// The attempt does not count (the target was paused, not the row at fault).
+    pub uncount: bool,
+}
+
+/// Records the outcomes of claimed rows (only rows still `in_flight`: a row
+/// an operator changed meanwhile keeps the operator's status).
+pub async fn close(db: &DatabaseConnection, closes: &[Close], now_us: i64) -> anyhow::Result<()> {
+    let backend = db.get_database_backend();
+    let txn = super::begin_write(db).await.context("begin close")?;
+    let p = |n| sql::p(backend, n);
+    let update = format!(
+        "UPDATE forward_outbox SET status = {}, next_attempt_us = {}, last_http_status = {}, last_error = {}, \
+         attempts = attempts - {}, updated_us = {} WHERE id = {} AND status = 'in_flight'",
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6),
+        p(7)
+    );
+    for c in closes {
+        let values = vec![
+            Value::from(c.status.as_str()),
+            Value::from(c.next_attempt_us),
+            Value::from(c.http_status.map(i32::from)),
+            Value::from(c.error.clone()),
+            Value::from(i32::from(c.uncount)),
+            Value::from(now_us),
+            Value::from(c.id),
+        ];
+        txn.execute_raw(sql::stmt(backend, update.clone(), values)).await.context("close outbox row")?;
+    }
+    txn.commit().await.context("commit close")?;
+    Ok(())
+}
+
+/// Rows of one status of one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCount {
+    pub target: String,
+    pub status: Status,
+    pub rows: i64,
+    pub oldest_created_us: i64,
+}
+
+pub async fn counts(db: &DatabaseConnection) -> anyhow::Result<Vec<StatusCount>> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(sql::stmt(
+            backend,
+            "SELECT target, status, COUNT(*), MIN(created_us) FROM forward_outbox GROUP BY target, status \
+             ORDER BY target, status",
+            vec![],
+        ))
+        .await
+        .context("outbox counts")?;
+    let mut out = Vec::new();
+    for r in rows {
+        let status: String = r.try_get_by_index(1)?;
+        out.push(StatusCount {
+            target: r.try_get_by_index(0)?,
+            status: Status::parse(&status).with_context(|| format!("unknown outbox status '{status}'"))?,
+            rows: r.try_get_by_index(2)?,
+            oldest_created_us: r.try_get_by_index(3)?,
+        });
+    }
+    Ok(out)
+}
+
+/// A target's pause, shared by every node through the database.
+pub async fn paused_until(db: &DatabaseConnection, target: &str) -> anyhow::Result<Option<(i64, String)>> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(sql::stmt(
+            backend,
+            format!(
+                "SELECT paused_until_us, pause_reason FROM forward_target_state WHERE target = {}",
+                sql::p(backend, 1)
+            ),
+            vec![Value::from(target.to_owned())],
+        ))
+        .await
+        .context("target state")?;
+    Ok(match row {
+        Some(r) => {
+            r.try_get_by_index::<Option<i64>>(0)?.map(|until| (until, r.try_get_by_index(1).unwrap_or_default()))
+        }
+        None => None,
+    })
+}
+
+/// Pauses `target` until `until_us` (`None` resumes it).
+pub async fn set_pause(
+    db: &DatabaseConnection,
+    target: &str,
+    until_us: Option<i64>,
+    reason: Option<&str>,
+    now_us: i64,
+) -> anyhow::Result<()> {
+    let backend = db.get_database_backend();
+    let (p1, p2, p3, p4) = (sql::p(backend, 1), sql::p(backend, 2), sql::p(backend, 3), sql::p(backend, 4));
+    let upsert = format!(
+        "INSERT INTO forward_target_state (target, paused_until_us, pause_reason, updated_us) \
+         VALUES ({p1}, {p2}, {p3}, {p4}) ON CONFLICT (target) DO UPDATE SET paused_until_us = excluded.paused_until_us, \
+         pause_reason = excluded.pause_reason, updated_us = excluded.updated_us"
+    );
+    let values = vec![
+        Value::from(target.to_owned()),
+        Value::from(until_us),
+        Value::from(reason.map(str::to_owned)),
+        Value::from(now_us),
+    ];
+    db.execute_raw(sql::stmt(backend, upsert, values)).await.context("pause target")?;
+    Ok(())
+}
