@@ -4,6 +4,7 @@
 //! `XLRS_TEST_REQUIRE_POSTGRES=1`). One test binary, so one link.
 
 mod helpers;
+mod simulators;
 
 mod about;
 mod attachments;
@@ -11,6 +12,7 @@ mod auth;
 mod cli;
 mod definitions;
 mod documents;
+mod forwarding;
 mod headers;
 mod process_memory;
 mod statement_formats;

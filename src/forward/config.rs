@@ -1,6 +1,7 @@
 //! The forwarding configuration: a TOML file of `[[forwarder]]` targets, each
-//! with its routes. Secrets are never in the file: it names the environment
-//! variables that hold them, read once at start-up.
+//! with its routes. Secrets are never in the file: it says where each is,
+//! `{ env = "VAR" }` or `{ file = "/run/secrets/x" }` (container secrets),
+//! read once at start-up.
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,14 +42,15 @@ pub enum KindConfig {
     XapiLrs {
         /// The LRS's xAPI endpoint, e.g. `https://lrs.example.com/xapi`.
         url: String,
-        username_env: Option<String>,
-        password_env: Option<String>,
+        /// HTTP Basic credentials (key and secret) at the LRS.
+        username: Option<SecretRef>,
+        password: Option<SecretRef>,
         /// `X-Experience-API-Version` sent (default `1.0.3`).
         #[serde(default = "default_xapi_version")]
         version: String,
     },
     /// A JSON POST per statement, signed with HMAC-SHA256 when a secret is set.
-    Webhook { url: String, secret_env: Option<String> },
+    Webhook { url: String, secret: Option<SecretRef> },
 }
 
 fn default_xapi_version() -> String {
@@ -159,11 +161,31 @@ impl ForwardingConfig {
     }
 }
 
-/// The value of the environment variable `var`, which must be set.
-pub fn secret_from_env(target: &str, var: &str) -> anyhow::Result<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Ok(v),
-        _ => bail!("forwarder '{target}': the environment variable {var} (named in its configuration) is not set"),
+/// Where a secret is: an environment variable or a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SecretRef {
+    Env(String),
+    File(std::path::PathBuf),
+}
+
+impl SecretRef {
+    /// The secret (a file's content without its final newline). Errors name
+    /// where it should be, never what it is.
+    pub fn read(&self, target: &str) -> anyhow::Result<String> {
+        let value = match self {
+            SecretRef::Env(var) => std::env::var(var).ok().filter(|v| !v.is_empty()).with_context(|| {
+                format!("forwarder '{target}': the environment variable {var} (named in its configuration) is not set")
+            })?,
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("forwarder '{target}': cannot read the secret file {}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        };
+        if value.is_empty() {
+            bail!("forwarder '{target}': a secret is empty");
+        }
+        Ok(value)
     }
 }
 
@@ -179,7 +201,8 @@ mod tests {
             name = "backup"
             kind = "xapi_lrs"
             url = "https://lrs.example.com/xapi"
-            username_env = "BACKUP_KEY"
+            username = { env = "BACKUP_KEY" }
+            password = { file = "/run/secrets/backup" }
             delivery = { batch_size = 100, retry_base_ms = 10 }
 
             [[forwarder]]
@@ -192,7 +215,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.targets.len(), 2);
-        assert!(matches!(&config.targets[0].kind, KindConfig::XapiLrs { version, .. } if version == "1.0.3"));
+        assert!(matches!(&config.targets[0].kind,
+            KindConfig::XapiLrs { version, username: Some(SecretRef::Env(v)), password: Some(SecretRef::File(_)), .. }
+                if version == "1.0.3" && v == "BACKUP_KEY"));
         assert_eq!(config.targets[0].delivery.batch_size, 100);
         assert_eq!(config.targets[0].delivery.max_attempts, 20);
         assert_eq!(config.targets[1].routes[0].verbs.len(), 2);

@@ -121,18 +121,26 @@ pub async fn claim(
     let backend = db.get_database_backend();
     let txn = super::begin_write(db).await.context("begin claim")?;
     let lock = if backend == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
-    let (p1, p2, p3, p4) = (sql::p(backend, 1), sql::p(backend, 2), sql::p(backend, 3), sql::p(backend, 4));
+    let p = |n| sql::p(backend, n);
     let claim_sql = format!(
-        "UPDATE forward_outbox SET status = 'in_flight', attempts = attempts + 1, next_attempt_us = {p1}, \
-         updated_us = {p2} WHERE id IN (SELECT id FROM forward_outbox WHERE target = {p3} \
-         AND status IN ('pending', 'retry', 'in_flight') AND next_attempt_us <= {p2} \
-         ORDER BY next_attempt_us, id LIMIT {p4} {lock}) RETURNING id"
+        "UPDATE forward_outbox SET status = 'in_flight', attempts = attempts + 1, next_attempt_us = {}, \
+         updated_us = {} WHERE id IN (SELECT id FROM forward_outbox WHERE target = {} \
+         AND status IN ('pending', 'retry', 'in_flight') AND next_attempt_us <= {} \
+         ORDER BY next_attempt_us, id LIMIT {} {lock}) RETURNING id",
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5)
     );
-    let values = vec![now_us + lease_us, now_us]
-        .into_iter()
-        .map(Value::from)
-        .chain([Value::from(target.to_owned()), Value::from(limit as i64)]);
-    let rows = txn.query_all_raw(sql::stmt(backend, claim_sql, values.collect())).await.context("claim outbox rows")?;
+    let values = vec![
+        Value::from(now_us + lease_us),
+        Value::from(now_us),
+        Value::from(target.to_owned()),
+        Value::from(now_us),
+        Value::from(limit as i64),
+    ];
+    let rows = txn.query_all_raw(sql::stmt(backend, claim_sql, values)).await.context("claim outbox rows")?;
     let ids: Vec<String> =
         rows.iter().map(|r| r.try_get_by_index::<i64>(0).map(|i| i.to_string())).collect::<Result<_, _>>()?;
     if ids.is_empty() {

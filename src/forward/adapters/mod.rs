@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::config::{KindConfig, TargetConfig, secret_from_env};
+use super::config::{KindConfig, SecretRef, TargetConfig};
 use super::outcome::Outcome;
 use super::rate::RateLimiter;
 use super::router::Op;
@@ -67,23 +67,19 @@ pub enum Adapter {
 }
 
 impl Adapter {
-    /// Builds the adapter of `target`, reading its secrets from the environment.
+    /// Builds the adapter of `target`, reading its secrets.
     pub fn new(target: &TargetConfig) -> anyhow::Result<Adapter> {
-        let secret = |var: &Option<String>| var.as_deref().map(|v| secret_from_env(&target.name, v)).transpose();
+        let secret = |r: &Option<SecretRef>| r.as_ref().map(|r| r.read(&target.name)).transpose();
         Ok(match &target.kind {
-            KindConfig::XapiLrs { url, username_env, password_env, version } => {
-                let credentials = match (secret(username_env)?, secret(password_env)?) {
+            KindConfig::XapiLrs { url, username, password, version } => {
+                let credentials = match (secret(username)?, secret(password)?) {
                     (Some(u), Some(p)) => Some((u, p)),
                     (None, None) => None,
-                    _ => {
-                        anyhow::bail!("forwarder '{}': set both username_env and password_env, or neither", target.name)
-                    }
+                    _ => anyhow::bail!("forwarder '{}': set both username and password, or neither", target.name),
                 };
                 Adapter::XapiLrs(xapi_lrs::XapiLrs::new(url, credentials, version))
             }
-            KindConfig::Webhook { url, secret_env } => {
-                Adapter::Webhook(webhook::Webhook::new(url, secret(secret_env)?))
-            }
+            KindConfig::Webhook { url, secret: key } => Adapter::Webhook(webhook::Webhook::new(url, secret(key)?)),
         })
     }
 

@@ -1,0 +1,219 @@
+//! Forwarders end to end: statements in through the xAPI API, calls out
+//! checked on a simulator of the target.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use xlrs::config::DatabaseArgs;
+use xlrs::store::outbox::{self, Status};
+use xlrs::store::{self};
+
+use crate::helpers::*;
+use crate::simulators::lrs::Lrs;
+use crate::simulators::webhook::Receiver;
+use crate::simulators::{Simulator, basic};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A running app forwarding as `config` (TOML) says, with the files its
+/// secrets are read from.
+struct Forwarding {
+    app: TestApp,
+    _dir: tempfile::TempDir,
+}
+
+impl Forwarding {
+    async fn start(backend: Backend, config: &str, secrets: &[(&str, &str)]) -> Option<Forwarding> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, value) in secrets {
+            std::fs::write(dir.path().join(name), value).unwrap();
+        }
+        let config = config.replace("$DIR", &dir.path().display().to_string());
+        let path = dir.path().join("forwarders.toml");
+        std::fs::write(&path, config).unwrap();
+        let app = spawn_app_with(backend, |args| args.forwarders = Some(path)).await?;
+        Some(Forwarding { app, _dir: dir })
+    }
+
+    /// Outbox rows per status, over every target.
+    async fn statuses(&self) -> Vec<(String, Status, i64)> {
+        let db = store::connect(&DatabaseArgs { url: self.app.database_url.clone(), pool_size: 1 }).await.unwrap();
+        outbox::counts(&db).await.unwrap().into_iter().map(|c| (c.target, c.status, c.rows)).collect()
+    }
+
+    /// The statuses once no row is open any more (waits up to `WAIT`).
+    async fn settled(&self) -> Vec<(String, Status, i64)> {
+        let open = [Status::Pending, Status::InFlight, Status::Retry];
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let statuses = self.statuses().await;
+            if !statuses.iter().any(|(_, s, _)| open.contains(s)) || std::time::Instant::now() > deadline {
+                return statuses;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+macro_rules! forwarding_test {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+fn lrs_target(name: &str, sim_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+        [[forwarder]]
+        name = "{name}"
+        kind = "xapi_lrs"
+        url = "{sim_url}/xapi"
+        username = {{ file = "$DIR/lrs-user" }}
+        password = {{ file = "$DIR/lrs-password" }}
+        {extra}
+        "#
+    )
+}
+
+const LRS_SECRETS: &[(&str, &str)] = &[("lrs-user", "fwd-key"), ("lrs-password", "fwd-secret\n")];
+
+fn with_verb(verb: &str) -> Value {
+    let mut s = statement();
+    s["verb"]["id"] = json!(verb);
+    s
+}
+
+forwarding_test!(statements_reach_another_lrs_as_stored);
+async fn statements_reach_another_lrs_as_stored(backend: Backend) {
+    let sim = Simulator::start(Lrs::new("fwd-key", "fwd-secret"));
+    let config = lrs_target("backup", &sim.url, "delivery = { batch_size = 8 }");
+    let Some(f) = Forwarding::start(backend, &config, LRS_SECRETS).await else { return };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.extend(f.app.store(&statement()).await);
+    }
+    let batch: Vec<Value> = (0..20).map(|_| statement()).collect();
+    ids.extend(f.app.store(&json!(batch)).await);
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 23).await, "forwarded: {}", sim.behaviour.count());
+    for id in &ids {
+        let ours = f.app.statement(id).await;
+        let theirs = sim.behaviour.stored.lock().unwrap()[id].clone();
+        assert_eq!(theirs, ours, "forwarded exactly as stored");
+    }
+    let requests = sim.requests();
+    assert!(requests.iter().all(|r| r.header("authorization") == Some(basic("fwd-key", "fwd-secret").as_str())));
+    assert!(requests.iter().all(|r| r.header("x-experience-api-version") == Some("1.0.3")));
+    assert!(requests.len() < 23, "batched: {} requests for 23 statements", requests.len());
+    assert_eq!(f.settled().await, vec![("backup".to_owned(), Status::Succeeded, 23)]);
+}
+
+forwarding_test!(routes_choose_what_each_target_gets);
+async fn routes_choose_what_each_target_gets(backend: Backend) {
+    let sim = Simulator::start(Lrs::new("fwd-key", "fwd-secret"));
+    let config = lrs_target(
+        "completions",
+        &sim.url,
+        r#"
+        [[forwarder.route]]
+        verbs = ["completed", "passed"]
+        "#,
+    );
+    let Some(f) = Forwarding::start(backend, &config, LRS_SECRETS).await else { return };
+    let completed = f.app.store(&with_verb("http://adlnet.gov/expapi/verbs/completed")).await.remove(0);
+    f.app.store(&with_verb("http://adlnet.gov/expapi/verbs/experienced")).await;
+    let passed = f.app.store(&with_verb("http://adlnet.gov/expapi/verbs/passed")).await.remove(0);
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 2).await);
+    let stored = sim.behaviour.stored.lock().unwrap().clone();
+    assert!(stored.contains_key(&completed) && stored.contains_key(&passed));
+    assert_eq!(f.settled().await, vec![("completions".to_owned(), Status::Succeeded, 2)], "no row for the rest");
+}
+
+forwarding_test!(a_refused_statement_is_dead_lettered_alone);
+async fn a_refused_statement_is_dead_lettered_alone(backend: Backend) {
+    let sim = Simulator::start(Lrs::new("fwd-key", "fwd-secret"));
+    sim.behaviour.refused_verbs.lock().unwrap().push("http://example.com/verbs/refused".into());
+    let Some(f) = Forwarding::start(backend, &lrs_target("backup", &sim.url, ""), LRS_SECRETS).await else { return };
+    let mut batch: Vec<Value> = (0..5).map(|_| statement()).collect();
+    batch[2] = with_verb("http://example.com/verbs/refused");
+    f.app.store(&json!(batch)).await;
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 4).await);
+    assert_eq!(
+        f.settled().await,
+        vec![("backup".to_owned(), Status::Dead, 1), ("backup".to_owned(), Status::Succeeded, 4)]
+    );
+}
+
+forwarding_test!(retry_after_is_honoured_then_everything_arrives);
+async fn retry_after_is_honoured_then_everything_arrives(backend: Backend) {
+    let sim = Simulator::start(Lrs::new("fwd-key", "fwd-secret"));
+    let config = lrs_target("backup", &sim.url, "delivery = { retry_base_ms = 20, batch_size = 5 }");
+    let Some(f) = Forwarding::start(backend, &config, LRS_SECRETS).await else { return };
+    sim.fail(503, Some(1), Duration::from_millis(2500));
+    let batch: Vec<Value> = (0..12).map(|_| statement()).collect();
+    f.app.store(&json!(batch)).await;
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 12).await, "delivered after the outage");
+    let requests = sim.requests();
+    let refused: Vec<_> = requests.iter().filter(|r| r.status == 503).collect();
+    assert!(refused.len() >= 2, "the outage was met: {} refusals", refused.len());
+    for pair in requests.windows(2) {
+        if pair[0].status == 503 {
+            let gap = pair[1].at - pair[0].at;
+            assert!(gap >= Duration::from_millis(990), "asked to wait 1 s, came back after {gap:?}");
+        }
+    }
+}
+
+forwarding_test!(refused_credentials_pause_the_target);
+async fn refused_credentials_pause_the_target(backend: Backend) {
+    let sim = Simulator::start(Lrs::new("fwd-key", "other-secret"));
+    let Some(f) = Forwarding::start(backend, &lrs_target("backup", &sim.url, ""), LRS_SECRETS).await else { return };
+    f.app.store(&statement()).await;
+    f.app.store(&statement()).await;
+    assert!(sim.wait_until(WAIT, |_| !sim.requests().is_empty()).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sim.requests().len(), 1, "no second try with credentials the target refused");
+    assert_eq!(f.statuses().await, vec![("backup".to_owned(), Status::Pending, 2)], "kept for when it resumes");
+    let db = store::connect(&DatabaseArgs { url: f.app.database_url.clone(), pool_size: 1 }).await.unwrap();
+    let (until, reason) = outbox::paused_until(&db, "backup").await.unwrap().expect("paused");
+    assert_eq!(until, i64::MAX);
+    assert!(reason.contains("401"), "{reason}");
+}
+
+forwarding_test!(webhooks_are_signed_and_delivered_once_each);
+async fn webhooks_are_signed_and_delivered_once_each(backend: Backend) {
+    let sim = Simulator::start(Receiver::new("hook-secret"));
+    let config = format!(
+        r#"
+        [[forwarder]]
+        name = "hook"
+        kind = "webhook"
+        url = "{}/hooks/xapi"
+        secret = {{ file = "$DIR/hook" }}
+        "#,
+        sim.url
+    );
+    let Some(f) = Forwarding::start(backend, &config, &[("hook", "hook-secret")]).await else { return };
+    let ids = f.app.store(&json!((0..4).map(|_| statement()).collect::<Vec<_>>())).await;
+    assert!(sim.wait_until(WAIT, |r| r.count() == 4).await);
+    assert_eq!(*sim.behaviour.bad_signatures.lock().unwrap(), 0);
+    let mut got: Vec<String> =
+        sim.behaviour.received.lock().unwrap().values().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want);
+    let res = f.app.post_statements(&json!({"not": "a statement"})).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "refused statements are not forwarded");
+    assert_eq!(f.settled().await, vec![("hook".to_owned(), Status::Succeeded, 4)]);
+}
