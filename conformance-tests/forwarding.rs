@@ -20,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(15);
 /// secrets are read from.
 struct Forwarding {
     app: TestApp,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Forwarding {
@@ -33,7 +33,14 @@ impl Forwarding {
         let path = dir.path().join("forwarders.toml");
         std::fs::write(&path, config).unwrap();
         let app = spawn_app_with(backend, |args| args.forwarders = Some(path)).await?;
-        Some(Forwarding { app, _dir: dir })
+        Some(Forwarding { app, dir: dir })
+    }
+
+    /// Runs `xlrs forward <args>` on this app's database.
+    async fn cli(&self, args: &[&str]) {
+        let mut argv = vec!["xlrs", "forward", "--database-url", &self.app.database_url];
+        argv.extend(args);
+        xlrs::cli::run(<xlrs::cli::Cli as clap::Parser>::parse_from(argv)).await.expect("xlrs forward");
     }
 
     /// Outbox rows per status, over every target.
@@ -152,6 +159,11 @@ async fn a_refused_statement_is_dead_lettered_alone(backend: Backend) {
         f.settled().await,
         vec![("backup".to_owned(), Status::Dead, 1), ("backup".to_owned(), Status::Succeeded, 4)]
     );
+    // Mended at the target, the dead letter goes out on an operator's word.
+    sim.behaviour.refused_verbs.lock().unwrap().clear();
+    f.cli(&["retry", "--target", "backup"]).await;
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 5).await);
+    assert_eq!(f.settled().await, vec![("backup".to_owned(), Status::Succeeded, 5)]);
 }
 
 forwarding_test!(retry_after_is_honoured_then_everything_arrives);
@@ -188,6 +200,33 @@ async fn refused_credentials_pause_the_target(backend: Backend) {
     let (until, reason) = outbox::paused_until(&db, "backup").await.unwrap().expect("paused");
     assert_eq!(until, i64::MAX);
     assert!(reason.contains("401"), "{reason}");
+    // The credentials mended, an operator resumes the target: all goes out.
+    *sim.behaviour.authorization.lock().unwrap() = basic("fwd-key", "fwd-secret");
+    f.cli(&["resume", "backup"]).await;
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 2).await);
+    assert_eq!(f.settled().await, vec![("backup".to_owned(), Status::Succeeded, 2)]);
+}
+
+forwarding_test!(replay_routes_stored_statements_again);
+async fn replay_routes_stored_statements_again(backend: Backend) {
+    let sim = Simulator::start(Lrs::new("fwd-key", "fwd-secret"));
+    let routed = lrs_target("backup", &sim.url, "[[forwarder.route]]\nverbs = [\"completed\"]");
+    let Some(f) = Forwarding::start(backend, &routed, LRS_SECRETS).await else { return };
+    let since = chrono::Utc::now().to_rfc3339();
+    f.app.store(&with_verb("http://adlnet.gov/expapi/verbs/completed")).await;
+    f.app.store(&json!([statement(), statement()])).await;
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 1).await);
+    // Replayed under routes that take everything: the two others go out, and
+    // the completion again, which the target takes as the same statement.
+    let everything = f.dir.path().join("everything.toml");
+    std::fs::write(
+        &everything,
+        lrs_target("backup", &sim.url, "").replace("$DIR", &f.dir.path().display().to_string()),
+    )
+    .unwrap();
+    f.cli(&["replay", "backup", "--since", &since, "--forwarders", everything.to_str().unwrap()]).await;
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 3).await);
+    assert_eq!(f.settled().await, vec![("backup".to_owned(), Status::Succeeded, 4)]);
 }
 
 forwarding_test!(webhooks_are_signed_and_delivered_once_each);

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use super::{Behaviour, Recorded, basic};
 
 pub struct Lrs {
-    authorization: String,
+    /// The `Authorization` it accepts (an operator may change the credentials).
+    pub authorization: Mutex<String>,
     /// Statements by id, as first received.
     pub stored: Mutex<HashMap<String, Value>>,
     /// Verb IRIs this LRS refuses as invalid (400).
@@ -20,7 +21,11 @@ pub struct Lrs {
 
 impl Lrs {
     pub fn new(user: &str, password: &str) -> Lrs {
-        Lrs { authorization: basic(user, password), stored: Mutex::default(), refused_verbs: Mutex::default() }
+        Lrs {
+            authorization: Mutex::new(basic(user, password)),
+            stored: Mutex::default(),
+            refused_verbs: Mutex::default(),
+        }
     }
 
     pub fn count(&self) -> usize {
@@ -50,7 +55,7 @@ impl Lrs {
 
 impl Behaviour for Lrs {
     fn answer(&self, r: &Recorded) -> HttpResponse {
-        if r.header("authorization") != Some(self.authorization.as_str()) {
+        if r.header("authorization") != Some(self.authorization.lock().unwrap().as_str()) {
             return HttpResponse::Unauthorized().json(json!({"error": "bad credentials"}));
         }
         if r.path != "/xapi/statements" || r.header("x-experience-api-version").is_none() {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod dispatch;
 pub mod outcome;
 pub mod rate;
+pub mod replay;
 pub mod router;
 
 use std::collections::HashMap;
@@ -53,6 +54,7 @@ impl Routing {
                     statement_seq: *seq,
                     statement_id: &s.id,
                     order_key: planned.order_key,
+                    replay: None,
                 });
             }
         }

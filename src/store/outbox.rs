@@ -4,7 +4,7 @@
 //! LOCKED`; on SQLite the one node's claims are serialised by the database.
 
 use anyhow::Context;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
 
 use super::sql;
 
@@ -64,11 +64,13 @@ pub struct NewRow<'a> {
     pub statement_seq: i64,
     pub statement_id: &'a str,
     pub order_key: String,
+    /// Set by a replay: the row is new even if the statement went before.
+    pub replay: Option<i64>,
 }
 
 /// Writes `rows` in the statements' transaction. A row whose (target, op,
 /// statement) exists already is left as it is.
-pub async fn enqueue(txn: &DatabaseTransaction, rows: &[NewRow<'_>], now_us: i64) -> anyhow::Result<()> {
+pub async fn enqueue(txn: &impl ConnectionTrait, rows: &[NewRow<'_>], now_us: i64) -> anyhow::Result<()> {
     const COLS: usize = 10;
     let backend = txn.get_database_backend();
     for chunk in sql::chunks(rows) {
@@ -78,7 +80,10 @@ pub async fn enqueue(txn: &DatabaseTransaction, rows: &[NewRow<'_>], now_us: i64
             values.push(Value::from(r.op));
             values.push(Value::from(r.statement_seq));
             values.push(Value::from(r.statement_id.to_owned()));
-            values.push(Value::from(format!("{}:{}", r.op, r.statement_id)));
+            values.push(Value::from(match r.replay {
+                None => format!("{}:{}", r.op, r.statement_id),
+                Some(n) => format!("{}:{}:replay-{n}", r.op, r.statement_id),
+            }));
             values.push(Value::from(r.order_key.clone()));
             values.push(Value::from(Status::Pending.as_str()));
             values.push(Value::from(now_us));
@@ -293,4 +298,51 @@ pub async fn set_pause(
     ];
     db.execute_raw(sql::stmt(backend, upsert, values)).await.context("pause target")?;
     Ok(())
+}
+
+/// Makes rows of `target` (all targets when `None`) in `statuses` due
+/// again now, with their attempts reset. Returns how many.
+pub async fn retry(
+    db: &DatabaseConnection,
+    target: Option<&str>,
+    statuses: &[Status],
+    now_us: i64,
+) -> anyhow::Result<u64> {
+    let backend = db.get_database_backend();
+    let p = |n| sql::p(backend, n);
+    let listed: Vec<String> = statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    let mut update = format!(
+        "UPDATE forward_outbox SET status = 'pending', attempts = 0, next_attempt_us = {}, updated_us = {} \
+         WHERE status IN ({})",
+        p(1),
+        p(2),
+        listed.join(",")
+    );
+    let mut values = vec![Value::from(now_us), Value::from(now_us)];
+    if let Some(t) = target {
+        update.push_str(&format!(" AND target = {}", p(3)));
+        values.push(Value::from(t.to_owned()));
+    }
+    let result = db.execute_raw(sql::stmt(backend, update, values)).await.context("retry outbox rows")?;
+    Ok(result.rows_affected())
+}
+
+/// Every target's pause that is set: `(target, until_us, reason)`.
+pub async fn pauses(db: &DatabaseConnection) -> anyhow::Result<Vec<(String, i64, String)>> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(sql::stmt(
+            backend,
+            "SELECT target, paused_until_us, pause_reason FROM forward_target_state \
+             WHERE paused_until_us IS NOT NULL ORDER BY target",
+            vec![],
+        ))
+        .await
+        .context("target pauses")?;
+    let mut out = Vec::new();
+    for r in rows {
+        let reason: Option<String> = r.try_get_by_index(2)?;
+        out.push((r.try_get_by_index(0)?, r.try_get_by_index(1)?, reason.unwrap_or_default()));
+    }
+    Ok(out)
 }

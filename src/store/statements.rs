@@ -158,3 +158,29 @@ async fn seq_bounds(
     }
     Ok(Some((lo, hi)))
 }
+
+/// Statements stored in `[since_us, until_us]` after `after_seq`, oldest
+/// first, at most `limit`: `(seq, id, body)`.
+pub async fn stored_between(
+    db: &DatabaseConnection,
+    since_us: i64,
+    until_us: i64,
+    after_seq: i64,
+    limit: u32,
+) -> anyhow::Result<Vec<(i64, String, String)>> {
+    let backend = db.get_database_backend();
+    let p = |n| super::sql::p(backend, n);
+    let select = format!(
+        "SELECT seq, id, body FROM statement WHERE seq > {} AND stored_us >= {} AND stored_us <= {} ORDER BY seq LIMIT {}",
+        p(1),
+        p(2),
+        p(3),
+        p(4)
+    );
+    let values = vec![after_seq.into(), since_us.into(), until_us.into(), i64::from(limit).into()];
+    let mut out = Vec::new();
+    for r in db.query_all_raw(super::sql::stmt(backend, select, values)).await? {
+        out.push((r.try_get_by_index(0)?, r.try_get_by_index(1)?, r.try_get_by_index(2)?));
+    }
+    Ok(out)
+}
