@@ -33,7 +33,7 @@ impl Forwarding {
         let path = dir.path().join("forwarders.toml");
         std::fs::write(&path, config).unwrap();
         let app = spawn_app_with(backend, |args| args.forwarders = Some(path)).await?;
-        Some(Forwarding { app, dir: dir })
+        Some(Forwarding { app, dir })
     }
 
     /// Runs `xlrs forward <args>` on this app's database.
