@@ -10,6 +10,7 @@ use xlrs::store::outbox::{self, Status};
 use xlrs::store::{self};
 
 use crate::helpers::*;
+use crate::simulators::bob::Bob;
 use crate::simulators::lrs::Lrs;
 use crate::simulators::webhook::Receiver;
 use crate::simulators::{Simulator, basic};
@@ -255,4 +256,69 @@ async fn webhooks_are_signed_and_delivered_once_each(backend: Backend) {
     let res = f.app.post_statements(&json!({"not": "a statement"})).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST, "refused statements are not forwarded");
     assert_eq!(f.settled().await, vec![("hook".to_owned(), Status::Succeeded, 4)]);
+}
+
+forwarding_test!(bob_gets_the_course_then_progress_by_work_email);
+async fn bob_gets_the_course_then_progress_by_work_email(backend: Backend) {
+    let sim = Simulator::start(Bob::new("svc-1", "bob-token", &["ann@example.com"]));
+    let config = format!(
+        r#"
+        [[forwarder]]
+        name = "bob"
+        kind = "hibob"
+        url = "{}/v1"
+        provider_identifier = "xlrs-test"
+        service_user_id = {{ file = "$DIR/bob-id" }}
+        service_user_token = {{ file = "$DIR/bob-token" }}
+        [[forwarder.route]]
+        activity_types = ["http://adlnet.gov/expapi/activities/course"]
+        "#,
+        sim.url
+    );
+    let Some(f) = Forwarding::start(backend, &config, &[("bob-id", "svc-1"), ("bob-token", "bob-token")]).await else {
+        return;
+    };
+    let course = json!({"objectType": "Activity", "id": format!("https://lms.example.com/courses/{}", uuid()),
+                        "definition": {"type": "http://adlnet.gov/expapi/activities/course",
+                                       "name": {"en-US": "Fire safety"}}});
+    let by = |actor: Value, verb: &str| {
+        json!({"actor": actor, "verb": {"id": format!("http://adlnet.gov/expapi/verbs/{verb}")}, "object": course,
+               "result": {"score": {"scaled": 0.8}}})
+    };
+    let ann = json!({"mbox": "mailto:Ann@Example.com", "name": "Ann"});
+    let completed = f.app.store(&by(ann.clone(), "completed")).await.remove(0);
+    let passed = f.app.store(&by(ann.clone(), "passed")).await.remove(0);
+    f.app.store(&by(ann.clone(), "experienced")).await;
+    f.app.store(&by(json!({"account": {"homePage": "https://sso.example.com", "name": "bo"}}), "completed")).await;
+    let mut elsewhere = with_verb("http://adlnet.gov/expapi/verbs/completed");
+    elsewhere["actor"] = ann.clone();
+    f.app.store(&elsewhere).await;
+
+    assert!(sim.wait_until(WAIT, |bob| bob.state.lock().unwrap().progress.len() == 2).await);
+    let settled = f.settled().await;
+    assert_eq!(settled, vec![("bob".to_owned(), Status::Parked, 1), ("bob".to_owned(), Status::Succeeded, 3)]);
+    {
+        let state = sim.behaviour.state.lock().unwrap();
+        assert_eq!(state.integrations.len(), 1);
+        let item = &state.courses[course["id"].as_str().unwrap()];
+        assert_eq!(item["/trainingContent/title"], "Fire safety");
+        assert_eq!(item["/trainingContent/sourceLink"], course["id"]);
+        let sent = &state.progress[&completed];
+        assert_eq!(sent["actor"], json!({"objectType": "Agent", "mbox": "mailto:ann@example.com"}));
+        assert_eq!(sent["object"]["id"], course["id"]);
+        assert_eq!(sent["result"]["score"]["scaled"], 0.8);
+        assert_eq!(state.progress[&passed]["verb"]["display"]["en-US"], "passed");
+    }
+    let catalog_calls = sim.requests().iter().filter(|r| r.path.ends_with("/training-content")).count();
+    assert_eq!(catalog_calls, 1, "one course, pushed once");
+
+    // A replay sends it all again: the course is patched (Bob has it), and
+    // Bob takes the statements as the duplicates they are (409).
+    let path = f.dir.path().join("forwarders.toml");
+    f.cli(&["replay", "bob", "--since", "2000-01-01T00:00:00Z", "--forwarders", path.to_str().unwrap()]).await;
+    let settled = f.settled().await;
+    assert_eq!(settled, vec![("bob".to_owned(), Status::Parked, 2), ("bob".to_owned(), Status::Succeeded, 6)]);
+    assert_eq!(sim.behaviour.state.lock().unwrap().progress.len(), 2, "no second effect");
+    let patches = sim.requests().iter().filter(|r| r.method == "PATCH" && r.status == 200).count();
+    assert_eq!(patches, 1);
 }

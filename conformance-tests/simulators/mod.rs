@@ -2,6 +2,7 @@
 //! request it gets and answers as the real system documents, and can be told
 //! to fail for a while (a status, with or without `Retry-After`).
 
+pub mod bob;
 pub mod lrs;
 pub mod webhook;
 

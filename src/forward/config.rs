@@ -51,6 +51,24 @@ pub enum KindConfig {
     },
     /// A JSON POST per statement, signed with HMAC-SHA256 when a secret is set.
     Webhook { url: String, secret: Option<SecretRef> },
+    /// HiBob Bob Learning: the course catalog and completed / passed /
+    /// failed statements, through a provider integration.
+    Hibob {
+        /// `https://api.hibob.com/v1` (sandbox: `https://api.sandbox.hibob.com/v1`).
+        #[serde(default = "hibob_url")]
+        url: String,
+        /// The stable key of our integration in Bob; in every path.
+        provider_identifier: String,
+        /// Display name of the integration (Bob's default when absent).
+        provider_name: Option<String>,
+        /// A Bob service user (HTTP Basic).
+        service_user_id: SecretRef,
+        service_user_token: SecretRef,
+    },
+}
+
+fn hibob_url() -> String {
+    "https://api.hibob.com/v1".into()
 }
 
 fn default_xapi_version() -> String {
@@ -62,6 +80,7 @@ impl KindConfig {
         match self {
             KindConfig::XapiLrs { .. } => "xapi_lrs",
             KindConfig::Webhook { .. } => "webhook",
+            KindConfig::Hibob { .. } => "hibob",
         }
     }
 }

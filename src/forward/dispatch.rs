@@ -81,11 +81,12 @@ impl Dispatcher {
             .timeout(Duration::from_secs(d.timeout_secs.max(1)))
             .user_agent(concat!("xlrs/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let adapter = Adapter::new(target)?;
         Ok(Dispatcher {
             db,
             name: target.name.clone(),
-            adapter: Adapter::new(target)?,
-            channel: Channel::new(client, RateLimiter::new(d.rate_per_sec, d.burst)),
+            channel: Channel::new(client, RateLimiter::new(d.rate_per_sec, d.burst), adapter.buckets()),
+            adapter,
             delivery: d.clone(),
             waker,
             stopped,

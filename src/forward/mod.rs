@@ -54,6 +54,7 @@ impl Routing {
                     statement_seq: *seq,
                     statement_id: &s.id,
                     order_key: planned.order_key,
+                    dedupe_key: planned.dedupe_key,
                     replay: None,
                 });
             }

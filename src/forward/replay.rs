@@ -46,6 +46,7 @@ pub async fn replay(
                     statement_seq: *seq,
                     statement_id: id,
                     order_key: planned.order_key,
+                    dedupe_key: planned.dedupe_key,
                     replay: Some(run),
                 });
             }

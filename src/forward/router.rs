@@ -16,18 +16,38 @@ const ADL_VERBS: &str = "http://adlnet.gov/expapi/verbs/";
 pub enum Op {
     /// Deliver the statement itself (another LRS, a webhook).
     Statement,
+    /// The learner completed / passed / failed the activity.
+    Complete,
+    Pass,
+    Fail,
+    /// Make the statement's activity known to the platform's catalog (once
+    /// per activity).
+    Catalog,
 }
 
 impl Op {
+    const ALL: [Op; 5] = [Op::Statement, Op::Complete, Op::Pass, Op::Fail, Op::Catalog];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Op::Statement => "statement",
+            Op::Complete => "complete",
+            Op::Pass => "pass",
+            Op::Fail => "fail",
+            Op::Catalog => "catalog",
         }
     }
 
     pub fn parse(s: &str) -> Option<Op> {
-        match s {
-            "statement" => Some(Op::Statement),
+        Op::ALL.into_iter().find(|op| op.as_str() == s)
+    }
+
+    /// The progress operation an ADL verb stands for.
+    fn of_verb(verb: &str) -> Option<Op> {
+        match verb.strip_prefix(ADL_VERBS)? {
+            "completed" => Some(Op::Complete),
+            "passed" => Some(Op::Pass),
+            "failed" => Some(Op::Fail),
             _ => None,
         }
     }
@@ -40,6 +60,9 @@ pub struct Planned<'a> {
     pub op: Op,
     /// Rows with the same order key are delivered in order.
     pub order_key: String,
+    /// Set when the row is unique by something other than its statement
+    /// (a catalog entry: one per activity).
+    pub dedupe_key: Option<String>,
 }
 
 struct Route {
@@ -88,9 +111,7 @@ impl Router {
             if !routed {
                 continue;
             }
-            if let Some(op) = op_for(target.kind, statement) {
-                out.push(Planned { target: &target.name, op, order_key: order_key(statement) });
-            }
+            plan_for(target, statement, &mut out);
         }
         out
     }
@@ -135,11 +156,30 @@ impl Route {
     }
 }
 
-fn op_for(kind: &str, _statement: &Value) -> Option<Op> {
-    match kind {
-        "xapi_lrs" | "webhook" => Some(Op::Statement),
-        _ => None,
+/// The rows a target's kind needs for a statement its routes selected.
+fn plan_for<'a>(target: &'a RoutedTarget, statement: &Value, out: &mut Vec<Planned<'a>>) {
+    let row = |op, dedupe_key| Planned { target: &target.name, op, order_key: order_key(statement), dedupe_key };
+    match target.kind {
+        "xapi_lrs" | "webhook" => out.push(row(Op::Statement, None)),
+        // Bob learns of a course from its catalog, then of progress on it;
+        // other verbs it would ignore (204) are not sent at all.
+        "hibob" => {
+            let Some(op) = statement.pointer("/verb/id").and_then(Value::as_str).and_then(Op::of_verb) else {
+                return;
+            };
+            if let Some(activity) = object_activity(statement) {
+                out.push(row(Op::Catalog, Some(format!("catalog:{activity}"))));
+                out.push(row(op, None));
+            }
+        }
+        _ => {}
     }
+}
+
+fn object_activity(statement: &Value) -> Option<&str> {
+    let is_activity =
+        matches!(statement.pointer("/object/objectType").and_then(Value::as_str), None | Some("Activity"));
+    statement.pointer("/object/id").and_then(Value::as_str).filter(|_| is_activity)
 }
 
 /// The learner and the activity: a target receives what concerns one learner

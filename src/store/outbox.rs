@@ -64,6 +64,9 @@ pub struct NewRow<'a> {
     pub statement_seq: i64,
     pub statement_id: &'a str,
     pub order_key: String,
+    /// What makes the row unique for its target, when not its operation and
+    /// statement.
+    pub dedupe_key: Option<String>,
     /// Set by a replay: the row is new even if the statement went before.
     pub replay: Option<i64>,
 }
@@ -80,9 +83,10 @@ pub async fn enqueue(txn: &impl ConnectionTrait, rows: &[NewRow<'_>], now_us: i6
             values.push(Value::from(r.op));
             values.push(Value::from(r.statement_seq));
             values.push(Value::from(r.statement_id.to_owned()));
+            let key = r.dedupe_key.clone().unwrap_or_else(|| format!("{}:{}", r.op, r.statement_id));
             values.push(Value::from(match r.replay {
-                None => format!("{}:{}", r.op, r.statement_id),
-                Some(n) => format!("{}:{}:replay-{n}", r.op, r.statement_id),
+                None => key,
+                Some(n) => format!("{key}:replay-{n}"),
             }));
             values.push(Value::from(r.order_key.clone()));
             values.push(Value::from(Status::Pending.as_str()));

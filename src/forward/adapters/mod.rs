@@ -1,6 +1,7 @@
 //! One adapter per kind of target: it turns claimed outbox rows into calls
 //! on the target and says what became of each.
 
+pub mod hibob;
 pub mod webhook;
 pub mod xapi_lrs;
 
@@ -36,26 +37,47 @@ impl Job {
 }
 
 /// What every adapter sends through: one HTTP client, paced by the target's
-/// rate limiter.
+/// rate limiters (the configured one, and any a platform documents for some
+/// of its endpoints).
 pub struct Channel {
     pub client: reqwest::Client,
     limiter: Mutex<RateLimiter>,
+    buckets: Vec<(&'static str, Mutex<RateLimiter>)>,
 }
 
+/// A platform's own limit on some endpoints: name, requests per second, burst.
+pub type Bucket = (&'static str, f64, u32);
+
 impl Channel {
-    pub fn new(client: reqwest::Client, limiter: RateLimiter) -> Channel {
-        Channel { client, limiter: Mutex::new(limiter) }
+    pub fn new(client: reqwest::Client, limiter: RateLimiter, buckets: &[Bucket]) -> Channel {
+        let buckets =
+            buckets.iter().map(|(name, rate, burst)| (*name, Mutex::new(RateLimiter::new(*rate, *burst)))).collect();
+        Channel { client, limiter: Mutex::new(limiter), buckets }
     }
 
     /// Sends `request` once the rate allows; a 429 slows the target down.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
-        let wait = self.limiter.lock().expect("rate limiter lock").reserve(Instant::now());
-        if wait > Duration::ZERO {
+        self.send_in(None, request).await
+    }
+
+    /// Like `send`, also paced by the platform's `bucket` for this endpoint.
+    pub async fn send_in(
+        &self,
+        bucket: Option<&str>,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let bucket = bucket.and_then(|b| self.buckets.iter().find(|(name, _)| *name == b)).map(|(_, l)| l);
+        let limiters = [Some(&self.limiter), bucket];
+        let now = Instant::now();
+        let wait = limiters.iter().flatten().map(|l| l.lock().expect("rate limiter lock").reserve(now)).max();
+        if let Some(wait) = wait.filter(|w| *w > Duration::ZERO) {
             tokio::time::sleep(wait).await;
         }
         let response = request.send().await?;
         if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            self.limiter.lock().expect("rate limiter lock").throttled(Instant::now());
+            for l in limiters.iter().flatten() {
+                l.lock().expect("rate limiter lock").throttled(Instant::now());
+            }
         }
         Ok(response)
     }
@@ -64,6 +86,7 @@ impl Channel {
 pub enum Adapter {
     XapiLrs(xapi_lrs::XapiLrs),
     Webhook(webhook::Webhook),
+    Hibob(hibob::Bob),
 }
 
 impl Adapter {
@@ -80,7 +103,19 @@ impl Adapter {
                 Adapter::XapiLrs(xapi_lrs::XapiLrs::new(url, credentials, version))
             }
             KindConfig::Webhook { url, secret: key } => Adapter::Webhook(webhook::Webhook::new(url, secret(key)?)),
+            KindConfig::Hibob { url, provider_identifier, provider_name, service_user_id, service_user_token } => {
+                let user = (service_user_id.read(&target.name)?, service_user_token.read(&target.name)?);
+                Adapter::Hibob(hibob::Bob::new(url, provider_identifier, provider_name.clone(), user))
+            }
         })
+    }
+
+    /// The platform's documented limits on some of its endpoints.
+    pub fn buckets(&self) -> &'static [Bucket] {
+        match self {
+            Adapter::Hibob(_) => hibob::BUCKETS,
+            _ => &[],
+        }
     }
 
     /// Delivers `jobs`; one outcome per job, in order.
@@ -88,6 +123,7 @@ impl Adapter {
         match self {
             Adapter::XapiLrs(a) => a.deliver(channel, jobs).await,
             Adapter::Webhook(a) => a.deliver(channel, jobs).await,
+            Adapter::Hibob(a) => a.deliver(channel, jobs).await,
         }
     }
 }

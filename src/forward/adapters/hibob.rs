@@ -1,0 +1,264 @@
+//! HiBob Bob Learning (`forwarders.md` §1): a provider integration, the
+//! course catalog (`training-content`, `sourceLink` = the activity IRI, which
+//! is how Bob ties progress to a course), and completed / passed / failed
+//! statements, one per call, keyed by our statement id (409 = delivered
+//! before). Service-user Basic auth; Bob blocks addresses after repeated
+//! failed logins, so a 401/403 pauses the target (see `outcome::classify`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::{Map, Value, json};
+
+use super::{Bucket, Channel, Job, read_response};
+use crate::forward::outcome::{Outcome, classify, excerpt};
+use crate::forward::router::Op;
+
+/// Bob's documented limits: statements 300/min, content calls 10/min,
+/// integration calls 3/min.
+pub const BUCKETS: &[Bucket] = &[("statements", 5.0, 5), ("catalog", 10.0 / 60.0, 1), ("integration", 3.0 / 60.0, 1)];
+
+/// Most items in one training-content call.
+const CATALOG_BATCH: usize = 500;
+
+pub struct Bob {
+    integrations_url: String,
+    provider: String,
+    provider_name: Option<String>,
+    user: (String, String),
+    integration_ready: AtomicBool,
+}
+
+impl Bob {
+    pub fn new(url: &str, provider: &str, provider_name: Option<String>, user: (String, String)) -> Bob {
+        Bob {
+            integrations_url: format!("{}/learning/lms-integrations", url.trim_end_matches('/')),
+            provider: provider.to_owned(),
+            provider_name,
+            user,
+            integration_ready: AtomicBool::new(false),
+        }
+    }
+
+    pub async fn deliver(&self, channel: &Channel, jobs: &[Job]) -> Vec<Outcome> {
+        if !self.integration_ready.load(Ordering::Acquire) {
+            if let Err(outcome) = self.create_integration(channel).await {
+                return vec![outcome; jobs.len()];
+            }
+            self.integration_ready.store(true, Ordering::Release);
+        }
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
+        // The catalog first: progress on a course Bob does not know is lost.
+        let catalog: Vec<usize> = (0..jobs.len()).filter(|i| jobs[*i].op == Op::Catalog).collect();
+        for chunk in catalog.chunks(CATALOG_BATCH) {
+            let batch: Vec<&Job> = chunk.iter().map(|i| &jobs[*i]).collect();
+            for (i, outcome) in chunk.iter().zip(self.push_catalog(channel, &batch).await) {
+                outcomes[*i] = Some(outcome);
+            }
+        }
+        for (i, job) in jobs.iter().enumerate().filter(|(_, j)| j.op != Op::Catalog) {
+            outcomes[i] = Some(self.push_progress(channel, job).await);
+        }
+        outcomes.into_iter().map(|o| o.expect("every job has an outcome")).collect()
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str, channel: &Channel) -> reqwest::RequestBuilder {
+        channel.client.request(method, url).basic_auth(&self.user.0, Some(&self.user.1))
+    }
+
+    /// Creates our integration; one that exists already is as good.
+    async fn create_integration(&self, channel: &Channel) -> Result<(), Outcome> {
+        let mut body = json!({"providerIdentifier": self.provider});
+        if let Some(name) = &self.provider_name {
+            body["name"] = json!(name);
+        }
+        let request = self.request(reqwest::Method::POST, &self.integrations_url, channel).json(&body);
+        let response = channel.send_in(Some("integration"), request).await.map_err(|e| Outcome::network(&e))?;
+        let (status, headers, text) = read_response(response).await;
+        let exists = status == reqwest::StatusCode::CONFLICT
+            || (status == reqwest::StatusCode::BAD_REQUEST && text.to_lowercase().contains("exist"));
+        match classify(status, &headers, &text) {
+            Outcome::Delivered { .. } => Ok(()),
+            _ if exists => Ok(()),
+            other => Err(other),
+        }
+    }
+
+    /// Creates the jobs' courses; those Bob already has are patched instead.
+    async fn push_catalog(&self, channel: &Channel, jobs: &[&Job]) -> Vec<Outcome> {
+        let url = format!("{}/{}/training-content", self.integrations_url, self.provider);
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
+        let mut items = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            match catalog_item(&job.statement) {
+                Ok(item) => items.push((i, item)),
+                Err(reason) => outcomes[i] = Some(Outcome::Dead { http_status: None, reason }),
+            }
+        }
+        let mut pending = items;
+        for method in [reqwest::Method::POST, reqwest::Method::PATCH] {
+            if pending.is_empty() {
+                break;
+            }
+            let body = json!({"items": pending.iter().map(|(_, item)| item).collect::<Vec<_>>()});
+            let request = self.request(method.clone(), &url, channel).json(&body);
+            let answer = match channel.send_in(Some("catalog"), request).await {
+                Err(e) => Err(Outcome::network(&e)),
+                Ok(response) => {
+                    let (status, headers, text) = read_response(response).await;
+                    match classify(status, &headers, &text) {
+                        Outcome::Delivered { .. } => Ok((status.as_u16(), text)),
+                        other => Err(other),
+                    }
+                }
+            };
+            let (status, text) = match answer {
+                Ok(ok) => ok,
+                Err(outcome) => {
+                    for (i, _) in &pending {
+                        outcomes[*i] = Some(outcome.clone());
+                    }
+                    return finish(outcomes);
+                }
+            };
+            let succeeded = succeeded_ids(&text);
+            let mut refused = Vec::new();
+            for (i, item) in pending {
+                if succeeded.contains(&item["/trainingContent/externalIdentifier"]) {
+                    outcomes[i] = Some(Outcome::Delivered { http_status: Some(status) });
+                } else {
+                    refused.push((i, item));
+                }
+            }
+            if method == reqwest::Method::PATCH {
+                let reason = format!("Bob refused the course: {}", excerpt(&text));
+                for (i, _) in &refused {
+                    outcomes[*i] = Some(Outcome::Dead { http_status: Some(status), reason: reason.clone() });
+                }
+            }
+            pending = refused;
+        }
+        finish(outcomes)
+    }
+
+    async fn push_progress(&self, channel: &Channel, job: &Job) -> Outcome {
+        let statement = match progress_statement(&job.statement_id, &job.statement) {
+            Ok(s) => s,
+            Err(reason) => return Outcome::Park { http_status: None, reason },
+        };
+        let url = format!("{}/{}/xapi/statements", self.integrations_url, self.provider);
+        let request = self.request(reqwest::Method::POST, &url, channel).json(&statement);
+        match channel.send_in(Some("statements"), request).await {
+            Err(e) => Outcome::network(&e),
+            Ok(response) => {
+                let (status, headers, text) = read_response(response).await;
+                match status.as_u16() {
+                    // The statement id is already there: delivered before.
+                    409 => Outcome::Delivered { http_status: Some(409) },
+                    204 => Outcome::Skipped { http_status: Some(204), reason: "Bob ignores this verb".into() },
+                    _ => classify(status, &headers, &text),
+                }
+            }
+        }
+    }
+}
+
+fn finish(outcomes: Vec<Option<Outcome>>) -> Vec<Outcome> {
+    outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or(Outcome::Retry { http_status: None, error: "not sent".into(), after: None, throttled: false })
+        })
+        .collect()
+}
+
+/// The external identifiers in a `{"success": [...]}` answer.
+fn succeeded_ids(text: &str) -> Vec<Value> {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v.get("success").and_then(Value::as_array).cloned())
+        .unwrap_or_default()
+}
+
+/// A training-content item for the statement's activity: Bob's field ids as
+/// keys; the activity IRI is both the stable identifier and the `sourceLink`.
+fn catalog_item(statement: &Value) -> Result<Value, String> {
+    let iri = statement.pointer("/object/id").and_then(Value::as_str).ok_or("the statement has no activity")?;
+    if !(iri.starts_with("https://") || iri.starts_with("http://")) {
+        return Err(format!(
+            "the activity IRI {iri} is not an http(s) URL, which Bob needs as the course's sourceLink"
+        ));
+    }
+    let definition = statement.pointer("/object/definition");
+    let title = definition.and_then(|d| d.get("name")).and_then(language_value).unwrap_or(iri);
+    let mut item = Map::new();
+    item.insert("/trainingContent/externalIdentifier".into(), json!(iri));
+    item.insert("/trainingContent/title".into(), json!(title));
+    item.insert("/trainingContent/sourceLink".into(), json!(iri));
+    if let Some(description) = definition.and_then(|d| d.get("description")).and_then(language_value) {
+        item.insert("/trainingContent/description".into(), json!(description));
+    }
+    Ok(Value::Object(item))
+}
+
+/// The `en-US` (else `en`, else first) entry of a language map.
+fn language_value(map: &Value) -> Option<&str> {
+    let map = map.as_object()?;
+    ["en-US", "en"].iter().find_map(|l| map.get(*l)).or_else(|| map.values().next()).and_then(Value::as_str)
+}
+
+/// The statement as Bob takes it: our id, the learner by work e-mail, the
+/// ADL verb, the course by its `sourceLink`, timestamp and result.
+fn progress_statement(id: &str, statement: &Value) -> Result<Value, String> {
+    let email = statement
+        .pointer("/actor/mbox")
+        .and_then(Value::as_str)
+        .and_then(|m| m.strip_prefix("mailto:"))
+        .map(|m| m.trim().to_lowercase())
+        .ok_or("the actor has no mbox: Bob knows learners by work e-mail")?;
+    let verb = statement.pointer("/verb/id").and_then(Value::as_str).ok_or("no verb")?;
+    let word = verb.rsplit('/').next().unwrap_or(verb);
+    let mut out = json!({
+        "id": id,
+        "timestamp": statement.get("timestamp").cloned().unwrap_or(Value::Null),
+        "actor": {"objectType": "Agent", "mbox": format!("mailto:{email}")},
+        "verb": {"id": verb, "display": {"en-US": word}},
+        "object": {"objectType": "Activity", "id": statement.pointer("/object/id").cloned().unwrap_or(Value::Null)},
+    });
+    if let Some(result) = statement.get("result") {
+        out["result"] = result.clone();
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_statements_name_the_learner_by_email() {
+        let s = json!({"actor": {"name": "Ann", "mbox": "mailto:Ann@Example.COM"},
+                       "verb": {"id": "http://adlnet.gov/expapi/verbs/passed", "display": {"fr": "réussi"}},
+                       "object": {"id": "https://lms/c1", "definition": {"name": {"en-US": "C1"}}},
+                       "timestamp": "2026-01-01T00:00:00Z", "result": {"score": {"scaled": 0.9}}});
+        let out = progress_statement("0b6c9e7c-0000-4000-8000-000000000001", &s).unwrap();
+        assert_eq!(
+            out,
+            json!({"id": "0b6c9e7c-0000-4000-8000-000000000001", "timestamp": "2026-01-01T00:00:00Z",
+                   "actor": {"objectType": "Agent", "mbox": "mailto:ann@example.com"},
+                   "verb": {"id": "http://adlnet.gov/expapi/verbs/passed", "display": {"en-US": "passed"}},
+                   "object": {"objectType": "Activity", "id": "https://lms/c1"},
+                   "result": {"score": {"scaled": 0.9}}})
+        );
+        let account = json!({"actor": {"account": {"homePage": "https://x", "name": "a"}}, "verb": {"id": "v"}});
+        assert!(progress_statement("x", &account).is_err());
+    }
+
+    #[test]
+    fn catalog_items_use_the_iri_as_source_link() {
+        let s = json!({"object": {"id": "https://lms/c1", "definition": {"name": {"de": "Kurs", "en": "Course"}}}});
+        let item = catalog_item(&s).unwrap();
+        assert_eq!(item["/trainingContent/title"], "Course");
+        assert_eq!(item["/trainingContent/sourceLink"], "https://lms/c1");
+        assert!(catalog_item(&json!({"object": {"id": "urn:x:1"}})).is_err());
+    }
+}
