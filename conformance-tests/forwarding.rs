@@ -322,3 +322,95 @@ async fn bob_gets_the_course_then_progress_by_work_email(backend: Backend) {
     let patches = sim.requests().iter().filter(|r| r.method == "PATCH" && r.status == 200).count();
     assert_eq!(patches, 1);
 }
+
+/// Acknowledged = forwarded, even across a SIGKILL: `xlrs serve` is killed
+/// while it ingests and forwards to a slow LRS; after a restart on the same
+/// database every acknowledged statement reaches the LRS, and none twice
+/// over (the LRS keeps one of each id; our outbox closes each row once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_forwarded_statement() {
+    use crate::cli::serve_with_env;
+    let sim = Simulator::start(Lrs::new("fwd-key", "fwd-secret"));
+    sim.slow(Duration::from_millis(200));
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value) in LRS_SECRETS {
+        std::fs::write(dir.path().join(name), value).unwrap();
+    }
+    let config = lrs_target(
+        "backup",
+        &sim.url,
+        "delivery = { batch_size = 50, rate_per_sec = 1000.0, lease_secs = 2, retry_base_ms = 50 }",
+    )
+    .replace("$DIR", &dir.path().display().to_string());
+    let config_path = dir.path().join("forwarders.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kill.db").display());
+    let env = [("XLRS_FORWARDERS", config_path.to_str().unwrap())];
+    let admin = Some(("killer", "kill-secret"));
+
+    let mut first = serve_with_env(&url, admin, &env);
+    let endpoint = format!("http://127.0.0.1:{}/xapi", first.port);
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let (endpoint, acknowledged) = (endpoint.clone(), acknowledged.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                loop {
+                    let batch: Vec<Value> = (0..5).map(|_| statement()).collect();
+                    let res = client
+                        .post(format!("{endpoint}/statements"))
+                        .header("X-Experience-API-Version", VERSION)
+                        .basic_auth("killer", Some("kill-secret"))
+                        .json(&batch)
+                        .send();
+                    match res {
+                        Ok(r) if r.status() == StatusCode::OK => {
+                            acknowledged.lock().unwrap().extend(r.json::<Vec<String>>().unwrap())
+                        }
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let before_restart = sim.behaviour.count();
+    assert!(
+        before_restart < acknowledged.len(),
+        "killed with deliveries to go: {before_restart} of {}",
+        acknowledged.len()
+    );
+
+    sim.slow(Duration::ZERO);
+    let mut second = serve_with_env(&url, admin, &env);
+    let all = sim
+        .wait_until(Duration::from_secs(60), |lrs| {
+            let stored = lrs.stored.lock().unwrap();
+            acknowledged.iter().all(|id| stored.contains_key(id))
+        })
+        .await;
+    assert!(all, "every acknowledged statement forwarded: {} of {}", sim.behaviour.count(), acknowledged.len());
+    let db = store::connect(&DatabaseArgs { url: url.clone(), pool_size: 1 }).await.unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let counts = loop {
+        let counts = outbox::counts(&db).await.unwrap();
+        if counts.iter().all(|c| c.status == Status::Succeeded) || std::time::Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    assert_eq!(counts[0].status, Status::Succeeded);
+    // Statements committed but not acknowledged (the kill cut the answer) are forwarded too.
+    assert_eq!(counts[0].rows as usize, sim.behaviour.count());
+    assert!(sim.behaviour.count() >= acknowledged.len());
+    crate::cli::sigterm(&second.child);
+    crate::cli::wait_exit(&mut second.child);
+}

@@ -51,6 +51,7 @@ pub struct Simulator<B: Behaviour> {
     pub behaviour: Arc<B>,
     log: Arc<Mutex<Vec<Recorded>>>,
     fault: Arc<Mutex<Option<Fault>>>,
+    delay: Arc<Mutex<Duration>>,
     server: actix_web::dev::ServerHandle,
 }
 
@@ -59,25 +60,35 @@ impl<B: Behaviour> Simulator<B> {
         let behaviour = Arc::new(behaviour);
         let log = Arc::new(Mutex::new(Vec::new()));
         let fault: Arc<Mutex<Option<Fault>>> = Arc::new(Mutex::new(None));
+        let delay = Arc::new(Mutex::new(Duration::ZERO));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind simulator");
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let (b, l, f) = (behaviour.clone(), log.clone(), fault.clone());
+        let (b, l, f, d) = (behaviour.clone(), log.clone(), fault.clone(), delay.clone());
         let server = HttpServer::new(move || {
-            let (b, l, f) = (b.clone(), l.clone(), f.clone());
+            let (b, l, f, d) = (b.clone(), l.clone(), f.clone(), d.clone());
             App::new().app_data(web::PayloadConfig::new(64 * 1024 * 1024)).default_service(web::to(
                 move |req: HttpRequest, body: web::Bytes| {
-                    let (b, l, f) = (b.clone(), l.clone(), f.clone());
-                    async move { handle(&*b, &l, &f, req, body) }
+                    let (b, l, f, d) = (b.clone(), l.clone(), f.clone(), d.clone());
+                    async move {
+                        let delay = *d.lock().unwrap();
+                        tokio::time::sleep(delay).await;
+                        handle(&*b, &l, &f, req, body)
+                    }
                 },
             ))
         })
-        .workers(1)
+        .workers(2)
         .listen(listener)
         .expect("listen")
         .run();
         let handle = server.handle();
         tokio::spawn(server);
-        Simulator { url, behaviour, log, fault, server: handle }
+        Simulator { url, behaviour, log, fault, delay, server: handle }
+    }
+
+    /// Answers every request only after `delay` (a slow target).
+    pub fn slow(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = delay;
     }
 
     /// Fails every request with `status` for `for_how_long`.
