@@ -414,3 +414,34 @@ async fn sigkill_loses_no_forwarded_statement() {
     crate::cli::sigterm(&second.child);
     crate::cli::wait_exit(&mut second.child);
 }
+
+forwarding_test!(the_circuit_opens_after_failed_rounds);
+async fn the_circuit_opens_after_failed_rounds(backend: Backend) {
+    let sim = Simulator::start(Lrs::new("fwd-key", "fwd-secret"));
+    let config = lrs_target(
+        "backup",
+        &sim.url,
+        "delivery = { retry_base_ms = 10, retry_cap_secs = 1, breaker_failures = 3, breaker_open_secs = 2 }",
+    );
+    let Some(f) = Forwarding::start(backend, &config, LRS_SECRETS).await else { return };
+    sim.fail(503, None, Duration::from_millis(1500));
+    f.app.store(&json!((0..10).map(|_| statement()).collect::<Vec<_>>())).await;
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 10).await);
+    let requests = sim.requests();
+    let failed: Vec<_> = requests.iter().filter(|r| r.status == 503).collect();
+    assert!(failed.len() >= 3, "{} failures", failed.len());
+    // Three failed rounds (not three failed rows: a batch is one) open the
+    // circuit: then nothing for two seconds, then one row, then the rest.
+    let third = failed[2].at;
+    let next = requests.iter().find(|r| r.at > third).expect("a request after the circuit closes");
+    assert!(next.at - third >= Duration::from_millis(1990), "rested {:?}", next.at - third);
+    assert_eq!(failed.len(), 3, "no request while open");
+    let first_after: Vec<Value> = serde_json::from_slice(&next.body)
+        .map(|v: Value| match v {
+            Value::Array(a) => a,
+            one => vec![one],
+        })
+        .unwrap();
+    assert_eq!(first_after.len(), 1, "half-open: one row goes first");
+    assert_eq!(f.settled().await, vec![("backup".to_owned(), Status::Succeeded, 10)]);
+}

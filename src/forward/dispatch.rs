@@ -64,7 +64,8 @@ struct Dispatcher {
     delivery: DeliveryConfig,
     waker: Arc<Notify>,
     stopped: watch::Receiver<bool>,
-    /// Consecutive deliveries that failed transiently (the circuit breaker).
+    /// Consecutive rounds whose deliveries all failed transiently (the
+    /// circuit breaker).
     failures: u32,
 }
 
@@ -99,15 +100,15 @@ impl Dispatcher {
         while !*self.stopped.borrow() {
             let next = self.round().await.unwrap_or_else(|e| {
                 tracing::error!(target_name = %self.name, error = format!("{e:#}"), "forwarder round failed");
-                Next::Poll
+                Next::Poll(POLL)
             });
             let mut stopped = self.stopped.clone();
             match next {
                 Next::Now => {}
                 // New rows wake the dispatcher before the poll is up.
-                Next::Poll => tokio::select! {
+                Next::Poll(wait) => tokio::select! {
                     _ = self.waker.notified() => {}
-                    _ = tokio::time::sleep(POLL) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stopped.changed() => {}
                 },
                 // The target asked for quiet (Retry-After) or the circuit is
@@ -126,19 +127,26 @@ impl Dispatcher {
         if let Some((until, _)) = outbox::paused_until(&self.db, &self.name).await?
             && until > now_us
         {
-            return Ok(Next::Poll);
+            return Ok(Next::Poll(POLL));
         }
         let limit = if self.breaker_open() { 1 } else { self.delivery.batch_size };
         let lease_us = self.delivery.lease().as_micros() as i64;
         let claimed = outbox::claim(&self.db, &self.name, limit, now_us, lease_us).await?;
         if claimed.is_empty() {
-            return Ok(Next::Poll);
+            // A retry falling due before the next poll is not kept waiting.
+            let due = outbox::next_due(&self.db, &self.name).await?;
+            return Ok(match due.map(|d| d - now_us) {
+                Some(wait) if wait < POLL.as_micros() as i64 => Next::Poll(Duration::from_micros(wait.max(1) as u64)),
+                _ => Next::Poll(POLL),
+            });
         }
         let (jobs, mut closes) = self.jobs(&claimed, now_us);
         let outcomes = if jobs.is_empty() { Vec::new() } else { self.adapter.deliver(&self.channel, &jobs).await };
         let now_us = Utc::now().timestamp_micros();
         let mut hold = Duration::ZERO;
         let mut pause = None;
+        // The breaker counts rounds, not rows: one refused batch is one failure.
+        let mut transient = !jobs.is_empty();
         for (job, outcome) in jobs.iter().zip(outcomes) {
             let row = claimed.iter().find(|c| c.id == job.outbox_id).expect("a job comes from a claimed row");
             tracing::debug!(target_name = %self.name, outbox_id = row.id, outcome = outcome.label(), "delivery");
@@ -148,14 +156,15 @@ impl Dispatcher {
             if let Outcome::PauseTarget { reason, .. } = &outcome {
                 pause.get_or_insert_with(|| reason.clone());
             }
-            self.count(&outcome);
+            transient &= matches!(outcome, Outcome::Retry { .. });
             closes.push(self.close(row, outcome, now_us));
         }
         outbox::close(&self.db, &closes, now_us).await?;
+        self.failures = if transient { self.failures.saturating_add(1) } else { 0 };
         if let Some(reason) = pause {
             tracing::warn!(target_name = %self.name, reason = %reason, "forwarder paused: the target refuses us");
             outbox::set_pause(&self.db, &self.name, Some(i64::MAX), Some(&reason), now_us).await?;
-            return Ok(Next::Poll);
+            return Ok(Next::Poll(POLL));
         }
         if self.breaker_open() {
             hold = hold.max(Duration::from_secs(self.delivery.breaker_open_secs));
@@ -166,14 +175,6 @@ impl Dispatcher {
 
     fn breaker_open(&self) -> bool {
         self.failures >= self.delivery.breaker_failures
-    }
-
-    fn count(&mut self, outcome: &Outcome) {
-        match outcome {
-            Outcome::Retry { .. } => self.failures = self.failures.saturating_add(1),
-            Outcome::PauseTarget { .. } => {}
-            _ => self.failures = 0,
-        }
     }
 
     /// The claimed rows as jobs; a row that cannot be one is dead at once.
@@ -221,7 +222,8 @@ impl Dispatcher {
 
 enum Next {
     Now,
-    Poll,
+    /// Look again after this, or when new rows are written.
+    Poll(Duration),
     Hold(Duration),
 }
 

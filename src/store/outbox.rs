@@ -178,6 +178,20 @@ pub async fn claim(
     Ok(claimed)
 }
 
+/// When `target`'s next open row is due (µs), if it has one.
+pub async fn next_due(db: &DatabaseConnection, target: &str) -> anyhow::Result<Option<i64>> {
+    let backend = db.get_database_backend();
+    let select = format!(
+        "SELECT MIN(next_attempt_us) FROM forward_outbox WHERE target = {} AND status IN ('pending', 'retry', 'in_flight')",
+        sql::p(backend, 1)
+    );
+    let row = db.query_one_raw(sql::stmt(backend, select, vec![Value::from(target.to_owned())])).await?;
+    Ok(match row {
+        Some(r) => r.try_get_by_index::<Option<i64>>(0)?,
+        None => None,
+    })
+}
+
 /// How a claimed row ends this attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Close {
