@@ -27,7 +27,7 @@ pub struct Job {
 }
 
 impl Job {
-    /// `None` when the row cannot be a job (its text is not a statement or
+    /// Why not, when the row cannot be a job (its text is not a statement or
     /// its operation unknown): such a row is dead-lettered.
     pub fn from_claimed(c: &Claimed) -> Result<Job, String> {
         let op = Op::parse(&c.op).ok_or_else(|| format!("unknown operation '{}'", c.op))?;
