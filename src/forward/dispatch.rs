@@ -77,9 +77,10 @@ impl Dispatcher {
         stopped: watch::Receiver<bool>,
     ) -> anyhow::Result<Dispatcher> {
         let d = &target.delivery;
+        let timeout = Duration::from_secs(d.timeout_secs.max(1));
         let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(15).min(Duration::from_secs(d.timeout_secs.max(1))))
-            .timeout(Duration::from_secs(d.timeout_secs.max(1)))
+            .connect_timeout(timeout.min(Duration::from_secs(15)))
+            .timeout(timeout)
             .user_agent(concat!("xlrs/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let adapter = Adapter::new(target)?;
@@ -129,18 +130,22 @@ impl Dispatcher {
         {
             return Ok(Next::Poll(POLL));
         }
+        // Claim (a write transaction) only when a row is due: an idle target
+        // costs one read, and a retry due before the next poll is not kept
+        // waiting for it.
+        match outbox::next_due(&self.db, &self.name).await? {
+            Some(due) if due <= now_us => {}
+            Some(due) => return Ok(Next::Poll(Duration::from_micros((due - now_us) as u64).min(POLL))),
+            None => return Ok(Next::Poll(POLL)),
+        }
         let limit = if self.breaker_open() { 1 } else { self.delivery.batch_size };
         let lease_us = self.delivery.lease().as_micros() as i64;
         let claimed = outbox::claim(&self.db, &self.name, limit, now_us, lease_us).await?;
         if claimed.is_empty() {
-            // A retry falling due before the next poll is not kept waiting.
-            let due = outbox::next_due(&self.db, &self.name).await?;
-            return Ok(match due.map(|d| d - now_us) {
-                Some(wait) if wait < POLL.as_micros() as i64 => Next::Poll(Duration::from_micros(wait.max(1) as u64)),
-                _ => Next::Poll(POLL),
-            });
+            // Another node was first.
+            return Ok(Next::Poll(POLL));
         }
-        let (jobs, mut closes) = self.jobs(&claimed, now_us);
+        let (jobs, mut closes) = self.jobs(claimed, now_us);
         let outcomes = if jobs.is_empty() { Vec::new() } else { self.adapter.deliver(&self.channel, &jobs).await };
         let now_us = Utc::now().timestamp_micros();
         let mut hold = Duration::ZERO;
@@ -148,8 +153,7 @@ impl Dispatcher {
         // The breaker counts rounds, not rows: one refused batch is one failure.
         let mut transient = !jobs.is_empty();
         for (job, outcome) in jobs.iter().zip(outcomes) {
-            let row = claimed.iter().find(|c| c.id == job.outbox_id).expect("a job comes from a claimed row");
-            tracing::debug!(target_name = %self.name, outbox_id = row.id, outcome = outcome.label(), "delivery");
+            tracing::debug!(target_name = %self.name, outbox_id = job.outbox_id, outcome = outcome.label(), "delivery");
             if let Outcome::Retry { after: Some(after), .. } = &outcome {
                 hold = hold.max(*after);
             }
@@ -157,7 +161,7 @@ impl Dispatcher {
                 pause.get_or_insert_with(|| reason.clone());
             }
             transient &= matches!(outcome, Outcome::Retry { .. });
-            closes.push(self.close(row, outcome, now_us));
+            closes.push(self.close(job, outcome, now_us));
         }
         outbox::close(&self.db, &closes, now_us).await?;
         self.failures = if transient { self.failures.saturating_add(1) } else { 0 };
@@ -178,43 +182,46 @@ impl Dispatcher {
     }
 
     /// The claimed rows as jobs; a row that cannot be one is dead at once.
-    fn jobs(&self, claimed: &[Claimed], now_us: i64) -> (Vec<Job>, Vec<Close>) {
+    fn jobs(&self, claimed: Vec<Claimed>, now_us: i64) -> (Vec<Job>, Vec<Close>) {
         let mut jobs = Vec::with_capacity(claimed.len());
         let mut closes = Vec::new();
         for c in claimed {
+            let id = c.id;
             match Job::from_claimed(c) {
                 Ok(job) => jobs.push(job),
-                Err(reason) => closes.push(close_as(c.id, Status::Dead, now_us, None, Some(reason))),
+                Err(reason) => closes.push(close_as(id, Status::Dead, now_us, None, Some(reason))),
             }
         }
         (jobs, closes)
     }
 
     /// How a row is recorded after `outcome`.
-    fn close(&self, row: &Claimed, outcome: Outcome, now_us: i64) -> Close {
+    fn close(&self, row: &Job, outcome: Outcome, now_us: i64) -> Close {
         let d = &self.delivery;
         match outcome {
-            Outcome::Delivered { http_status } => close_as(row.id, Status::Succeeded, now_us, http_status, None),
+            Outcome::Delivered { http_status } => close_as(row.outbox_id, Status::Succeeded, now_us, http_status, None),
             Outcome::Skipped { http_status, reason } => {
-                close_as(row.id, Status::Skipped, now_us, http_status, Some(reason))
+                close_as(row.outbox_id, Status::Skipped, now_us, http_status, Some(reason))
             }
-            Outcome::Unsupported { reason } => close_as(row.id, Status::Unsupported, now_us, None, Some(reason)),
+            Outcome::Unsupported { reason } => close_as(row.outbox_id, Status::Unsupported, now_us, None, Some(reason)),
             Outcome::Park { http_status, reason } => {
-                close_as(row.id, Status::Parked, now_us, http_status, Some(reason))
+                close_as(row.outbox_id, Status::Parked, now_us, http_status, Some(reason))
             }
-            Outcome::Dead { http_status, reason } => close_as(row.id, Status::Dead, now_us, http_status, Some(reason)),
+            Outcome::Dead { http_status, reason } => {
+                close_as(row.outbox_id, Status::Dead, now_us, http_status, Some(reason))
+            }
             Outcome::PauseTarget { http_status, reason } => {
-                Close { uncount: true, ..close_as(row.id, Status::Pending, now_us, http_status, Some(reason)) }
+                Close { uncount: true, ..close_as(row.outbox_id, Status::Pending, now_us, http_status, Some(reason)) }
             }
             Outcome::Retry { http_status, error, after, .. } => {
                 let age_hours = (now_us - row.created_us) / 3_600_000_000;
                 if row.attempts >= d.max_attempts || age_hours >= d.max_age_hours as i64 {
                     let reason = format!("gave up after {} attempts: {error}", row.attempts);
-                    return close_as(row.id, Status::Dead, now_us, http_status, Some(reason));
+                    return close_as(row.outbox_id, Status::Dead, now_us, http_status, Some(reason));
                 }
                 let base = Duration::from_millis(d.retry_base_ms);
                 let delay = backoff(row.attempts, base, Duration::from_secs(d.retry_cap_secs), after);
-                close_as(row.id, Status::Retry, now_us + delay.as_micros() as i64, http_status, Some(error))
+                close_as(row.outbox_id, Status::Retry, now_us + delay.as_micros() as i64, http_status, Some(error))
             }
         }
     }

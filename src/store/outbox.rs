@@ -111,7 +111,6 @@ pub struct Claimed {
     pub id: i64,
     pub op: String,
     pub statement_id: String,
-    pub order_key: String,
     /// Attempts including this one.
     pub attempts: u32,
     pub created_us: i64,
@@ -157,7 +156,7 @@ pub async fn claim(
         return Ok(Vec::new());
     }
     let select = format!(
-        "SELECT o.id, o.op, o.statement_id, o.order_key, o.attempts, o.created_us, s.body FROM forward_outbox o \
+        "SELECT o.id, o.op, o.statement_id, o.attempts, o.created_us, s.body FROM forward_outbox o \
          JOIN statement s ON s.seq = o.statement_seq WHERE o.id IN ({})",
         ids.join(",")
     );
@@ -167,10 +166,9 @@ pub async fn claim(
             id: r.try_get_by_index(0)?,
             op: r.try_get_by_index(1)?,
             statement_id: r.try_get_by_index(2)?,
-            order_key: r.try_get_by_index(3)?,
-            attempts: r.try_get_by_index::<i32>(4)?.max(0) as u32,
-            created_us: r.try_get_by_index(5)?,
-            body: r.try_get_by_index(6)?,
+            attempts: r.try_get_by_index::<i32>(3)?.max(0) as u32,
+            created_us: r.try_get_by_index(4)?,
+            body: r.try_get_by_index(5)?,
         });
     }
     txn.commit().await.context("commit claim")?;
@@ -205,34 +203,52 @@ pub struct Close {
     pub uncount: bool,
 }
 
+impl Close {
+    /// Whether `other` closes its row the same way (all but the id).
+    fn same_outcome(&self, other: &Close) -> bool {
+        (self.status, self.next_attempt_us, self.http_status, &self.error, self.uncount)
+            == (other.status, other.next_attempt_us, other.http_status, &other.error, other.uncount)
+    }
+}
+
 /// Records the outcomes of claimed rows (only rows still `in_flight`: a row
 /// an operator changed meanwhile keeps the operator's status).
 pub async fn close(db: &DatabaseConnection, closes: &[Close], now_us: i64) -> anyhow::Result<()> {
+    // Rows closed alike (typically a delivered batch) take one UPDATE.
+    let mut groups: Vec<(&Close, Vec<i64>)> = Vec::new();
+    for c in closes {
+        match groups.iter_mut().find(|(g, _)| g.same_outcome(c)) {
+            Some((_, ids)) => ids.push(c.id),
+            None => groups.push((c, vec![c.id])),
+        }
+    }
     let backend = db.get_database_backend();
     let txn = super::begin_write(db).await.context("begin close")?;
     let p = |n| sql::p(backend, n);
-    let update = format!(
-        "UPDATE forward_outbox SET status = {}, next_attempt_us = {}, last_http_status = {}, last_error = {}, \
-         attempts = attempts - {}, updated_us = {} WHERE id = {} AND status = 'in_flight'",
-        p(1),
-        p(2),
-        p(3),
-        p(4),
-        p(5),
-        p(6),
-        p(7)
-    );
-    for c in closes {
-        let values = vec![
-            Value::from(c.status.as_str()),
-            Value::from(c.next_attempt_us),
-            Value::from(c.http_status.map(i32::from)),
-            Value::from(c.error.clone()),
-            Value::from(i32::from(c.uncount)),
-            Value::from(now_us),
-            Value::from(c.id),
-        ];
-        txn.execute_raw(sql::stmt(backend, update.clone(), values)).await.context("close outbox row")?;
+    for (c, ids) in &groups {
+        for chunk in sql::chunks(ids) {
+            let update = format!(
+                "UPDATE forward_outbox SET status = {}, next_attempt_us = {}, last_http_status = {}, last_error = {}, \
+                 attempts = attempts - {}, updated_us = {} WHERE status = 'in_flight' AND id IN ({})",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                sql::list_placeholders(backend, chunk.len(), 7)
+            );
+            let mut values = vec![
+                Value::from(c.status.as_str()),
+                Value::from(c.next_attempt_us),
+                Value::from(c.http_status.map(i32::from)),
+                Value::from(c.error.clone()),
+                Value::from(i32::from(c.uncount)),
+                Value::from(now_us),
+            ];
+            values.extend(chunk.iter().map(|id| Value::from(*id)));
+            txn.execute_raw(sql::stmt(backend, update, values)).await.context("close outbox rows")?;
+        }
     }
     txn.commit().await.context("commit close")?;
     Ok(())

@@ -17,6 +17,9 @@ use crate::forward::router::Op;
 /// integration calls 3/min.
 pub const BUCKETS: &[Bucket] = &[("statements", 5.0, 5), ("catalog", 10.0 / 60.0, 1), ("integration", 3.0 / 60.0, 1)];
 
+/// Bob's field id of a course's stable identifier.
+const EXTERNAL_ID: &str = "/trainingContent/externalIdentifier";
+
 /// Most items in one training-content call.
 const CATALOG_BATCH: usize = 500;
 
@@ -85,51 +88,35 @@ impl Bob {
 
     /// Creates the jobs' courses; those Bob already has are patched instead.
     async fn push_catalog(&self, channel: &Channel, jobs: &[&Job]) -> Vec<Outcome> {
-        let url = format!("{}/{}/training-content", self.integrations_url, self.provider);
         let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
-        let mut items = Vec::new();
+        let mut pending = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
-            match catalog_item(&job.statement) {
-                Ok(item) => items.push((i, item)),
+            match job.statement().and_then(|s| catalog_item(&s)) {
+                Ok(item) => pending.push((i, item)),
                 Err(reason) => outcomes[i] = Some(Outcome::Dead { http_status: None, reason }),
             }
         }
-        let mut pending = items;
         for method in [reqwest::Method::POST, reqwest::Method::PATCH] {
             if pending.is_empty() {
                 break;
             }
-            let body = json!({"items": pending.iter().map(|(_, item)| item).collect::<Vec<_>>()});
-            let request = self.request(method.clone(), &url, channel).json(&body);
-            let answer = match channel.send_in(Some("catalog"), request).await {
-                Err(e) => Err(Outcome::network(&e)),
-                Ok(response) => {
-                    let (status, headers, text) = read_response(response).await;
-                    match classify(status, &headers, &text) {
-                        Outcome::Delivered { .. } => Ok((status.as_u16(), text)),
-                        other => Err(other),
-                    }
-                }
-            };
-            let (status, text) = match answer {
-                Ok(ok) => ok,
+            let last = method == reqwest::Method::PATCH;
+            let items: Vec<&Value> = pending.iter().map(|(_, item)| item).collect();
+            let (status, succeeded, text) = match self.catalog_call(channel, method, &items).await {
+                Ok(answer) => answer,
                 Err(outcome) => {
-                    for (i, _) in &pending {
-                        outcomes[*i] = Some(outcome.clone());
+                    for (i, _) in pending.drain(..) {
+                        outcomes[i] = Some(outcome.clone());
                     }
-                    return finish(outcomes);
+                    break;
                 }
             };
-            let succeeded = succeeded_ids(&text);
-            let mut refused = Vec::new();
-            for (i, item) in pending {
-                if succeeded.contains(&item["/trainingContent/externalIdentifier"]) {
-                    outcomes[i] = Some(Outcome::Delivered { http_status: Some(status) });
-                } else {
-                    refused.push((i, item));
-                }
+            let (done, refused): (Vec<_>, Vec<_>) =
+                pending.into_iter().partition(|(_, item)| succeeded.contains(&item[EXTERNAL_ID]));
+            for (i, _) in done {
+                outcomes[i] = Some(Outcome::Delivered { http_status: Some(status) });
             }
-            if method == reqwest::Method::PATCH {
+            if last {
                 let reason = format!("Bob refused the course: {}", excerpt(&text));
                 for (i, _) in &refused {
                     outcomes[*i] = Some(Outcome::Dead { http_status: Some(status), reason: reason.clone() });
@@ -137,11 +124,33 @@ impl Bob {
             }
             pending = refused;
         }
-        finish(outcomes)
+        outcomes.into_iter().map(|o| o.expect("every catalog job has an outcome")).collect()
+    }
+
+    /// One training-content call: its status, the external identifiers Bob
+    /// took, and its text; or the outcome for all when Bob took none.
+    async fn catalog_call(
+        &self,
+        channel: &Channel,
+        method: reqwest::Method,
+        items: &[&Value],
+    ) -> Result<(u16, Vec<Value>, String), Outcome> {
+        let url = format!("{}/{}/training-content", self.integrations_url, self.provider);
+        let request = self.request(method, &url, channel).json(&json!({ "items": items }));
+        let response = channel.send_in(Some("catalog"), request).await.map_err(|e| Outcome::network(&e))?;
+        let (status, headers, text) = read_response(response).await;
+        match classify(status, &headers, &text) {
+            Outcome::Delivered { .. } => Ok((status.as_u16(), succeeded_ids(&text), text)),
+            other => Err(other),
+        }
     }
 
     async fn push_progress(&self, channel: &Channel, job: &Job) -> Outcome {
-        let statement = match progress_statement(&job.statement_id, &job.statement) {
+        let statement = match job.statement() {
+            Ok(s) => s,
+            Err(reason) => return Outcome::Dead { http_status: None, reason },
+        };
+        let statement = match progress_statement(&job.statement_id, &statement) {
             Ok(s) => s,
             Err(reason) => return Outcome::Park { http_status: None, reason },
         };
@@ -160,15 +169,6 @@ impl Bob {
             }
         }
     }
-}
-
-fn finish(outcomes: Vec<Option<Outcome>>) -> Vec<Outcome> {
-    outcomes
-        .into_iter()
-        .map(|o| {
-            o.unwrap_or(Outcome::Retry { http_status: None, error: "not sent".into(), after: None, throttled: false })
-        })
-        .collect()
 }
 
 /// The external identifiers in a `{"success": [...]}` answer.
@@ -191,7 +191,7 @@ fn catalog_item(statement: &Value) -> Result<Value, String> {
     let definition = statement.pointer("/object/definition");
     let title = definition.and_then(|d| d.get("name")).and_then(language_value).unwrap_or(iri);
     let mut item = Map::new();
-    item.insert("/trainingContent/externalIdentifier".into(), json!(iri));
+    item.insert(EXTERNAL_ID.into(), json!(iri));
     item.insert("/trainingContent/title".into(), json!(title));
     item.insert("/trainingContent/sourceLink".into(), json!(iri));
     if let Some(description) = definition.and_then(|d| d.get("description")).and_then(language_value) {

@@ -16,23 +16,37 @@ use super::rate::RateLimiter;
 use super::router::Op;
 use crate::store::outbox::Claimed;
 
-/// A claimed row, its statement parsed.
+/// A claimed row with its operation known. The statement stays the JSON text
+/// it was stored as: targets that take it whole get that text, unparsed.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub outbox_id: i64,
     pub op: Op,
     pub statement_id: String,
-    pub statement: Value,
+    pub body: String,
+    /// Attempts including this one.
     pub attempts: u32,
+    pub created_us: i64,
 }
 
 impl Job {
-    /// Why not, when the row cannot be a job (its text is not a statement or
-    /// its operation unknown): such a row is dead-lettered.
-    pub fn from_claimed(c: &Claimed) -> Result<Job, String> {
+    /// The row as a job, or why it cannot be one (an operation this build
+    /// does not know): such a row is dead-lettered.
+    pub fn from_claimed(c: Claimed) -> Result<Job, String> {
         let op = Op::parse(&c.op).ok_or_else(|| format!("unknown operation '{}'", c.op))?;
-        let statement = serde_json::from_str(&c.body).map_err(|e| format!("stored statement is not JSON: {e}"))?;
-        Ok(Job { outbox_id: c.id, op, statement_id: c.statement_id.clone(), statement, attempts: c.attempts })
+        Ok(Job {
+            outbox_id: c.id,
+            op,
+            statement_id: c.statement_id,
+            body: c.body,
+            attempts: c.attempts,
+            created_us: c.created_us,
+        })
+    }
+
+    /// The statement, parsed, for adapters that rewrite it.
+    pub fn statement(&self) -> Result<Value, String> {
+        serde_json::from_str(&self.body).map_err(|e| format!("stored statement is not JSON: {e}"))
     }
 }
 

@@ -8,6 +8,7 @@ use sha2::Sha256;
 
 use super::{Channel, Job, read_response};
 use crate::forward::outcome::{Outcome, classify};
+use crate::xapi::attachment::to_hex;
 
 pub const SIGNATURE_HEADER: &str = "X-Xlrs-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-Xlrs-Timestamp";
@@ -32,7 +33,7 @@ impl Webhook {
     }
 
     async fn post(&self, channel: &Channel, job: &Job) -> Outcome {
-        let body = serde_json::to_vec(&job.statement).expect("a JSON value serialises");
+        let body = job.body.clone();
         let timestamp = chrono::Utc::now().timestamp().to_string();
         let mut request = channel
             .client
@@ -41,7 +42,7 @@ impl Webhook {
             .header(DELIVERY_HEADER, job.outbox_id.to_string())
             .header(TIMESTAMP_HEADER, &timestamp);
         if let Some(secret) = &self.secret {
-            request = request.header(SIGNATURE_HEADER, signature(secret, &timestamp, &body));
+            request = request.header(SIGNATURE_HEADER, signature(secret, &timestamp, body.as_bytes()));
         }
         match channel.send(request.body(body)).await {
             Err(e) => Outcome::network(&e),
@@ -59,13 +60,7 @@ pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(7 + digest.len() * 2);
-    out.push_str("sha256=");
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("sha256={}", to_hex(&mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]

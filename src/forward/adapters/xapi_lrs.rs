@@ -2,8 +2,6 @@
 //! receiving LRS sets its own `stored` and `authority`). The statement id is
 //! kept, so a redelivery is the "same statement" and changes nothing there.
 
-use serde_json::Value;
-
 use super::{Channel, Job, read_response};
 use crate::forward::outcome::{Outcome, classify, excerpt};
 
@@ -26,15 +24,17 @@ impl XapiLrs {
         if jobs.len() == 1 {
             return vec![self.put_one(channel, &jobs[0]).await];
         }
-        let batch: Vec<&Value> = jobs.iter().map(|j| &j.statement).collect();
-        let outcome =
-            match channel.send(self.request(channel, reqwest::Method::POST, &self.statements_url).json(&batch)).await {
-                Err(e) => Outcome::network(&e),
-                Ok(response) => {
-                    let (status, headers, body) = read_response(response).await;
-                    classify(status, &headers, &body)
-                }
-            };
+        // The stored texts, joined: no statement is parsed or serialised again.
+        let bodies: Vec<&str> = jobs.iter().map(|j| j.body.as_str()).collect();
+        let batch = format!("[{}]", bodies.join(","));
+        let request = self.request(channel, reqwest::Method::POST, &self.statements_url).body(batch);
+        let outcome = match channel.send(request).await {
+            Err(e) => Outcome::network(&e),
+            Ok(response) => {
+                let (status, headers, body) = read_response(response).await;
+                classify(status, &headers, &body)
+            }
+        };
         match outcome {
             // One statement can refuse the whole batch (a conflicting id, an
             // invalid statement, the size): each alone says which.
@@ -54,7 +54,7 @@ impl XapiLrs {
     async fn put_one(&self, channel: &Channel, job: &Job) -> Outcome {
         // Statement ids are UUIDs: nothing in them needs escaping.
         let url = format!("{}?statementId={}", self.statements_url, job.statement_id);
-        let request = self.request(channel, reqwest::Method::PUT, &url).json(&job.statement);
+        let request = self.request(channel, reqwest::Method::PUT, &url).body(job.body.clone());
         match channel.send(request).await {
             Err(e) => Outcome::network(&e),
             Ok(response) => {
@@ -74,7 +74,11 @@ impl XapiLrs {
     }
 
     fn request(&self, channel: &Channel, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        let request = channel.client.request(method, url).header("X-Experience-API-Version", &self.version);
+        let request = channel
+            .client
+            .request(method, url)
+            .header("X-Experience-API-Version", &self.version)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
         match &self.credentials {
             Some((user, password)) => request.basic_auth(user, Some(password)),
             None => request,
