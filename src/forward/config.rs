@@ -75,12 +75,20 @@ fn default_xapi_version() -> String {
     "1.0.3".into()
 }
 
+/// The kind of a target, without its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    XapiLrs,
+    Webhook,
+    Hibob,
+}
+
 impl KindConfig {
-    pub fn name(&self) -> &'static str {
+    pub fn kind(&self) -> Kind {
         match self {
-            KindConfig::XapiLrs { .. } => "xapi_lrs",
-            KindConfig::Webhook { .. } => "webhook",
-            KindConfig::Hibob { .. } => "hibob",
+            KindConfig::XapiLrs { .. } => Kind::XapiLrs,
+            KindConfig::Webhook { .. } => Kind::Webhook,
+            KindConfig::Hibob { .. } => Kind::Hibob,
         }
     }
 }

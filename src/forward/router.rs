@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::config::{ForwardingConfig, RouteConfig};
+use super::config::{ForwardingConfig, Kind, RouteConfig};
 use crate::xapi::agent;
 
 const ADL_VERBS: &str = "http://adlnet.gov/expapi/verbs/";
@@ -74,7 +74,7 @@ struct Route {
 
 struct RoutedTarget {
     name: String,
-    kind: &'static str,
+    kind: Kind,
     routes: Vec<Route>,
 }
 
@@ -92,7 +92,7 @@ impl Router {
             .filter(|t| t.enabled)
             .map(|t| RoutedTarget {
                 name: t.name.clone(),
-                kind: t.kind.name(),
+                kind: t.kind.kind(),
                 routes: t.routes.iter().map(compile).collect(),
             })
             .collect();
@@ -106,12 +106,13 @@ impl Router {
     /// The outbox rows `statement` (as stored) calls for.
     pub fn plan<'a>(&'a self, statement: &Value) -> Vec<Planned<'a>> {
         let mut out = Vec::new();
+        let mut key = None;
         for target in &self.targets {
             let routed = target.routes.is_empty() || target.routes.iter().any(|r| r.matches(statement));
-            if !routed {
-                continue;
+            if routed {
+                let key: &str = key.get_or_insert_with(|| order_key(statement));
+                plan_for(target, statement, key, &mut out);
             }
-            plan_for(target, statement, &mut out);
         }
         out
     }
@@ -137,12 +138,9 @@ impl Route {
         if !self.verbs.is_empty() && !str_at("/verb/id").is_some_and(|v| self.verbs.contains(v)) {
             return false;
         }
-        let is_activity = matches!(str_at("/object/objectType"), None | Some("Activity"));
-        let activity = str_at("/object/id").filter(|_| is_activity);
+        let activity = object_activity(s);
         if !self.activity_types.is_empty()
-            && !str_at("/object/definition/type")
-                .filter(|_| is_activity)
-                .is_some_and(|t| self.activity_types.contains(t))
+            && !activity.and(str_at("/object/definition/type")).is_some_and(|t| self.activity_types.contains(t))
         {
             return false;
         }
@@ -157,13 +155,13 @@ impl Route {
 }
 
 /// The rows a target's kind needs for a statement its routes selected.
-fn plan_for<'a>(target: &'a RoutedTarget, statement: &Value, out: &mut Vec<Planned<'a>>) {
-    let row = |op, dedupe_key| Planned { target: &target.name, op, order_key: order_key(statement), dedupe_key };
+fn plan_for<'a>(target: &'a RoutedTarget, statement: &Value, order_key: &str, out: &mut Vec<Planned<'a>>) {
+    let row = |op, dedupe_key| Planned { target: &target.name, op, order_key: order_key.to_owned(), dedupe_key };
     match target.kind {
-        "xapi_lrs" | "webhook" => out.push(row(Op::Statement, None)),
+        Kind::XapiLrs | Kind::Webhook => out.push(row(Op::Statement, None)),
         // Bob learns of a course from its catalog, then of progress on it;
         // other verbs it would ignore (204) are not sent at all.
-        "hibob" => {
+        Kind::Hibob => {
             let Some(op) = statement.pointer("/verb/id").and_then(Value::as_str).and_then(Op::of_verb) else {
                 return;
             };
@@ -172,7 +170,6 @@ fn plan_for<'a>(target: &'a RoutedTarget, statement: &Value, out: &mut Vec<Plann
                 out.push(row(op, None));
             }
         }
-        _ => {}
     }
 }
 
