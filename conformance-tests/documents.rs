@@ -292,12 +292,6 @@ async fn document_scopes(app: TestApp) {
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
 
-fn http_date(res: &Response) -> chrono::DateTime<chrono::FixedOffset> {
-    let value = res.headers().get("last-modified").expect("Last-Modified").to_str().unwrap();
-    chrono::DateTime::parse_from_rfc2822(&value.replace("GMT", "+0000"))
-        .unwrap_or_else(|e| panic!("Last-Modified '{value}' is not an HTTP date: {e}"))
-}
-
 // 2.0 requires Last-Modified on every document read: a document's own
 // update time, and the latest of them on an id list; it moves on change.
 on_both_backends!(last_modified_on_every_document_read);
@@ -324,12 +318,12 @@ async fn last_modified_on_every_document_read(app: TestApp) {
         for id in ["first", "second"] {
             let res =
                 app.request_with_version(Method::GET, &format!("{path}?{}", one(id)), "2.0.0").send().await.unwrap();
-            let modified = http_date(&res).timestamp();
+            let modified = last_modified(res.headers()).timestamp();
             assert!((before..=after).contains(&modified), "{path} {id}: {modified} not in {before}..={after}");
             latest = latest.max(modified);
         }
         let list = app.request_with_version(Method::GET, &format!("{path}?{base}"), "2.0.0").send().await.unwrap();
-        assert_eq!(http_date(&list).timestamp(), latest, "{path} list");
+        assert_eq!(last_modified(list.headers()).timestamp(), latest, "{path} list");
         if *path == "/activities/state" {
             state_latest = latest;
         }
@@ -341,8 +335,8 @@ async fn last_modified_on_every_document_read(app: TestApp) {
     let res = app.request_with_version(Method::POST, &url, "2.0.0").json(&json!({"more": 1}));
     assert_eq!(res.send().await.unwrap().status(), StatusCode::NO_CONTENT);
     let res = app.request_with_version(Method::GET, &url, "2.0.0").send().await.unwrap();
-    let changed = http_date(&res).timestamp();
+    let changed = last_modified(res.headers()).timestamp();
     assert!(changed > state_latest, "{changed} moved on from {state_latest}");
     let list = app.request_with_version(Method::GET, &format!("{path}?{base}"), "2.0.0").send().await.unwrap();
-    assert_eq!(http_date(&list).timestamp(), changed, "the list follows the change");
+    assert_eq!(last_modified(list.headers()).timestamp(), changed, "the list follows the change");
 }

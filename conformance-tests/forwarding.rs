@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
 use xlrs::config::DatabaseArgs;
 use xlrs::store::outbox::{self, Status};
@@ -21,6 +22,8 @@ const WAIT: Duration = Duration::from_secs(15);
 /// secrets are read from.
 struct Forwarding {
     app: TestApp,
+    /// The app's database, to look at its outbox.
+    db: DatabaseConnection,
     dir: tempfile::TempDir,
 }
 
@@ -34,7 +37,8 @@ impl Forwarding {
         let path = dir.path().join("forwarders.toml");
         std::fs::write(&path, config).unwrap();
         let app = spawn_app_with(backend, |args| args.forwarders = Some(path)).await?;
-        Some(Forwarding { app, dir })
+        let db = store::connect(&DatabaseArgs { url: app.database_url.clone(), pool_size: 1 }).await.unwrap();
+        Some(Forwarding { app, db, dir })
     }
 
     /// Runs `xlrs forward <args>` on this app's database.
@@ -44,23 +48,30 @@ impl Forwarding {
         xlrs::cli::run(<xlrs::cli::Cli as clap::Parser>::parse_from(argv)).await.expect("xlrs forward");
     }
 
-    /// Outbox rows per status, over every target.
     async fn statuses(&self) -> Vec<(String, Status, i64)> {
-        let db = store::connect(&DatabaseArgs { url: self.app.database_url.clone(), pool_size: 1 }).await.unwrap();
-        outbox::counts(&db).await.unwrap().into_iter().map(|c| (c.target, c.status, c.rows)).collect()
+        statuses(&self.db).await
     }
 
-    /// The statuses once no row is open any more (waits up to `WAIT`).
     async fn settled(&self) -> Vec<(String, Status, i64)> {
-        let open = [Status::Pending, Status::InFlight, Status::Retry];
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            let statuses = self.statuses().await;
-            if !statuses.iter().any(|(_, s, _)| open.contains(s)) || std::time::Instant::now() > deadline {
-                return statuses;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        settled(&self.db).await
+    }
+}
+
+/// Outbox rows per status, over every target.
+async fn statuses(db: &DatabaseConnection) -> Vec<(String, Status, i64)> {
+    outbox::counts(db).await.unwrap().into_iter().map(|c| (c.target, c.status, c.rows)).collect()
+}
+
+/// The statuses once no row is open any more (waits up to `WAIT`).
+async fn settled(db: &DatabaseConnection) -> Vec<(String, Status, i64)> {
+    let open = [Status::Pending, Status::InFlight, Status::Retry];
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let statuses = statuses(db).await;
+        if !statuses.iter().any(|(_, s, _)| open.contains(s)) || std::time::Instant::now() > deadline {
+            return statuses;
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -197,8 +208,7 @@ async fn refused_credentials_pause_the_target(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(sim.requests().len(), 1, "no second try with credentials the target refused");
     assert_eq!(f.statuses().await, vec![("backup".to_owned(), Status::Pending, 2)], "kept for when it resumes");
-    let db = store::connect(&DatabaseArgs { url: f.app.database_url.clone(), pool_size: 1 }).await.unwrap();
-    let (until, reason) = outbox::paused_until(&db, "backup").await.unwrap().expect("paused");
+    let (until, reason) = outbox::paused_until(&f.db, "backup").await.unwrap().expect("paused");
     assert_eq!(until, i64::MAX);
     assert!(reason.contains("401"), "{reason}");
     // The credentials mended, an operator resumes the target: all goes out.
@@ -398,18 +408,11 @@ async fn sigkill_loses_no_forwarded_statement() {
         .await;
     assert!(all, "every acknowledged statement forwarded: {} of {}", sim.behaviour.count(), acknowledged.len());
     let db = store::connect(&DatabaseArgs { url: url.clone(), pool_size: 1 }).await.unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    let counts = loop {
-        let counts = outbox::counts(&db).await.unwrap();
-        if counts.iter().all(|c| c.status == Status::Succeeded) || std::time::Instant::now() > deadline {
-            break counts;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let counts = settled(&db).await;
     assert_eq!(counts.len(), 1, "{counts:?}");
-    assert_eq!(counts[0].status, Status::Succeeded);
+    assert_eq!(counts[0].1, Status::Succeeded);
     // Statements committed but not acknowledged (the kill cut the answer) are forwarded too.
-    assert_eq!(counts[0].rows as usize, sim.behaviour.count());
+    assert_eq!(counts[0].2 as usize, sim.behaviour.count());
     assert!(sim.behaviour.count() >= acknowledged.len());
     crate::cli::sigterm(&second.child);
     crate::cli::wait_exit(&mut second.child);

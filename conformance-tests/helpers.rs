@@ -240,3 +240,10 @@ pub fn statement() -> Value {
                    "definition": {"name": {"en-US": "An activity"}}}
     })
 }
+
+/// The `Last-Modified` header, parsed (it must be there, an HTTP date).
+pub fn last_modified(headers: &reqwest::header::HeaderMap) -> chrono::DateTime<chrono::FixedOffset> {
+    let value = headers.get("last-modified").expect("Last-Modified").to_str().unwrap();
+    chrono::DateTime::parse_from_rfc2822(&value.replace("GMT", "+0000"))
+        .unwrap_or_else(|e| panic!("Last-Modified '{value}' is not an HTTP date: {e}"))
+}

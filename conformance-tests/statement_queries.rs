@@ -661,10 +661,8 @@ async fn last_modified_on_single_get(app: TestApp) {
     let (status, headers, text) = get(&app, &format!("statementId={id}")).await;
     assert_eq!(status, StatusCode::OK);
     let stored = stored_of(&serde_json::from_str(&text).unwrap());
-    let value = headers.get("last-modified").expect("Last-Modified").to_str().unwrap();
-    let modified = chrono::DateTime::parse_from_rfc2822(&value.replace("GMT", "+0000"))
-        .unwrap_or_else(|e| panic!("Last-Modified '{value}' is not an HTTP date: {e}"));
-    assert_eq!(modified.timestamp(), stored.timestamp(), "Last-Modified {value} matches stored {stored}");
+    let modified = last_modified(&headers);
+    assert_eq!(modified.timestamp(), stored.timestamp(), "Last-Modified {modified} matches stored {stored}");
 }
 
 /// The header is a recent time: not in the future, not long ago.
@@ -864,13 +862,11 @@ async fn last_modified_on_a_page_is_its_latest_stored(app: TestApp) {
     let latest = stored_of(&app.statement(&last).await);
     let (status, headers, _) = get(&app, "").await;
     assert_eq!(status, StatusCode::OK);
-    let value = headers.get("last-modified").expect("Last-Modified on a page").to_str().unwrap();
-    let modified = chrono::DateTime::parse_from_rfc2822(&value.replace("GMT", "+0000")).unwrap();
-    assert_eq!(modified.timestamp(), latest.timestamp(), "{value}");
+    let modified = last_modified(&headers);
+    assert_eq!(modified.timestamp(), latest.timestamp(), "{modified}");
     // A page of older statements only.
     let (_, headers, _) =
         get(&app, &format!("until={}", enc(app.statement(&ids[1]).await["stored"].as_str().unwrap()))).await;
-    let value = headers.get("last-modified").expect("Last-Modified").to_str().unwrap();
-    let modified = chrono::DateTime::parse_from_rfc2822(&value.replace("GMT", "+0000")).unwrap();
-    assert!(modified.timestamp() < latest.timestamp(), "{value}");
+    let modified = last_modified(&headers);
+    assert!(modified.timestamp() < latest.timestamp(), "{modified}");
 }
