@@ -15,7 +15,7 @@
 //! an index on `statement_key.seq`.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
+use sea_orm_migration::sea_orm::DbBackend;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -98,10 +98,6 @@ impl MigrationTrait for Migration {
                 return Err(DbErr::Migration(format!("unsupported database backend {other:?}")));
             }
         };
-        let db = manager.get_connection();
-        for sql in ddl {
-            db.execute_unprepared(sql).await?;
-        }
-        Ok(())
+        crate::execute_all(manager, ddl).await
     }
 }

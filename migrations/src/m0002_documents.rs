@@ -5,7 +5,6 @@
 //! SHA-1 of the content.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::ConnectionTrait;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -34,11 +33,6 @@ fn ddl(blob: &str, bigint: &str) -> Vec<String> {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let types = crate::column_types(manager)?;
-        let statements = ddl(types.blob, types.bigint);
-        let db = manager.get_connection();
-        for sql in statements {
-            db.execute_unprepared(&sql).await?;
-        }
-        Ok(())
+        crate::execute_all(manager, &ddl(types.blob, types.bigint)).await
     }
 }

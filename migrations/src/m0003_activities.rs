@@ -1,7 +1,6 @@
 //! Canonical activity definitions, merged from the statements that carry them.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::ConnectionTrait;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -17,7 +16,6 @@ impl MigrationTrait for Migration {
                 updated_us {bigint} NOT NULL
             )"
         );
-        manager.get_connection().execute_unprepared(&sql).await?;
-        Ok(())
+        crate::execute_all(manager, &[sql]).await
     }
 }

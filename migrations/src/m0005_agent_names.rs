@@ -1,7 +1,6 @@
 //! The names each agent has been given in statements, for the Agents resource.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::ConnectionTrait;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -18,7 +17,6 @@ impl MigrationTrait for Migration {
                 updated_us {bigint} NOT NULL
             )"
         );
-        manager.get_connection().execute_unprepared(&sql).await?;
-        Ok(())
+        crate::execute_all(manager, &[sql]).await
     }
 }

@@ -3,7 +3,6 @@
 //! still states a version).
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::ConnectionTrait;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -11,7 +10,6 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared("ALTER TABLE credential ADD COLUMN default_version TEXT").await?;
-        Ok(())
+        crate::execute_all(manager, &["ALTER TABLE credential ADD COLUMN default_version TEXT"]).await
     }
 }

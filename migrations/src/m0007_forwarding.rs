@@ -2,7 +2,6 @@
 //! in the statement's own transaction, delivered at least once.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::ConnectionTrait;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -51,9 +50,6 @@ impl MigrationTrait for Migration {
                 )"
             ),
         ];
-        for sql in statements {
-            manager.get_connection().execute_unprepared(&sql).await?;
-        }
-        Ok(())
+        crate::execute_all(manager, &statements).await
     }
 }
