@@ -169,17 +169,16 @@ pub async fn stored_between(
     limit: u32,
 ) -> anyhow::Result<Vec<(i64, String, String)>> {
     let backend = db.get_database_backend();
-    let p = |n| super::sql::p(backend, n);
     let select = format!(
         "SELECT seq, id, body FROM statement WHERE seq > {} AND stored_us >= {} AND stored_us <= {} ORDER BY seq LIMIT {}",
-        p(1),
-        p(2),
-        p(3),
-        p(4)
+        p(backend, 1),
+        p(backend, 2),
+        p(backend, 3),
+        p(backend, 4)
     );
     let values = vec![after_seq.into(), since_us.into(), until_us.into(), i64::from(limit).into()];
     let mut out = Vec::new();
-    for r in db.query_all_raw(super::sql::stmt(backend, select, values)).await? {
+    for r in db.query_all_raw(sql::stmt(backend, select, values)).await? {
         out.push((r.try_get_by_index(0)?, r.try_get_by_index(1)?, r.try_get_by_index(2)?));
     }
     Ok(out)
