@@ -73,13 +73,16 @@ async fn postgres_database() -> Option<String> {
     };
     let pid = std::process::id();
     if CLEANED.set(()).is_ok() {
-        // Databases of earlier runs (other pids) are left over only if a run was killed.
+        // Databases of earlier runs are left over only if a run was killed:
+        // drop those whose process is gone, never those of a run going on
+        // beside this one.
         let rows: Vec<(String,)> = sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'xlrs_t_%'")
             .fetch_all(&mut conn)
             .await
             .unwrap_or_default();
         for (name,) in rows {
-            if !name.starts_with(&format!("xlrs_t_{pid}_")) {
+            let owner = name.trim_start_matches("xlrs_t_").split('_').next().unwrap_or_default();
+            if !std::path::Path::new("/proc").join(owner).exists() {
                 let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
                 let _ = sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut conn).await;
             }

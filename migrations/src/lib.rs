@@ -11,6 +11,7 @@ mod m0004_attachment_chunks;
 mod m0005_agent_names;
 mod m0006_credential_version;
 mod m0007_forwarding;
+mod m0008_forward_mapping;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_agent_names::Migration),
             Box::new(m0006_credential_version::Migration),
             Box::new(m0007_forwarding::Migration),
+            Box::new(m0008_forward_mapping::Migration),
         ]
     }
 }

@@ -28,6 +28,44 @@ pub struct TargetConfig {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// Who a statement's actor is on the target (learning platforms).
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    /// Which course (and unit) of the target an activity IRI is.
+    #[serde(default, rename = "course")]
+    pub courses: Vec<CourseRule>,
+}
+
+/// How a learner is found on a platform, after the identity table (rows an
+/// operator set, and earlier lookups, found or not).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// The e-mail of an `mbox` actor identifies them.
+    pub mbox: bool,
+    /// An `account` actor whose homePage is one of these is known to the
+    /// platform by the account's `name`.
+    pub account_home_pages: Vec<String>,
+    /// How long a platform lookup is trusted, found and not found.
+    pub found_ttl_hours: u64,
+    pub not_found_ttl_secs: u64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig { mbox: true, account_home_pages: Vec::new(), found_ttl_hours: 720, not_found_ttl_secs: 3600 }
+    }
+}
+
+/// An activity IRI, or a regular expression over it, and the platform's
+/// course id (with `$name` / `${name}` for the pattern's captures) and unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CourseRule {
+    pub activity: Option<String>,
+    pub pattern: Option<String>,
+    pub course: String,
+    pub unit: Option<String>,
 }
 
 fn yes() -> bool {
@@ -65,6 +103,62 @@ pub enum KindConfig {
         service_user_id: SecretRef,
         service_user_token: SecretRef,
     },
+    /// LearnWorlds (API v2): courses marked complete, learners optionally
+    /// enrolled on launch and reset when a completion is voided.
+    Learnworlds {
+        /// The school, e.g. `https://academy.example.com`; the token is
+        /// minted at `<school_url>/admin/api/oauth2/access_token`.
+        school_url: String,
+        /// Base of the v2 calls (default `<school_url>/admin/api`).
+        api_url: Option<String>,
+        client_id: SecretRef,
+        client_secret: SecretRef,
+        #[serde(default)]
+        enroll_on_launch: bool,
+        #[serde(default)]
+        reset_on_void: bool,
+    },
+    /// Docebo: enrollment status, score and completion through the batch
+    /// import, one batch call at a time.
+    Docebo {
+        /// The platform, e.g. `https://acme.docebosaas.com`.
+        url: String,
+        client_id: SecretRef,
+        client_secret: SecretRef,
+        /// With both set, the password grant as this (superadmin API) user;
+        /// otherwise client credentials.
+        username: Option<SecretRef>,
+        password: Option<SecretRef>,
+        /// Learners' usernames are their e-mails (no lookup needed).
+        #[serde(default)]
+        username_is_email: bool,
+        #[serde(default)]
+        enroll_on_launch: bool,
+    },
+    /// 360Learning (API v2): statistics of an API-based integration, in bulk
+    /// jobs polled to completion.
+    #[serde(rename = "360learning")]
+    Learning360 {
+        /// `https://app.360learning.com` (US: `https://app.us.360learning.com`).
+        #[serde(default = "learning360_url")]
+        url: String,
+        integration_id: String,
+        client_id: SecretRef,
+        client_secret: SecretRef,
+        company_id: Option<String>,
+    },
+    /// mobieusCore (mobieusLearn): learners enrolled on launch or
+    /// registration; it publishes no completion write, so completions are
+    /// recorded as unsupported.
+    Mobieus {
+        /// The tenant, e.g. `https://acme.mobieus.io`.
+        url: String,
+        api_key: SecretRef,
+    },
+}
+
+fn learning360_url() -> String {
+    "https://app.360learning.com".into()
 }
 
 fn hibob_url() -> String {
@@ -81,6 +175,10 @@ pub enum Kind {
     XapiLrs,
     Webhook,
     Hibob,
+    Learnworlds,
+    Docebo,
+    Learning360,
+    Mobieus,
 }
 
 impl KindConfig {
@@ -89,7 +187,27 @@ impl KindConfig {
             KindConfig::XapiLrs { .. } => Kind::XapiLrs,
             KindConfig::Webhook { .. } => Kind::Webhook,
             KindConfig::Hibob { .. } => Kind::Hibob,
+            KindConfig::Learnworlds { .. } => Kind::Learnworlds,
+            KindConfig::Docebo { .. } => Kind::Docebo,
+            KindConfig::Learning360 { .. } => Kind::Learning360,
+            KindConfig::Mobieus { .. } => Kind::Mobieus,
         }
+    }
+
+    /// Whether launch / registration statements enroll the learner.
+    pub fn enrolls(&self) -> bool {
+        match self {
+            KindConfig::Learnworlds { enroll_on_launch, .. } | KindConfig::Docebo { enroll_on_launch, .. } => {
+                *enroll_on_launch
+            }
+            KindConfig::Mobieus { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether voiding a forwarded completion undoes it on the target.
+    pub fn revokes(&self) -> bool {
+        matches!(self, KindConfig::Learnworlds { reset_on_void: true, .. })
     }
 }
 
@@ -178,6 +296,15 @@ impl ForwardingConfig {
             }
             if !names.insert(t.name.as_str()) {
                 bail!("two forwarders are named '{}'", t.name);
+            }
+            for rule in &t.courses {
+                match (&rule.activity, &rule.pattern) {
+                    (Some(_), None) => {}
+                    (None, Some(p)) => {
+                        regex::Regex::new(p).with_context(|| format!("forwarder '{}': course pattern {p}", t.name))?;
+                    }
+                    _ => bail!("forwarder '{}': a course rule has one of `activity` and `pattern`", t.name),
+                }
             }
             let d = &t.delivery;
             if d.batch_size == 0 || d.rate_per_sec <= 0.0 || d.max_attempts == 0 {

@@ -12,8 +12,10 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use super::Routing;
-use super::adapters::{Adapter, Channel, Job};
+use super::adapters::{Adapter, Channel, Ctx, Job};
 use super::config::{DeliveryConfig, ForwardingConfig, TargetConfig};
+use super::courses::Courses;
+use super::identity::Identities;
 use super::outcome::{Outcome, backoff};
 use super::rate::RateLimiter;
 use crate::store::outbox::{self, Claimed, Close, Status};
@@ -33,9 +35,12 @@ impl Dispatchers {
     /// their secrets read, before any starts).
     pub fn start(db: &DatabaseConnection, config: &ForwardingConfig, routing: &Routing) -> anyhow::Result<Dispatchers> {
         let (stop, stopped) = watch::channel(false);
+        // This node's name in target leases (platforms that take one call at a time).
+        let node = uuid::Uuid::new_v4().to_string();
         let mut dispatchers = Vec::new();
         for target in config.targets.iter().filter(|t| t.enabled) {
-            dispatchers.push(Dispatcher::new(db.clone(), target, routing.waker(&target.name), stopped.clone())?);
+            let waker = routing.waker(&target.name);
+            dispatchers.push(Dispatcher::new(db.clone(), target, waker, stopped.clone(), node.clone())?);
         }
         let mut tasks = JoinSet::new();
         for d in dispatchers {
@@ -61,6 +66,9 @@ struct Dispatcher {
     name: String,
     adapter: Adapter,
     channel: Channel,
+    identities: Identities,
+    courses: Courses,
+    node: String,
     delivery: DeliveryConfig,
     waker: Arc<Notify>,
     stopped: watch::Receiver<bool>,
@@ -75,6 +83,7 @@ impl Dispatcher {
         target: &TargetConfig,
         waker: Arc<Notify>,
         stopped: watch::Receiver<bool>,
+        node: String,
     ) -> anyhow::Result<Dispatcher> {
         let d = &target.delivery;
         let timeout = Duration::from_secs(d.timeout_secs.max(1));
@@ -89,6 +98,9 @@ impl Dispatcher {
             name: target.name.clone(),
             channel: Channel::new(client, RateLimiter::new(d.rate_per_sec, d.burst), adapter.buckets()),
             adapter,
+            identities: Identities::new(&target.name, &target.identity),
+            courses: Courses::new(&target.courses)?,
+            node,
             delivery: d.clone(),
             waker,
             stopped,
@@ -140,13 +152,36 @@ impl Dispatcher {
         }
         let limit = if self.breaker_open() { 1 } else { self.delivery.batch_size };
         let lease_us = self.delivery.lease().as_micros() as i64;
+        let exclusive = self.adapter.exclusive();
+        if exclusive && !outbox::acquire_target(&self.db, &self.name, &self.node, now_us + lease_us, now_us).await? {
+            // Another node is calling the target; it allows one call at a time.
+            return Ok(Next::Poll(POLL));
+        }
         let claimed = outbox::claim(&self.db, &self.name, limit, now_us, lease_us).await?;
         if claimed.is_empty() {
+            if exclusive {
+                outbox::release_target(&self.db, &self.name, &self.node).await?;
+            }
             // Another node was first.
             return Ok(Next::Poll(POLL));
         }
         let (jobs, mut closes) = self.jobs(claimed, now_us);
-        let outcomes = if jobs.is_empty() { Vec::new() } else { self.adapter.deliver(&self.channel, &jobs).await };
+        let jobs = if self.adapter.coalesces() { self.coalesce(jobs, now_us, &mut closes).await? } else { jobs };
+        let outcomes = if jobs.is_empty() {
+            Vec::new()
+        } else {
+            let ctx = Ctx {
+                target: &self.name,
+                channel: &self.channel,
+                db: &self.db,
+                identities: &self.identities,
+                courses: &self.courses,
+            };
+            self.adapter.deliver(&ctx, &jobs).await
+        };
+        if exclusive {
+            outbox::release_target(&self.db, &self.name, &self.node).await?;
+        }
         let now_us = Utc::now().timestamp_micros();
         let mut hold = Duration::ZERO;
         let mut pause = None;
@@ -193,6 +228,45 @@ impl Dispatcher {
             }
         }
         (jobs, closes)
+    }
+
+    /// A status target keeps one state per learner and activity: of a
+    /// claim's rows for one, only the furthest (the last of its rank) goes;
+    /// nor does a lower state go after an outcome was sent. The others are
+    /// closed `superseded`.
+    async fn coalesce(&self, jobs: Vec<Job>, now_us: i64, closes: &mut Vec<Close>) -> anyhow::Result<Vec<Job>> {
+        let lower: Vec<&str> =
+            jobs.iter().filter(|j| (1..3).contains(&j.op.rank())).map(|j| j.order_key.as_str()).collect();
+        let decided = if lower.is_empty() {
+            Default::default()
+        } else {
+            outbox::keys_with_outcome(&self.db, &self.name, &lower).await?
+        };
+        let mut furthest: std::collections::HashMap<&str, (u8, usize)> = Default::default();
+        for (i, job) in jobs.iter().enumerate().filter(|(_, j)| j.op.rank() > 0) {
+            let entry = furthest.entry(job.order_key.as_str()).or_insert((0, i));
+            if job.op.rank() >= entry.0 {
+                *entry = (job.op.rank(), i);
+            }
+        }
+        let keep: Vec<bool> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| {
+                let rank = j.op.rank();
+                rank == 0 || (furthest[j.order_key.as_str()].1 == i && (rank == 3 || !decided.contains(&j.order_key)))
+            })
+            .collect();
+        let mut kept = Vec::with_capacity(jobs.len());
+        for (job, keep) in jobs.into_iter().zip(keep) {
+            if keep {
+                kept.push(job);
+            } else {
+                let reason = "a later or further state of this learner on this activity was sent instead".to_owned();
+                closes.push(close_as(job.outbox_id, Status::Superseded, now_us, None, Some(reason)));
+            }
+        }
+        Ok(kept)
     }
 
     /// How a row is recorded after `outcome`.

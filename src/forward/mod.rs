@@ -10,11 +10,14 @@
 
 pub mod adapters;
 pub mod config;
+pub mod courses;
 pub mod dispatch;
+pub mod identity;
 pub mod outcome;
 pub mod rate;
 pub mod replay;
 pub mod router;
+pub mod token;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -23,10 +23,19 @@ pub enum Op {
     /// Make the statement's activity known to the platform's catalog (once
     /// per activity).
     Catalog,
+    /// The learner launched / registered for / initialized the activity:
+    /// enroll them (once per learner and activity).
+    Enroll,
+    /// The learner progressed (a cmi5 progress extension says how far).
+    Progress,
+    /// A voiding statement: undo what the voided statement did, if it was
+    /// forwarded to this target.
+    Revoke,
 }
 
 impl Op {
-    const ALL: [Op; 5] = [Op::Statement, Op::Complete, Op::Pass, Op::Fail, Op::Catalog];
+    const ALL: [Op; 8] =
+        [Op::Statement, Op::Complete, Op::Pass, Op::Fail, Op::Catalog, Op::Enroll, Op::Progress, Op::Revoke];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,6 +44,9 @@ impl Op {
             Op::Pass => "pass",
             Op::Fail => "fail",
             Op::Catalog => "catalog",
+            Op::Enroll => "enroll",
+            Op::Progress => "progress",
+            Op::Revoke => "revoke",
         }
     }
 
@@ -42,7 +54,7 @@ impl Op {
         Op::ALL.into_iter().find(|op| op.as_str() == s)
     }
 
-    /// The progress operation an ADL verb stands for.
+    /// The outcome operation an ADL verb stands for.
     fn of_verb(verb: &str) -> Option<Op> {
         match verb.strip_prefix(ADL_VERBS)? {
             "completed" => Some(Op::Complete),
@@ -51,7 +63,21 @@ impl Op {
             _ => None,
         }
     }
+
+    /// How far along a learner an operation puts them: a status target is
+    /// never sent a lower state after a higher one (`dispatch` coalesces).
+    pub fn rank(self) -> u8 {
+        match self {
+            Op::Enroll => 1,
+            Op::Progress => 2,
+            Op::Complete | Op::Pass | Op::Fail => 3,
+            Op::Statement | Op::Catalog | Op::Revoke => 0,
+        }
+    }
 }
+
+/// ADL verbs that start an attempt: a platform that enrolls does it then.
+const ENROLL_VERBS: [&str; 3] = ["launched", "registered", "initialized"];
 
 /// One outbox row to write for a statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +101,8 @@ struct Route {
 struct RoutedTarget {
     name: String,
     kind: Kind,
+    enrolls: bool,
+    revokes: bool,
     routes: Vec<Route>,
 }
 
@@ -93,6 +121,8 @@ impl Router {
             .map(|t| RoutedTarget {
                 name: t.name.clone(),
                 kind: t.kind.kind(),
+                enrolls: t.kind.enrolls(),
+                revokes: t.kind.revokes(),
                 routes: t.routes.iter().map(compile).collect(),
             })
             .collect();
@@ -108,6 +138,14 @@ impl Router {
         let mut out = Vec::new();
         let mut key = None;
         for target in &self.targets {
+            // A voiding statement's object is a StatementRef, which routes
+            // about activities never match: the target decides at delivery
+            // whether the voided statement was one it was sent.
+            if target.revokes && is_voiding(statement) {
+                let key: &str = key.get_or_insert_with(|| order_key(statement));
+                out.push(Planned { target: &target.name, op: Op::Revoke, order_key: key.to_owned(), dedupe_key: None });
+                continue;
+            }
             let routed = target.routes.is_empty() || target.routes.iter().any(|r| r.matches(statement));
             if routed {
                 let key: &str = key.get_or_insert_with(|| order_key(statement));
@@ -170,7 +208,34 @@ fn plan_for<'a>(target: &'a RoutedTarget, statement: &Value, order_key: &str, ou
                 out.push(row(op, None));
             }
         }
+        // Status platforms: where the learner is on a course.
+        Kind::Learnworlds | Kind::Docebo | Kind::Learning360 | Kind::Mobieus => {
+            let Some(word) = object_activity(statement)
+                .and(statement.pointer("/verb/id").and_then(Value::as_str))
+                .and_then(|v| v.strip_prefix(ADL_VERBS))
+            else {
+                return;
+            };
+            let op = match word {
+                "completed" => Op::Complete,
+                "passed" => Op::Pass,
+                // LearnWorlds has no way to record a failure.
+                "failed" if target.kind != Kind::Learnworlds => Op::Fail,
+                "progressed" if matches!(target.kind, Kind::Docebo | Kind::Learning360) => Op::Progress,
+                w if target.enrolls && ENROLL_VERBS.contains(&w) => {
+                    // Once per learner and activity: a second launch changes nothing.
+                    out.push(row(Op::Enroll, Some(format!("enroll:{order_key}"))));
+                    return;
+                }
+                _ => return,
+            };
+            out.push(row(op, None));
+        }
     }
+}
+
+fn is_voiding(statement: &Value) -> bool {
+    statement.pointer("/verb/id").and_then(Value::as_str) == Some("http://adlnet.gov/expapi/verbs/voided")
 }
 
 fn object_activity(statement: &Value) -> Option<&str> {
@@ -242,5 +307,48 @@ mod tests {
             (p.op, p.order_key.as_str()),
             (Op::Statement, "mbox:mailto:ann@example.com https://lms.example.com/c2")
         );
+    }
+
+    #[test]
+    fn status_platforms_get_outcomes_enrollments_and_revocations() {
+        let r = router(
+            r#"
+            [[forwarder]]
+            name = "lw"
+            kind = "learnworlds"
+            school_url = "https://school"
+            client_id = { env = "X" }
+            client_secret = { env = "Y" }
+            enroll_on_launch = true
+            reset_on_void = true
+            [[forwarder]]
+            name = "docebo"
+            kind = "docebo"
+            url = "https://d"
+            client_id = { env = "X" }
+            client_secret = { env = "Y" }
+            [[forwarder]]
+            name = "m"
+            kind = "mobieus"
+            url = "https://m"
+            api_key = { env = "K" }
+            "#,
+        );
+        let course = json!({"id": "https://lms/c1"});
+        let ops = |s: &Value| r.plan(s).into_iter().map(|p| (p.target, p.op)).collect::<Vec<_>>();
+        assert_eq!(
+            ops(&statement("completed", course.clone())),
+            [("lw", Op::Complete), ("docebo", Op::Complete), ("m", Op::Complete)]
+        );
+        assert_eq!(ops(&statement("failed", course.clone())), [("docebo", Op::Fail), ("m", Op::Fail)]);
+        assert_eq!(ops(&statement("progressed", course.clone())), [("docebo", Op::Progress)]);
+        let launched = statement("launched", course.clone());
+        assert_eq!(ops(&launched), [("lw", Op::Enroll), ("m", Op::Enroll)]);
+        let enroll = r.plan(&launched).remove(0);
+        assert_eq!(enroll.dedupe_key.as_deref(), Some("enroll:mbox:mailto:ann@example.com https://lms/c1"));
+        let voiding =
+            statement("voided", json!({"objectType": "StatementRef", "id": "0b6c9e7c-0000-4000-8000-000000000001"}));
+        assert_eq!(ops(&voiding), [("lw", Op::Revoke)]);
+        assert_eq!(ops(&statement("experienced", course)), []);
     }
 }

@@ -25,10 +25,12 @@ pub enum Status {
     Parked,
     /// Failed for good: the reason is in `last_error`.
     Dead,
+    /// A later row for the same learner and activity says more (coalesced).
+    Superseded,
 }
 
 impl Status {
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 9] = [
         Status::Pending,
         Status::InFlight,
         Status::Retry,
@@ -37,6 +39,7 @@ impl Status {
         Status::Unsupported,
         Status::Parked,
         Status::Dead,
+        Status::Superseded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +52,7 @@ impl Status {
             Status::Unsupported => "unsupported",
             Status::Parked => "parked",
             Status::Dead => "dead",
+            Status::Superseded => "superseded",
         }
     }
 
@@ -111,10 +115,14 @@ pub struct Claimed {
     pub id: i64,
     pub op: String,
     pub statement_id: String,
+    pub order_key: String,
     /// Attempts including this one.
     pub attempts: u32,
     pub created_us: i64,
     pub body: String,
+    /// The statement a StatementRef object points at, as stored (what a
+    /// voiding statement voids), if it is stored.
+    pub referenced_body: Option<String>,
 }
 
 /// Claims up to `limit` due rows of `target` until `now_us + lease_us`,
@@ -156,8 +164,9 @@ pub async fn claim(
         return Ok(Vec::new());
     }
     let select = format!(
-        "SELECT o.id, o.op, o.statement_id, o.attempts, o.created_us, s.body FROM forward_outbox o \
-         JOIN statement s ON s.seq = o.statement_seq WHERE o.id IN ({})",
+        "SELECT o.id, o.op, o.statement_id, o.order_key, o.attempts, o.created_us, s.body, r.body \
+         FROM forward_outbox o JOIN statement s ON s.seq = o.statement_seq \
+         LEFT JOIN statement r ON r.id = s.object_ref WHERE o.id IN ({})",
         ids.join(",")
     );
     let mut claimed = Vec::with_capacity(ids.len());
@@ -166,9 +175,11 @@ pub async fn claim(
             id: r.try_get_by_index(0)?,
             op: r.try_get_by_index(1)?,
             statement_id: r.try_get_by_index(2)?,
-            attempts: r.try_get_by_index::<i32>(3)?.max(0) as u32,
-            created_us: r.try_get_by_index(4)?,
-            body: r.try_get_by_index(5)?,
+            order_key: r.try_get_by_index(3)?,
+            attempts: r.try_get_by_index::<i32>(4)?.max(0) as u32,
+            created_us: r.try_get_by_index(5)?,
+            body: r.try_get_by_index(6)?,
+            referenced_body: r.try_get_by_index(7)?,
         });
     }
     txn.commit().await.context("commit claim")?;
@@ -379,4 +390,93 @@ pub async fn pauses(db: &DatabaseConnection) -> anyhow::Result<Vec<(String, i64,
         out.push((r.try_get_by_index(0)?, r.try_get_by_index(1)?, reason.unwrap_or_default()));
     }
     Ok(out)
+}
+
+/// Of these order keys, those for which `target` was already sent an
+/// outcome (complete, pass, fail): a lower state must not follow it.
+pub async fn keys_with_outcome(
+    db: &DatabaseConnection,
+    target: &str,
+    order_keys: &[&str],
+) -> anyhow::Result<std::collections::HashSet<String>> {
+    let backend = db.get_database_backend();
+    let mut found = std::collections::HashSet::new();
+    for chunk in sql::chunks(order_keys) {
+        let select = format!(
+            "SELECT DISTINCT order_key FROM forward_outbox WHERE target = {} AND status = 'succeeded' \
+             AND op IN ('complete', 'pass', 'fail') AND order_key IN ({})",
+            sql::p(backend, 1),
+            sql::list_placeholders(backend, chunk.len(), 2)
+        );
+        let mut values = vec![Value::from(target.to_owned())];
+        values.extend(chunk.iter().map(|k| Value::from(k.to_string())));
+        for r in db.query_all_raw(sql::stmt(backend, select, values)).await.context("earlier outcomes")? {
+            found.insert(r.try_get_by_index::<String>(0)?);
+        }
+    }
+    Ok(found)
+}
+
+/// Whether `target` was sent an outcome (complete, pass) for the statement `id`.
+pub async fn delivered_outcome(db: &DatabaseConnection, target: &str, statement_id: &str) -> anyhow::Result<bool> {
+    let backend = db.get_database_backend();
+    let select = format!(
+        "SELECT 1 FROM forward_outbox WHERE target = {} AND statement_id = {} AND status = 'succeeded' \
+         AND op IN ('complete', 'pass')",
+        sql::p(backend, 1),
+        sql::p(backend, 2)
+    );
+    let values = vec![Value::from(target.to_owned()), Value::from(statement_id.to_owned())];
+    Ok(db.query_one_raw(sql::stmt(backend, select, values)).await.context("delivered outcome")?.is_some())
+}
+
+/// Takes `target`'s lease for `node` until `until_us`, for platforms that
+/// allow one call at a time over every node; `false` while another node holds it.
+pub async fn acquire_target(
+    db: &DatabaseConnection,
+    target: &str,
+    node: &str,
+    until_us: i64,
+    now_us: i64,
+) -> anyhow::Result<bool> {
+    let backend = db.get_database_backend();
+    let p = |n| sql::p(backend, n);
+    let insert =
+        sql::insert_ignore(backend, "forward_target_state (target, updated_us)", &format!("({}, {})", p(1), p(2)));
+    db.execute_raw(sql::stmt(backend, insert, vec![Value::from(target.to_owned()), Value::from(now_us)]))
+        .await
+        .context("target state row")?;
+    let update = format!(
+        "UPDATE forward_target_state SET busy_node = {}, busy_until_us = {}, updated_us = {} WHERE target = {} \
+         AND (busy_node IS NULL OR busy_node = {} OR busy_until_us < {})",
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6)
+    );
+    let values = vec![
+        Value::from(node.to_owned()),
+        Value::from(until_us),
+        Value::from(now_us),
+        Value::from(target.to_owned()),
+        Value::from(node.to_owned()),
+        Value::from(now_us),
+    ];
+    let result = db.execute_raw(sql::stmt(backend, update, values)).await.context("take target lease")?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Gives up `target`'s lease if `node` holds it.
+pub async fn release_target(db: &DatabaseConnection, target: &str, node: &str) -> anyhow::Result<()> {
+    let backend = db.get_database_backend();
+    let update = format!(
+        "UPDATE forward_target_state SET busy_node = NULL, busy_until_us = NULL WHERE target = {} AND busy_node = {}",
+        sql::p(backend, 1),
+        sql::p(backend, 2)
+    );
+    let values = vec![Value::from(target.to_owned()), Value::from(node.to_owned())];
+    db.execute_raw(sql::stmt(backend, update, values)).await.context("release target lease")?;
+    Ok(())
 }

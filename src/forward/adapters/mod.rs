@@ -8,13 +8,26 @@ pub mod xapi_lrs;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use sea_orm::DatabaseConnection;
 use serde_json::Value;
 
 use super::config::{KindConfig, SecretRef, TargetConfig};
+use super::courses::Courses;
+use super::identity::Identities;
 use super::outcome::Outcome;
 use super::rate::RateLimiter;
 use super::router::Op;
 use crate::store::outbox::Claimed;
+
+/// What an adapter delivers with: the target's channel, the database (for
+/// the identity table and what was sent before), and the target's mappings.
+pub struct Ctx<'a> {
+    pub target: &'a str,
+    pub channel: &'a Channel,
+    pub db: &'a DatabaseConnection,
+    pub identities: &'a Identities,
+    pub courses: &'a Courses,
+}
 
 /// A claimed row with its operation known. The statement stays the JSON text
 /// it was stored as: targets that take it whole get that text, unparsed.
@@ -23,7 +36,12 @@ pub struct Job {
     pub outbox_id: i64,
     pub op: Op,
     pub statement_id: String,
+    /// The learner and the activity (see `router::order_key`).
+    pub order_key: String,
     pub body: String,
+    /// What the statement's StatementRef points at, as stored: for a
+    /// voiding statement, the statement it voids.
+    pub referenced_body: Option<String>,
     /// Attempts including this one.
     pub attempts: u32,
     pub created_us: i64,
@@ -38,7 +56,9 @@ impl Job {
             outbox_id: c.id,
             op,
             statement_id: c.statement_id,
+            order_key: c.order_key,
             body: c.body,
+            referenced_body: c.referenced_body,
             attempts: c.attempts,
             created_us: c.created_us,
         })
@@ -121,6 +141,12 @@ impl Adapter {
                 let user = (service_user_id.read(&target.name)?, service_user_token.read(&target.name)?);
                 Adapter::Hibob(hibob::Bob::new(url, provider_identifier, provider_name.clone(), user))
             }
+            KindConfig::Learnworlds { .. }
+            | KindConfig::Docebo { .. }
+            | KindConfig::Learning360 { .. }
+            | KindConfig::Mobieus { .. } => {
+                anyhow::bail!("forwarder '{}': this kind of target is not built yet", target.name)
+            }
         })
     }
 
@@ -132,12 +158,23 @@ impl Adapter {
         }
     }
 
+    /// Whether the target keeps one state per learner and course, so rows
+    /// of one claim are collapsed to the furthest (`dispatch`).
+    pub fn coalesces(&self) -> bool {
+        false
+    }
+
+    /// Whether the platform allows one call at a time over every node.
+    pub fn exclusive(&self) -> bool {
+        false
+    }
+
     /// Delivers `jobs`; one outcome per job, in order.
-    pub async fn deliver(&self, channel: &Channel, jobs: &[Job]) -> Vec<Outcome> {
+    pub async fn deliver(&self, ctx: &Ctx<'_>, jobs: &[Job]) -> Vec<Outcome> {
         match self {
-            Adapter::XapiLrs(a) => a.deliver(channel, jobs).await,
-            Adapter::Webhook(a) => a.deliver(channel, jobs).await,
-            Adapter::Hibob(a) => a.deliver(channel, jobs).await,
+            Adapter::XapiLrs(a) => a.deliver(ctx.channel, jobs).await,
+            Adapter::Webhook(a) => a.deliver(ctx.channel, jobs).await,
+            Adapter::Hibob(a) => a.deliver(ctx.channel, jobs).await,
         }
     }
 }

@@ -16,19 +16,19 @@ use crate::simulators::lrs::Lrs;
 use crate::simulators::webhook::Receiver;
 use crate::simulators::{Simulator, basic};
 
-const WAIT: Duration = Duration::from_secs(15);
+pub const WAIT: Duration = Duration::from_secs(15);
 
 /// A running app forwarding as `config` (TOML) says, with the files its
 /// secrets are read from.
-struct Forwarding {
-    app: TestApp,
+pub struct Forwarding {
+    pub app: TestApp,
     /// The app's database, to look at its outbox.
-    db: DatabaseConnection,
-    dir: tempfile::TempDir,
+    pub db: DatabaseConnection,
+    pub dir: tempfile::TempDir,
 }
 
 impl Forwarding {
-    async fn start(backend: Backend, config: &str, secrets: &[(&str, &str)]) -> Option<Forwarding> {
+    pub async fn start(backend: Backend, config: &str, secrets: &[(&str, &str)]) -> Option<Forwarding> {
         let dir = tempfile::tempdir().unwrap();
         for (name, value) in secrets {
             std::fs::write(dir.path().join(name), value).unwrap();
@@ -42,28 +42,28 @@ impl Forwarding {
     }
 
     /// Runs `xlrs forward <args>` on this app's database.
-    async fn cli(&self, args: &[&str]) {
+    pub async fn cli(&self, args: &[&str]) {
         let mut argv = vec!["xlrs", "forward", "--database-url", &self.app.database_url];
         argv.extend(args);
         xlrs::cli::run(<xlrs::cli::Cli as clap::Parser>::parse_from(argv)).await.expect("xlrs forward");
     }
 
-    async fn statuses(&self) -> Vec<(String, Status, i64)> {
+    pub async fn statuses(&self) -> Vec<(String, Status, i64)> {
         statuses(&self.db).await
     }
 
-    async fn settled(&self) -> Vec<(String, Status, i64)> {
+    pub async fn settled(&self) -> Vec<(String, Status, i64)> {
         settled(&self.db).await
     }
 }
 
 /// Outbox rows per status, over every target.
-async fn statuses(db: &DatabaseConnection) -> Vec<(String, Status, i64)> {
+pub async fn statuses(db: &DatabaseConnection) -> Vec<(String, Status, i64)> {
     outbox::counts(db).await.unwrap().into_iter().map(|c| (c.target, c.status, c.rows)).collect()
 }
 
 /// The statuses once no row is open any more (waits up to `WAIT`).
-async fn settled(db: &DatabaseConnection) -> Vec<(String, Status, i64)> {
+pub async fn settled(db: &DatabaseConnection) -> Vec<(String, Status, i64)> {
     let open = [Status::Pending, Status::InFlight, Status::Retry];
     let deadline = std::time::Instant::now() + WAIT;
     loop {
@@ -75,6 +75,7 @@ async fn settled(db: &DatabaseConnection) -> Vec<(String, Status, i64)> {
     }
 }
 
+/// Runs `$name` (an `async fn(Backend)`) once per backend.
 macro_rules! forwarding_test {
     ($name:ident) => {
         mod $name {
@@ -107,7 +108,7 @@ fn lrs_target(name: &str, sim_url: &str, extra: &str) -> String {
 
 const LRS_SECRETS: &[(&str, &str)] = &[("lrs-user", "fwd-key"), ("lrs-password", "fwd-secret\n")];
 
-fn with_verb(verb: &str) -> Value {
+pub fn with_verb(verb: &str) -> Value {
     let mut s = statement();
     s["verb"]["id"] = json!(verb);
     s

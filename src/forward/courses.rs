@@ -1,0 +1,88 @@
+//! Which course (and unit) of a platform an activity is: exact IRIs from a
+//! table, then regular expressions whose captures build the course id. An
+//! activity neither names is parked with the reason, to be mapped and retried.
+
+use std::collections::HashMap;
+
+use regex::Regex;
+
+use super::config::CourseRule;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Course {
+    pub id: String,
+    pub unit: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Courses {
+    exact: HashMap<String, Course>,
+    patterns: Vec<(Regex, String, Option<String>)>,
+}
+
+impl Courses {
+    /// The rules, checked already by `ForwardingConfig::parse`.
+    pub fn new(rules: &[CourseRule]) -> anyhow::Result<Courses> {
+        let mut courses = Courses::default();
+        for rule in rules {
+            match (&rule.activity, &rule.pattern) {
+                (Some(iri), _) => {
+                    courses.exact.insert(iri.clone(), Course { id: rule.course.clone(), unit: rule.unit.clone() });
+                }
+                (None, Some(p)) => courses.patterns.push((Regex::new(p)?, rule.course.clone(), rule.unit.clone())),
+                (None, None) => anyhow::bail!("a course rule has neither `activity` nor `pattern`"),
+            }
+        }
+        Ok(courses)
+    }
+
+    pub fn resolve(&self, iri: &str) -> Option<Course> {
+        if let Some(course) = self.exact.get(iri) {
+            return Some(course.clone());
+        }
+        self.patterns.iter().find_map(|(re, course, unit)| {
+            let caps = re.captures(iri)?;
+            let expand = |template: &str| {
+                let mut out = String::new();
+                caps.expand(template, &mut out);
+                out
+            };
+            Some(Course { id: expand(course), unit: unit.as_deref().map(expand) }).filter(|c| !c.id.is_empty())
+        })
+    }
+
+    /// `resolve`, or the reason a row is parked.
+    pub fn require(&self, iri: &str) -> Result<Course, String> {
+        self.resolve(iri).ok_or_else(|| {
+            format!("no course is mapped for the activity {iri}: add a [[forwarder.course]] rule, then retry")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_iris_then_patterns_with_captures() {
+        let rule = |activity: Option<&str>, pattern: Option<&str>, course: &str, unit: Option<&str>| CourseRule {
+            activity: activity.map(Into::into),
+            pattern: pattern.map(Into::into),
+            course: course.into(),
+            unit: unit.map(Into::into),
+        };
+        let courses = Courses::new(&[
+            rule(Some("https://lms/c/special"), None, "fire-safety", None),
+            rule(None, Some(r"^https://lms/c/(?P<code>[^/]+)/u/(?P<unit>[^/]+)$"), "$code", Some("${unit}")),
+            rule(None, Some(r"^https://lms/c/(?P<code>[^/]+)$"), "course-$code", None),
+        ])
+        .unwrap();
+        assert_eq!(courses.resolve("https://lms/c/special"), Some(Course { id: "fire-safety".into(), unit: None }));
+        assert_eq!(
+            courses.resolve("https://lms/c/sleep/u/7"),
+            Some(Course { id: "sleep".into(), unit: Some("7".into()) })
+        );
+        assert_eq!(courses.resolve("https://lms/c/sleep").unwrap().id, "course-sleep");
+        assert!(courses.require("https://other/x").unwrap_err().contains("https://other/x"));
+    }
+}
