@@ -4,6 +4,7 @@
 
 pub mod bob;
 pub mod lrs;
+pub mod mobieus;
 pub mod webhook;
 
 use std::collections::HashMap;

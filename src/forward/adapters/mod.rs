@@ -2,6 +2,7 @@
 //! on the target and says what became of each.
 
 pub mod hibob;
+pub mod mobieus;
 pub mod webhook;
 pub mod xapi_lrs;
 
@@ -121,6 +122,7 @@ pub enum Adapter {
     XapiLrs(xapi_lrs::XapiLrs),
     Webhook(webhook::Webhook),
     Hibob(hibob::Bob),
+    Mobieus(mobieus::Mobieus),
 }
 
 impl Adapter {
@@ -141,10 +143,10 @@ impl Adapter {
                 let user = (service_user_id.read(&target.name)?, service_user_token.read(&target.name)?);
                 Adapter::Hibob(hibob::Bob::new(url, provider_identifier, provider_name.clone(), user))
             }
-            KindConfig::Learnworlds { .. }
-            | KindConfig::Docebo { .. }
-            | KindConfig::Learning360 { .. }
-            | KindConfig::Mobieus { .. } => {
+            KindConfig::Mobieus { url, api_key } => {
+                Adapter::Mobieus(mobieus::Mobieus::new(url, api_key.read(&target.name)?))
+            }
+            KindConfig::Learnworlds { .. } | KindConfig::Docebo { .. } | KindConfig::Learning360 { .. } => {
                 anyhow::bail!("forwarder '{}': this kind of target is not built yet", target.name)
             }
         })
@@ -175,6 +177,7 @@ impl Adapter {
             Adapter::XapiLrs(a) => a.deliver(ctx.channel, jobs).await,
             Adapter::Webhook(a) => a.deliver(ctx.channel, jobs).await,
             Adapter::Hibob(a) => a.deliver(ctx.channel, jobs).await,
+            Adapter::Mobieus(a) => a.deliver(ctx, jobs).await,
         }
     }
 }
