@@ -451,3 +451,4 @@ async fn the_circuit_opens_after_failed_rounds(backend: Backend) {
 }
 
 mod mobieus;
+mod outage;

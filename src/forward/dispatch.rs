@@ -166,6 +166,7 @@ impl Dispatcher {
             return Ok(Next::Poll(POLL));
         }
         let (jobs, mut closes) = self.jobs(claimed, now_us);
+        self.channel.begin_round();
         let jobs = if self.adapter.coalesces() { self.coalesce(jobs, now_us, &mut closes).await? } else { jobs };
         let outcomes = if jobs.is_empty() {
             Vec::new()
@@ -189,13 +190,13 @@ impl Dispatcher {
         let mut transient = !jobs.is_empty();
         for (job, outcome) in jobs.iter().zip(outcomes) {
             tracing::debug!(target_name = %self.name, outbox_id = job.outbox_id, outcome = outcome.label(), "delivery");
-            if let Outcome::Retry { after: Some(after), .. } = &outcome {
+            if let Outcome::Retry { after: Some(after), .. } | Outcome::NotSent { after } = &outcome {
                 hold = hold.max(*after);
             }
             if let Outcome::PauseTarget { reason, .. } = &outcome {
                 pause.get_or_insert_with(|| reason.clone());
             }
-            transient &= matches!(outcome, Outcome::Retry { .. });
+            transient &= matches!(outcome, Outcome::Retry { .. } | Outcome::NotSent { .. });
             closes.push(self.close(job, outcome, now_us));
         }
         outbox::close(&self.db, &closes, now_us).await?;
@@ -283,6 +284,12 @@ impl Dispatcher {
             }
             Outcome::Dead { http_status, reason } => {
                 close_as(row.outbox_id, Status::Dead, now_us, http_status, Some(reason))
+            }
+            Outcome::NotSent { after } => {
+                let after = after.max(Duration::from_millis(d.retry_base_ms));
+                let error = "not sent: the target asked for quiet, or an earlier request of the round failed".into();
+                let next = now_us + after.as_micros() as i64;
+                Close { uncount: true, ..close_as(row.outbox_id, Status::Retry, next, None, Some(error)) }
             }
             Outcome::PauseTarget { http_status, reason } => {
                 Close { uncount: true, ..close_as(row.outbox_id, Status::Pending, now_us, http_status, Some(reason)) }

@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
+use super::adapters::SendError;
+
 /// The longest `Retry-After` honoured; a target asking for more is asked
 /// again after this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -41,6 +43,12 @@ pub enum Outcome {
         http_status: Option<u16>,
         reason: String,
     },
+    /// Not sent this round (the target asked for quiet, or an earlier request
+    /// failed): due again after `after` (or a first backoff), the attempt
+    /// uncounted.
+    NotSent {
+        after: Duration,
+    },
     /// The target refuses us (credentials, permissions): stop sending to it.
     /// The row is not at fault and is delivered once the target resumes.
     PauseTarget {
@@ -59,14 +67,20 @@ impl Outcome {
             Outcome::Park { .. } => "parked",
             Outcome::Dead { .. } => "permanent",
             Outcome::PauseTarget { .. } => "paused",
+            Outcome::NotSent { .. } => "not_sent",
         }
     }
 
-    /// A failure on the network, before any answer.
-    pub fn network(error: &reqwest::Error) -> Outcome {
-        // The error's text names the URL at most, never credentials.
-        let kind = if error.is_timeout() { "timed out" } else { "request failed" };
-        Outcome::Retry { http_status: None, error: format!("{kind}: {error}"), after: None, throttled: false }
+    /// No answer: a failure on the network, or the request was not sent.
+    pub fn network(error: &SendError) -> Outcome {
+        match error {
+            SendError::Network(error) => {
+                // The error's text names the URL at most, never credentials.
+                let kind = if error.is_timeout() { "timed out" } else { "request failed" };
+                Outcome::Retry { http_status: None, error: format!("{kind}: {error}"), after: None, throttled: false }
+            }
+            SendError::NotSent(after) => Outcome::NotSent { after: *after },
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! A token bucket per target whose rate halves when the target says 429 and
 //! creeps back up after a quiet while (AIMD), so a shared quota is not
-//! hammered.
+//! hammered. One throttling episode halves it once: the 429s that answer
+//! probes during a `Retry-After` hold say nothing new about our rate, and
+//! would otherwise leave it at the floor long after the target recovered.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +13,8 @@ pub struct RateLimiter {
     tokens: f64,
     last: Instant,
     last_throttled: Option<Instant>,
+    /// A request went through since the last halving.
+    answered_since_throttled: bool,
 }
 
 /// How long after the last 429 the rate starts to recover.
@@ -26,6 +30,7 @@ impl RateLimiter {
             tokens: burst,
             last: Instant::now(),
             last_throttled: None,
+            answered_since_throttled: true,
         }
     }
 
@@ -40,12 +45,21 @@ impl RateLimiter {
         if self.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-self.tokens / self.rate) }
     }
 
-    /// The target answered 429: halve the rate (down to 1/64 of the setting).
+    /// The target answered 429: halve the rate (down to 1/64 of the
+    /// setting), once per episode.
     pub fn throttled(&mut self, now: Instant) {
         self.refill(now);
-        self.rate = (self.rate / 2.0).max(self.configured / 64.0);
+        if self.answered_since_throttled {
+            self.rate = (self.rate / 2.0).max(self.configured / 64.0);
+            self.answered_since_throttled = false;
+        }
         self.tokens = self.tokens.min(0.0);
         self.last_throttled = Some(now);
+    }
+
+    /// The target answered something other than 429.
+    pub fn answered(&mut self) {
+        self.answered_since_throttled = true;
     }
 
     fn refill(&mut self, now: Instant) {
@@ -83,12 +97,16 @@ mod tests {
         let mut r = RateLimiter::new(8.0, 1);
         r.throttled(t0);
         r.throttled(t0);
+        assert_eq!(r.rate(), 4.0, "one episode, one halving");
+        r.answered();
+        r.throttled(t0);
         assert_eq!(r.rate(), 2.0);
         r.reserve(t0 + Duration::from_secs(30));
         assert_eq!(r.rate(), 2.0, "not quiet yet");
         r.reserve(t0 + Duration::from_secs(61));
         assert!((r.rate() - 2.8).abs() < 1e-9, "{}", r.rate());
         for _ in 0..20 {
+            r.answered();
             r.throttled(t0);
         }
         assert_eq!(r.rate(), 8.0 / 64.0);

@@ -7,6 +7,7 @@ pub mod webhook;
 pub mod xapi_lrs;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sea_orm::DatabaseConnection;
@@ -15,7 +16,7 @@ use serde_json::Value;
 use super::config::{KindConfig, SecretRef, TargetConfig};
 use super::courses::Courses;
 use super::identity::Identities;
-use super::outcome::Outcome;
+use super::outcome::{Outcome, retry_after};
 use super::rate::RateLimiter;
 use super::router::Op;
 use crate::store::outbox::Claimed;
@@ -73,25 +74,49 @@ impl Job {
 
 /// What every adapter sends through: one HTTP client, paced by the target's
 /// rate limiters (the configured one, and any a platform documents for some
-/// of its endpoints).
+/// of its endpoints). Once the target asks for quiet (`Retry-After`) or a
+/// request of this round fails transiently, the rest of the round is not
+/// sent: a down target gets one probe per round, not one request per row.
 pub struct Channel {
     pub client: reqwest::Client,
     limiter: Mutex<RateLimiter>,
     buckets: Vec<(&'static str, Mutex<RateLimiter>)>,
+    hold_until: Mutex<Option<Instant>>,
+    round_failed: AtomicBool,
 }
 
 /// A platform's own limit on some endpoints: name, requests per second, burst.
 pub type Bucket = (&'static str, f64, u32);
 
+/// Why a request got no answer.
+#[derive(Debug)]
+pub enum SendError {
+    Network(reqwest::Error),
+    /// Not sent: the target asked us to wait this long, or (zero) an earlier
+    /// request of this round failed.
+    NotSent(Duration),
+}
+
 impl Channel {
     pub fn new(client: reqwest::Client, limiter: RateLimiter, buckets: &[Bucket]) -> Channel {
         let buckets =
             buckets.iter().map(|(name, rate, burst)| (*name, Mutex::new(RateLimiter::new(*rate, *burst)))).collect();
-        Channel { client, limiter: Mutex::new(limiter), buckets }
+        Channel {
+            client,
+            limiter: Mutex::new(limiter),
+            buckets,
+            hold_until: Mutex::new(None),
+            round_failed: AtomicBool::new(false),
+        }
+    }
+
+    /// A new round of deliveries: requests may go again (unless held).
+    pub fn begin_round(&self) {
+        self.round_failed.store(false, Ordering::Relaxed);
     }
 
     /// Sends `request` once the rate allows; a 429 slows the target down.
-    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, SendError> {
         self.send_in(None, request).await
     }
 
@@ -100,7 +125,14 @@ impl Channel {
         &self,
         bucket: Option<&str>,
         request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, reqwest::Error> {
+    ) -> Result<reqwest::Response, SendError> {
+        let held = self.hold_until.lock().expect("hold lock").and_then(|t| t.checked_duration_since(Instant::now()));
+        if let Some(wait) = held.filter(|w| *w > Duration::ZERO) {
+            return Err(SendError::NotSent(wait));
+        }
+        if self.round_failed.load(Ordering::Relaxed) {
+            return Err(SendError::NotSent(Duration::ZERO));
+        }
         let bucket = bucket.and_then(|b| self.buckets.iter().find(|(name, _)| *name == b)).map(|(_, l)| l);
         let limiters = [Some(&self.limiter), bucket];
         let now = Instant::now();
@@ -108,10 +140,20 @@ impl Channel {
         if let Some(wait) = wait.filter(|w| *w > Duration::ZERO) {
             tokio::time::sleep(wait).await;
         }
-        let response = request.send().await?;
-        if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            for l in limiters.iter().flatten() {
-                l.lock().expect("rate limiter lock").throttled(Instant::now());
+        let response = request.send().await.map_err(|e| {
+            self.round_failed.store(true, Ordering::Relaxed);
+            SendError::Network(e)
+        })?;
+        let status = response.status();
+        let throttled = status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+        for l in limiters.iter().flatten() {
+            let mut l = l.lock().expect("rate limiter lock");
+            if throttled { l.throttled(Instant::now()) } else { l.answered() }
+        }
+        if matches!(status.as_u16(), 408 | 425 | 429 | 500..=599) {
+            self.round_failed.store(true, Ordering::Relaxed);
+            if let Some(after) = retry_after(response.headers(), chrono::Utc::now()) {
+                *self.hold_until.lock().expect("hold lock") = Some(Instant::now() + after);
             }
         }
         Ok(response)
