@@ -2,6 +2,7 @@
 //! on the target and says what became of each.
 
 pub mod hibob;
+pub mod learnworlds;
 pub mod webhook;
 pub mod xapi_lrs;
 
@@ -121,6 +122,7 @@ pub enum Adapter {
     XapiLrs(xapi_lrs::XapiLrs),
     Webhook(webhook::Webhook),
     Hibob(hibob::Bob),
+    Learnworlds(learnworlds::LearnWorlds),
 }
 
 impl Adapter {
@@ -141,10 +143,11 @@ impl Adapter {
                 let user = (service_user_id.read(&target.name)?, service_user_token.read(&target.name)?);
                 Adapter::Hibob(hibob::Bob::new(url, provider_identifier, provider_name.clone(), user))
             }
-            KindConfig::Learnworlds { .. }
-            | KindConfig::Docebo { .. }
-            | KindConfig::Learning360 { .. }
-            | KindConfig::Mobieus { .. } => {
+            KindConfig::Learnworlds { school_url, api_url, client_id, client_secret, .. } => {
+                let client = (client_id.read(&target.name)?, client_secret.read(&target.name)?);
+                Adapter::Learnworlds(learnworlds::LearnWorlds::new(school_url, api_url.as_deref(), client))
+            }
+            KindConfig::Docebo { .. } | KindConfig::Learning360 { .. } | KindConfig::Mobieus { .. } => {
                 anyhow::bail!("forwarder '{}': this kind of target is not built yet", target.name)
             }
         })
@@ -154,6 +157,7 @@ impl Adapter {
     pub fn buckets(&self) -> &'static [Bucket] {
         match self {
             Adapter::Hibob(_) => hibob::BUCKETS,
+            Adapter::Learnworlds(_) => learnworlds::BUCKETS,
             _ => &[],
         }
     }
@@ -161,7 +165,7 @@ impl Adapter {
     /// Whether the target keeps one state per learner and course, so rows
     /// of one claim are collapsed to the furthest (`dispatch`).
     pub fn coalesces(&self) -> bool {
-        false
+        matches!(self, Adapter::Learnworlds(_))
     }
 
     /// Whether the platform allows one call at a time over every node.
@@ -175,6 +179,7 @@ impl Adapter {
             Adapter::XapiLrs(a) => a.deliver(ctx.channel, jobs).await,
             Adapter::Webhook(a) => a.deliver(ctx.channel, jobs).await,
             Adapter::Hibob(a) => a.deliver(ctx.channel, jobs).await,
+            Adapter::Learnworlds(a) => a.deliver(ctx, jobs).await,
         }
     }
 }
