@@ -2,6 +2,7 @@
 //! on the target and says what became of each.
 
 pub mod hibob;
+pub mod learnworlds;
 pub mod mobieus;
 pub mod webhook;
 pub mod xapi_lrs;
@@ -165,6 +166,7 @@ pub enum Adapter {
     Webhook(webhook::Webhook),
     Hibob(hibob::Bob),
     Mobieus(mobieus::Mobieus),
+    Learnworlds(learnworlds::LearnWorlds),
 }
 
 impl Adapter {
@@ -188,7 +190,11 @@ impl Adapter {
             KindConfig::Mobieus { url, api_key } => {
                 Adapter::Mobieus(mobieus::Mobieus::new(url, api_key.read(&target.name)?))
             }
-            KindConfig::Learnworlds { .. } | KindConfig::Docebo { .. } | KindConfig::Learning360 { .. } => {
+            KindConfig::Learnworlds { school_url, api_url, client_id, client_secret, .. } => {
+                let client = (client_id.read(&target.name)?, client_secret.read(&target.name)?);
+                Adapter::Learnworlds(learnworlds::LearnWorlds::new(school_url, api_url.as_deref(), client))
+            }
+            KindConfig::Docebo { .. } | KindConfig::Learning360 { .. } => {
                 anyhow::bail!("forwarder '{}': this kind of target is not built yet", target.name)
             }
         })
@@ -198,6 +204,7 @@ impl Adapter {
     pub fn buckets(&self) -> &'static [Bucket] {
         match self {
             Adapter::Hibob(_) => hibob::BUCKETS,
+            Adapter::Learnworlds(_) => learnworlds::BUCKETS,
             _ => &[],
         }
     }
@@ -205,7 +212,7 @@ impl Adapter {
     /// Whether the target keeps one state per learner and course, so rows
     /// of one claim are collapsed to the furthest (`dispatch`).
     pub fn coalesces(&self) -> bool {
-        false
+        matches!(self, Adapter::Learnworlds(_))
     }
 
     /// Whether the platform allows one call at a time over every node.
@@ -220,6 +227,7 @@ impl Adapter {
             Adapter::Webhook(a) => a.deliver(ctx.channel, jobs).await,
             Adapter::Hibob(a) => a.deliver(ctx.channel, jobs).await,
             Adapter::Mobieus(a) => a.deliver(ctx, jobs).await,
+            Adapter::Learnworlds(a) => a.deliver(ctx, jobs).await,
         }
     }
 }
