@@ -1,6 +1,7 @@
 //! One adapter per kind of target: it turns claimed outbox rows into calls
 //! on the target and says what became of each.
 
+pub mod docebo;
 pub mod hibob;
 pub mod webhook;
 pub mod xapi_lrs;
@@ -17,6 +18,7 @@ use super::identity::Identities;
 use super::outcome::Outcome;
 use super::rate::RateLimiter;
 use super::router::Op;
+use super::token;
 use crate::store::outbox::Claimed;
 
 /// What an adapter delivers with: the target's channel, the database (for
@@ -121,6 +123,7 @@ pub enum Adapter {
     XapiLrs(xapi_lrs::XapiLrs),
     Webhook(webhook::Webhook),
     Hibob(hibob::Bob),
+    Docebo(docebo::Docebo),
 }
 
 impl Adapter {
@@ -141,10 +144,17 @@ impl Adapter {
                 let user = (service_user_id.read(&target.name)?, service_user_token.read(&target.name)?);
                 Adapter::Hibob(hibob::Bob::new(url, provider_identifier, provider_name.clone(), user))
             }
-            KindConfig::Learnworlds { .. }
-            | KindConfig::Docebo { .. }
-            | KindConfig::Learning360 { .. }
-            | KindConfig::Mobieus { .. } => {
+            KindConfig::Docebo { url, client_id, client_secret, username, password, username_is_email, .. } => {
+                let user = match (secret(username)?, secret(password)?) {
+                    (Some(u), Some(p)) => Some((u, p)),
+                    (None, None) => None,
+                    _ => anyhow::bail!("forwarder '{}': set both username and password, or neither", target.name),
+                };
+                let client = (client_id.read(&target.name)?, client_secret.read(&target.name)?);
+                let tokens = token::TokenSource::docebo(url, client.0, client.1, user);
+                Adapter::Docebo(docebo::Docebo::new(url, tokens, *username_is_email))
+            }
+            KindConfig::Learnworlds { .. } | KindConfig::Learning360 { .. } | KindConfig::Mobieus { .. } => {
                 anyhow::bail!("forwarder '{}': this kind of target is not built yet", target.name)
             }
         })
@@ -161,12 +171,12 @@ impl Adapter {
     /// Whether the target keeps one state per learner and course, so rows
     /// of one claim are collapsed to the furthest (`dispatch`).
     pub fn coalesces(&self) -> bool {
-        false
+        matches!(self, Adapter::Docebo(_))
     }
 
     /// Whether the platform allows one call at a time over every node.
     pub fn exclusive(&self) -> bool {
-        false
+        matches!(self, Adapter::Docebo(_))
     }
 
     /// Delivers `jobs`; one outcome per job, in order.
@@ -175,6 +185,7 @@ impl Adapter {
             Adapter::XapiLrs(a) => a.deliver(ctx.channel, jobs).await,
             Adapter::Webhook(a) => a.deliver(ctx.channel, jobs).await,
             Adapter::Hibob(a) => a.deliver(ctx.channel, jobs).await,
+            Adapter::Docebo(a) => a.deliver(ctx, jobs).await,
         }
     }
 }
