@@ -450,6 +450,7 @@ async fn the_circuit_opens_after_failed_rounds(backend: Backend) {
     assert_eq!(f.settled().await, vec![("backup".to_owned(), Status::Succeeded, 10)]);
 }
 
+mod docebo;
 mod learnworlds;
 mod mobieus;
 mod outage;

@@ -3,6 +3,7 @@
 //! to fail for a while (a status, with or without `Retry-After`).
 
 pub mod bob;
+pub mod docebo;
 pub mod learnworlds;
 pub mod lrs;
 pub mod mobieus;

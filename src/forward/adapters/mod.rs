@@ -1,6 +1,7 @@
 //! One adapter per kind of target: it turns claimed outbox rows into calls
 //! on the target and says what became of each.
 
+pub mod docebo;
 pub mod hibob;
 pub mod learnworlds;
 pub mod mobieus;
@@ -20,6 +21,7 @@ use super::identity::Identities;
 use super::outcome::{Outcome, retry_after};
 use super::rate::RateLimiter;
 use super::router::Op;
+use super::token;
 use crate::store::outbox::Claimed;
 
 /// What an adapter delivers with: the target's channel, the database (for
@@ -167,6 +169,7 @@ pub enum Adapter {
     Hibob(hibob::Bob),
     Mobieus(mobieus::Mobieus),
     Learnworlds(learnworlds::LearnWorlds),
+    Docebo(docebo::Docebo),
 }
 
 impl Adapter {
@@ -194,7 +197,17 @@ impl Adapter {
                 let client = (client_id.read(&target.name)?, client_secret.read(&target.name)?);
                 Adapter::Learnworlds(learnworlds::LearnWorlds::new(school_url, api_url.as_deref(), client))
             }
-            KindConfig::Docebo { .. } | KindConfig::Learning360 { .. } => {
+            KindConfig::Docebo { url, client_id, client_secret, username, password, username_is_email, .. } => {
+                let user = match (secret(username)?, secret(password)?) {
+                    (Some(u), Some(p)) => Some((u, p)),
+                    (None, None) => None,
+                    _ => anyhow::bail!("forwarder '{}': set both username and password, or neither", target.name),
+                };
+                let client = (client_id.read(&target.name)?, client_secret.read(&target.name)?);
+                let tokens = token::TokenSource::docebo(url, client.0, client.1, user);
+                Adapter::Docebo(docebo::Docebo::new(url, tokens, *username_is_email))
+            }
+            KindConfig::Learning360 { .. } => {
                 anyhow::bail!("forwarder '{}': this kind of target is not built yet", target.name)
             }
         })
@@ -212,12 +225,12 @@ impl Adapter {
     /// Whether the target keeps one state per learner and course, so rows
     /// of one claim are collapsed to the furthest (`dispatch`).
     pub fn coalesces(&self) -> bool {
-        matches!(self, Adapter::Learnworlds(_))
+        matches!(self, Adapter::Learnworlds(_) | Adapter::Docebo(_))
     }
 
     /// Whether the platform allows one call at a time over every node.
     pub fn exclusive(&self) -> bool {
-        false
+        matches!(self, Adapter::Docebo(_))
     }
 
     /// Delivers `jobs`; one outcome per job, in order.
@@ -228,6 +241,7 @@ impl Adapter {
             Adapter::Hibob(a) => a.deliver(ctx.channel, jobs).await,
             Adapter::Mobieus(a) => a.deliver(ctx, jobs).await,
             Adapter::Learnworlds(a) => a.deliver(ctx, jobs).await,
+            Adapter::Docebo(a) => a.deliver(ctx, jobs).await,
         }
     }
 }
