@@ -84,8 +84,16 @@ async fn status(_: Operator, state: web::Data<AppState>) -> Result<HttpResponse,
 #[derive(Deserialize)]
 struct RowsQuery {
     status: Option<String>,
-    limit: Option<u32>,
-    after: Option<i64>,
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+/// A number from the query, or a 400 naming the parameter.
+fn number<T: std::str::FromStr>(name: &str, value: Option<&str>, default: T) -> Result<T, LrsError> {
+    match value.filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| LrsError::bad_request(format!("{name} '{v}' is not a whole number"))),
+    }
 }
 
 async fn rows(
@@ -96,7 +104,9 @@ async fn rows(
 ) -> Result<HttpResponse, LrsError> {
     let q: RowsQuery = query(&req)?;
     let status = q.status.as_deref().filter(|s| !s.is_empty()).map(operations::parse_status).transpose()?;
-    let page = ops(&state).rows(&target, status, q.after.unwrap_or(0), q.limit.unwrap_or(DEFAULT_LIMIT)).await?;
+    let limit = number("limit", q.limit.as_deref(), DEFAULT_LIMIT)?;
+    let after = number("after", q.after.as_deref(), 0)?;
+    let page = ops(&state).rows(&target, status, after, limit).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 

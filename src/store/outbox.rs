@@ -526,19 +526,21 @@ pub async fn list(
 ) -> anyhow::Result<Vec<RowSummary>> {
     let backend = db.get_database_backend();
     let p = |n| sql::p(backend, n);
-    let mut values = vec![Value::from(target.to_owned()), Value::from(after_id), Value::from(i64::from(limit))];
+    // Values in the order their placeholders appear (SQLite's are positional).
+    let mut values = vec![Value::from(target.to_owned()), Value::from(after_id)];
     let status_filter = match status {
         Some(s) => {
             values.push(Value::from(s.as_str()));
-            format!(" AND status = {}", p(4))
+            format!(" AND status = {}", p(3))
         }
         None => String::new(),
     };
+    values.push(Value::from(i64::from(limit)));
     let select = format!(
         "SELECT {SUMMARY_COLUMNS} FROM forward_outbox WHERE target = {} AND id > {}{status_filter} ORDER BY id LIMIT {}",
         p(1),
         p(2),
-        p(3)
+        p(values.len())
     );
     let rows = db.query_all_raw(sql::stmt(backend, select, values)).await.context("list outbox rows")?;
     rows.iter().map(summary).collect()
