@@ -46,8 +46,8 @@ impl Dispatchers {
         let mut dispatchers = Vec::new();
         for target in config.targets.iter().filter(|t| t.enabled) {
             let waker = routing.waker(&target.name);
-            let parts = (waker, stopped.clone(), node.clone(), metrics.clone());
-            dispatchers.push(Dispatcher::new(db.clone(), target, parts)?);
+            let (stopped, node, metrics) = (stopped.clone(), node.clone(), metrics.clone());
+            dispatchers.push(Dispatcher::new(db.clone(), target, waker, stopped, node, metrics)?);
         }
         let mut tasks = JoinSet::new();
         for d in dispatchers {
@@ -89,7 +89,10 @@ impl Dispatcher {
     fn new(
         db: DatabaseConnection,
         target: &TargetConfig,
-        (waker, stopped, node, metrics): (Arc<Notify>, watch::Receiver<bool>, String, Arc<Metrics>),
+        waker: Arc<Notify>,
+        stopped: watch::Receiver<bool>,
+        node: String,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Dispatcher> {
         let d = &target.delivery;
         let timeout = Duration::from_secs(d.timeout_secs.max(1));
@@ -209,9 +212,9 @@ impl Dispatcher {
             self.count(job, &outcome, now_us);
             closes.push(self.close(job, outcome, now_us));
         }
+        outbox::close(&self.db, &closes, now_us).await?;
         let dead = closes.iter().filter(|c| c.status == Status::Dead).count();
         self.metrics.forward_dead_letters.with_label_values(&[self.name.as_str()]).inc_by(dead as u64);
-        outbox::close(&self.db, &closes, now_us).await?;
         self.failures = if transient { self.failures.saturating_add(1) } else { 0 };
         if let Some(reason) = pause {
             tracing::warn!(target_name = %self.name, reason = %reason, "forwarder paused: the target refuses us");

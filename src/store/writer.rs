@@ -61,7 +61,7 @@ impl Writer {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (stop, stopped) = oneshot::channel();
         let in_flight = Arc::new(AtomicI64::new(IDLE));
-        let join = tokio::spawn(run(db, (routing, metrics), rx, stopped, in_flight.clone()));
+        let join = tokio::spawn(run(db, routing, metrics, rx, stopped, in_flight.clone()));
         (Writer { tx, in_flight }, WriterHandle { stop, join })
     }
 
@@ -102,7 +102,8 @@ impl WriterHandle {
 
 async fn run(
     db: DatabaseConnection,
-    (routing, metrics): (Arc<Routing>, Arc<Metrics>),
+    routing: Arc<Routing>,
+    metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<Job>,
     mut stop: oneshot::Receiver<()>,
     in_flight: Arc<AtomicI64>,
