@@ -7,11 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn xlrs() -> Command {
+pub fn xlrs() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xlrs"));
     c.env_remove("DATABASE_URL")
         .env_remove("XLRS_ADMIN_KEY")
@@ -21,7 +21,7 @@ fn xlrs() -> Command {
     c
 }
 
-fn run(args: &[&str], database_url: &str) -> (bool, String, String) {
+pub fn run(args: &[&str], database_url: &str) -> (bool, String, String) {
     let out = xlrs().args(args).arg("--database-url").arg(database_url).output().expect("run xlrs");
     (
         out.status.success(),
@@ -235,4 +235,78 @@ fn sigterm_drains_in_flight_writes() {
     let mut again = again;
     sigterm(&again.child);
     wait_exit(&mut again.child);
+}
+
+#[test]
+fn forward_identity_set_list_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ids.db").display());
+    let (ok, stdout, stderr) = run(&["forward", "identity", "set", "bob", "Ann@Example.com", "u-1"], &url);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("mbox:mailto:ann@example.com is u-1 on bob"), "{stdout}");
+    let account = "account:https://sso.example.com|ann";
+    assert!(run(&["forward", "identity", "set", "bob", account, "u-2"], &url).0);
+    let (ok, listing, _) = run(&["forward", "identity", "list", "bob"], &url);
+    assert!(ok);
+    assert!(listing.lines().any(|l| l == "mbox:mailto:ann@example.com\tu-1\toperator\t-"), "{listing}");
+    assert!(listing.lines().any(|l| l.starts_with(&format!("{account}\tu-2\toperator"))), "{listing}");
+    assert!(run(&["forward", "identity", "list", "other"], &url).1.lines().count() == 1, "another target's are apart");
+
+    assert!(run(&["forward", "identity", "remove", "bob", "mbox:mailto:ann@example.com"], &url).0);
+    let listing = run(&["forward", "identity", "list", "bob"], &url).1;
+    assert!(!listing.contains("ann@example.com") && listing.contains(account), "{listing}");
+    let (ok, _, stderr) = run(&["forward", "identity", "remove", "bob", "ann@example.com"], &url);
+    assert!(!ok && stderr.contains("no identity for mbox:mailto:ann@example.com"), "{stderr}");
+    let (ok, _, stderr) = run(&["forward", "identity", "set", "bob", "ann", "u-3"], &url);
+    assert!(!ok && stderr.contains("not an actor key"), "{stderr}");
+
+    // With the configuration at hand, a target it does not name is refused.
+    let config = dir.path().join("forwarders.toml");
+    std::fs::write(&config, "[[forwarder]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\n")
+        .unwrap();
+    let args = ["forward", "identity", "list", "bob", "--forwarders", config.to_str().unwrap()];
+    let (ok, _, stderr) = run(&args, &url);
+    assert!(!ok && stderr.contains("no forwarder named 'bob'"), "{stderr}");
+}
+
+forwarding_test!(forward_rows_lists_rows_with_their_last_error);
+async fn forward_rows_lists_rows_with_their_last_error(backend: Backend) {
+    use crate::forwarding::{Forwarding, LRS_SECRETS, WAIT, lrs_target, with_verb};
+    use crate::simulators::{Simulator, lrs::Lrs};
+    let refused = "http://example.com/verbs/refused";
+    let sim = Simulator::start(Lrs::new("fwd-key", "fwd-secret"));
+    sim.behaviour.refused_verbs.lock().unwrap().push(refused.into());
+    let Some(f) = Forwarding::start(backend, &lrs_target("backup", &sim.url, ""), LRS_SECRETS).await else { return };
+    let dead = f.app.store(&with_verb(refused)).await.remove(0);
+    f.app.store(&json!([statement(), statement()])).await;
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 2).await);
+    f.settled().await;
+    let url = f.app.database_url.clone();
+    let cli = move |args: Vec<&'static str>| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || run(&args, &url))
+    };
+
+    let (ok, stdout, stderr) = cli(vec!["forward", "rows", "backup", "--status", "dead"]).await.unwrap();
+    assert!(ok, "{stderr}");
+    let rows: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{stdout}");
+    let fields: Vec<&str> = rows[0].split('\t').collect();
+    assert_eq!(&fields[2..5], [dead.as_str(), "dead", "1"], "{stdout}");
+    assert_eq!(fields[6], "400");
+    assert!(fields[7].contains("refused"), "{stdout}");
+
+    let (ok, stdout, _) = cli(vec!["forward", "rows", "backup", "--limit", "2"]).await.unwrap();
+    assert!(ok);
+    assert_eq!(stdout.lines().count(), 4, "header, two rows, where to go on: {stdout}");
+    let next = stdout.lines().last().unwrap().strip_prefix("more: --after ").expect("more").to_owned();
+    let rest = tokio::task::spawn_blocking({
+        let url = f.app.database_url.clone();
+        move || run(&["forward", "rows", "backup", "--limit", "2", "--after", &next], &url)
+    })
+    .await
+    .unwrap();
+    assert_eq!(rest.1.lines().count(), 2, "the third row, and no more: {}", rest.1);
+    let (ok, _, stderr) = cli(vec!["forward", "rows", "backup", "--status", "lost"]).await.unwrap();
+    assert!(!ok && stderr.contains("unknown outbox status 'lost'"), "{stderr}");
 }

@@ -5,15 +5,19 @@
 
 mod helpers;
 mod simulators;
+// First: its `forwarding_test!` is used by the modules below.
+#[macro_use]
+mod forwarding;
 
 mod about;
+mod admin;
 mod attachments;
 mod auth;
 mod cli;
 mod definitions;
 mod documents;
-mod forwarding;
 mod headers;
+mod metrics;
 mod process_memory;
 mod statement_formats;
 mod statement_queries;

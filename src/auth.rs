@@ -180,3 +180,24 @@ impl FromRequest for Authenticated {
         })
     }
 }
+
+/// A request's credential when it holds the scope `all`: what the admin API
+/// asks (401 without a credential, 403 with one that lacks the scope).
+#[derive(Debug, Clone)]
+pub struct Operator(pub Authenticated);
+
+impl FromRequest for Operator {
+    type Error = LrsError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let authenticated = Authenticated::from_request(req, payload);
+        Box::pin(async move {
+            let auth = authenticated.await?;
+            if !auth.scopes.iter().any(|s| s == "all") {
+                return Err(LrsError::Forbidden("the admin API needs a credential with the scope 'all'".into()));
+            }
+            Ok(Operator(auth))
+        })
+    }
+}

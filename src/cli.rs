@@ -3,9 +3,10 @@
 use clap::{Parser, Subcommand};
 
 use crate::config::{DatabaseArgs, ServeArgs};
-use crate::forward::{ForwardingConfig, replay};
+use crate::forward::ForwardingConfig;
+use crate::forward::operations::{self, DEFAULT_PAUSE_REASON, Operations};
 use crate::startup::Application;
-use crate::store::{self, credentials, outbox};
+use crate::store::{self, credentials};
 
 #[derive(Debug, Parser)]
 #[command(name = "xlrs", version, about = "xAPI Learning Record Store")]
@@ -27,10 +28,14 @@ pub enum Command {
         #[command(subcommand)]
         action: CredentialsAction,
     },
-    /// Look after the forwarders' outbox: status, retry, pause, resume, replay.
+    /// Look after the forwarders: status, rows, retry, pause, resume, replay, identities.
     Forward {
         #[command(flatten)]
         database: DatabaseArgs,
+        /// The forwarders' configuration: replay needs it (the target's
+        /// routes); with it, other commands refuse targets it does not name.
+        #[arg(long, env = "XLRS_FORWARDERS", global = true)]
+        forwarders: Option<std::path::PathBuf>,
         #[command(subcommand)]
         action: ForwardAction,
     },
@@ -40,7 +45,25 @@ pub enum Command {
 pub enum ForwardAction {
     /// Outbox rows per target and status, the oldest of each, and paused targets.
     Status,
-    /// Make rows due again now (by default the dead and parked ones).
+    /// A target's outbox rows by id: status, attempts, last HTTP status and error.
+    Rows {
+        target: String,
+        /// Only rows of this status (e.g. `parked`, `dead`).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = operations::DEFAULT_LIMIT)]
+        limit: u32,
+        /// Rows after this id (the `next` of an earlier page).
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
+    /// Who learners are on a target: operator rows and remembered lookups.
+    Identity {
+        #[command(subcommand)]
+        action: IdentityAction,
+    },
+    /// Make rows due again now (by default the dead and parked ones), and
+    /// look up learners not found before again.
     Retry {
         /// Only this target's rows.
         #[arg(long)]
@@ -52,7 +75,7 @@ pub enum ForwardAction {
     /// Stop delivering to a target (on every node) until it is resumed.
     Pause {
         target: String,
-        #[arg(long, default_value = "paused by an operator")]
+        #[arg(long, default_value = DEFAULT_PAUSE_REASON)]
         reason: String,
     },
     /// Deliver to a paused target again.
@@ -66,10 +89,18 @@ pub enum ForwardAction {
         /// End of the range (default: now), inclusive.
         #[arg(long)]
         until: Option<String>,
-        /// The forwarders' configuration (the target's routes).
-        #[arg(long, env = "XLRS_FORWARDERS")]
-        forwarders: std::path::PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityAction {
+    /// Every identity row of a target.
+    List { target: String },
+    /// An operator's row: ACTOR (an actor key such as `mbox:mailto:ann@example.com`
+    /// or `account:https://sso.example.com|ann`, or a bare e-mail) is REMOTE_ID on TARGET.
+    Set { target: String, actor: String, remote_id: String },
+    /// Removes a row (an operator's, or a remembered lookup).
+    Remove { target: String, actor: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,60 +157,104 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Forward { database, action } => {
+        Command::Forward { database, forwarders, action } => {
             let db = store::connect(&database).await?;
             store::migrate(&db).await?;
-            forward(&db, action).await
+            let config = forwarders.as_deref().map(ForwardingConfig::load).transpose()?;
+            forward(&Operations::new(&db, config.as_ref()), action).await
         }
     }
 }
 
-async fn forward(db: &sea_orm::DatabaseConnection, action: ForwardAction) -> anyhow::Result<()> {
-    let now = chrono::Utc::now();
-    let now_us = now.timestamp_micros();
+fn when(us: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    us.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
+}
+
+fn time(s: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| anyhow::anyhow!("'{s}' is not an RFC 3339 time: {e}"))
+}
+
+async fn forward(ops: &Operations<'_>, action: ForwardAction) -> anyhow::Result<()> {
     match action {
         ForwardAction::Status => {
-            println!("target\tstatus\trows\toldest");
-            for c in outbox::counts(db).await? {
-                let oldest = chrono::DateTime::from_timestamp_micros(c.oldest_created_us).unwrap_or(now);
-                println!("{}\t{}\t{}\t{}", c.target, c.status.as_str(), c.rows, oldest.to_rfc3339());
+            println!("target\tstatus\trows");
+            let targets = ops.status(chrono::Utc::now()).await?;
+            for t in &targets {
+                for (status, rows) in &t.rows {
+                    println!("{}\t{status}\t{rows}", t.target);
+                }
             }
-            for (target, until, reason) in outbox::pauses(db).await? {
-                if until > now_us {
-                    let until = match chrono::DateTime::from_timestamp_micros(until) {
-                        Some(t) if until != i64::MAX => t.to_rfc3339(),
-                        _ => "it is resumed".to_owned(),
-                    };
-                    println!("{target} is paused until {until}: {reason}");
+            for t in &targets {
+                if let Some(age) = t.oldest_open_age_secs {
+                    println!("{}: the oldest row not delivered yet is {age:.0} s old", t.target);
+                }
+                if let Some(p) = &t.paused {
+                    let until = p.until.map_or_else(|| "it is resumed".to_owned(), |u| u.to_rfc3339());
+                    println!("{} is paused until {until}: {}", t.target, p.reason);
                 }
             }
         }
+        ForwardAction::Rows { target, status, limit, after } => {
+            let status = status.as_deref().map(operations::parse_status).transpose()?;
+            let page = ops.rows(&target, status, after, limit).await?;
+            println!("id\top\tstatement\tstatus\tattempts\tnext attempt\thttp\tlast error");
+            for r in &page.rows {
+                let http = r.last_http_status.map_or_else(|| "-".to_owned(), |s| s.to_string());
+                let error = r.last_error.as_deref().unwrap_or("-");
+                let next = when(r.next_attempt);
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{next}\t{http}\t{error}",
+                    r.id, r.op, r.statement_id, r.status, r.attempts
+                );
+            }
+            if let Some(next) = page.next_after {
+                println!("more: --after {next}");
+            }
+        }
+        ForwardAction::Identity { action } => identity(ops, action).await?,
         ForwardAction::Retry { target, status } => {
-            let statuses = status
-                .iter()
-                .map(|s| outbox::Status::parse(s).ok_or_else(|| anyhow::anyhow!("unknown status '{s}'")))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let n = outbox::retry(db, target.as_deref(), &statuses, now_us).await?;
-            println!("{n} rows are due again");
+            let statuses = operations::parse_statuses(&status)?;
+            let retried = ops.retry(target.as_deref(), &statuses).await?;
+            println!("{} rows are due again", retried.rows);
+            if retried.forgotten_lookups > 0 {
+                println!("{} learners not found before will be looked up again", retried.forgotten_lookups);
+            }
         }
         ForwardAction::Pause { target, reason } => {
-            outbox::set_pause(db, &target, Some(i64::MAX), Some(&reason), now_us).await?;
+            ops.pause(&target, Some(&reason)).await?;
             println!("paused {target}");
         }
         ForwardAction::Resume { target } => {
-            outbox::set_pause(db, &target, None, None, now_us).await?;
+            ops.resume(&target).await?;
             println!("resumed {target}");
         }
-        ForwardAction::Replay { target, since, until, forwarders } => {
-            let config = ForwardingConfig::load(&forwarders)?;
-            let time = |s: &str| {
-                chrono::DateTime::parse_from_rfc3339(s)
-                    .map(|t| t.timestamp_micros())
-                    .map_err(|e| anyhow::anyhow!("'{s}' is not an RFC 3339 time: {e}"))
-            };
-            let until = until.as_deref().map(time).transpose()?.unwrap_or(now_us);
-            let n = replay::replay(db, &config, &target, time(&since)?, until).await?;
-            println!("{n} rows enqueued for {target}");
+        ForwardAction::Replay { target, since, until } => {
+            let until = until.as_deref().map(time).transpose()?;
+            let replayed = ops.replay(&target, time(&since)?, until).await?;
+            println!("{} rows enqueued for {target}", replayed.rows);
+        }
+    }
+    Ok(())
+}
+
+async fn identity(ops: &Operations<'_>, action: IdentityAction) -> anyhow::Result<()> {
+    match action {
+        IdentityAction::List { target } => {
+            println!("actor\tremote id\tsource\texpires");
+            for i in ops.identities(&target).await? {
+                let remote = i.remote_id.as_deref().unwrap_or("(not found)");
+                println!("{}\t{remote}\t{}\t{}", i.actor, i.source, when(i.expires));
+            }
+        }
+        IdentityAction::Set { target, actor, remote_id } => {
+            let i = ops.set_identity(&target, &actor, &remote_id).await?;
+            println!("{} is {} on {target}", i.actor, remote_id.trim());
+        }
+        IdentityAction::Remove { target, actor } => {
+            ops.remove_identity(&target, &actor).await?;
+            println!("removed {actor} from {target}");
         }
     }
     Ok(())

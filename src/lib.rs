@@ -2,7 +2,8 @@
 //!
 //! `xapi` is the pure domain (validation, keys, formats), `store` the only
 //! place that knows SQL, `http` the actix-web layer, `spool` where received
-//! attachment content waits until it is stored. `startup` wires them into
+//! attachment content waits until it is stored, `forward` the forwarders,
+//! `metrics` what `/metrics` exposes. `startup` wires them into
 //! one app factory shared by `main` and the tests.
 
 pub mod auth;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod http;
+pub mod metrics;
 pub mod spool;
 pub mod startup;
 pub mod store;

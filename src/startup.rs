@@ -19,6 +19,7 @@ use crate::forward::dispatch::Dispatchers;
 use crate::forward::{ForwardingConfig, Routing};
 use crate::http;
 use crate::http::statement_upload::UploadLimits;
+use crate::metrics::Metrics;
 use crate::store::{self, credentials, writer::Writer, writer::WriterHandle};
 use crate::xapi::schema;
 
@@ -29,6 +30,11 @@ pub struct AppState {
     pub auth: Authenticator,
     pub page_limit: u32,
     pub uploads: UploadLimits,
+    /// The forwarders as configured: the admin API's targets, and replay's routes.
+    pub forwarding: Arc<ForwardingConfig>,
+    /// To wake a target's dispatcher when an operator made rows due.
+    pub routing: Arc<Routing>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn create_app(
@@ -51,6 +57,7 @@ pub fn create_app(
         .default_service(web::to(http::not_found))
         .wrap(ErrorHandlers::new().default_handler(json_error_handler))
         .wrap(from_fn(http::xapi_headers::xapi_headers))
+        .wrap(from_fn(http::metrics::count_requests))
         .wrap(NormalizePath::new(TrailingSlash::Trim))
         // Browser-hosted content calls the LRS from other origins.
         .wrap(Cors::permissive().max_age(86_400))
@@ -84,14 +91,18 @@ impl Application {
             None => ForwardingConfig::default(),
         };
         let routing = Arc::new(Routing::new(&forwarding));
-        let dispatchers = Dispatchers::start(&db, &forwarding, &routing)?;
-        let (writer, writer_handle) = Writer::spawn(db.clone(), routing);
+        let metrics = Arc::new(Metrics::new()?);
+        let dispatchers = Dispatchers::start(&db, &forwarding, &routing, &metrics)?;
+        let (writer, writer_handle) = Writer::spawn(db.clone(), routing.clone(), metrics.clone());
         let state = web::Data::new(AppState {
             db: db.clone(),
             writer,
             auth: Authenticator::new(db, args.auth_cache_ttl(), args.authority_home_page.clone()),
             page_limit: args.page_limit.max(1),
             uploads: args.upload_limits(),
+            forwarding: Arc::new(forwarding),
+            routing,
+            metrics,
         });
         let listener = TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
         let port = listener.local_addr()?.port();

@@ -92,7 +92,7 @@ macro_rules! forwarding_test {
     };
 }
 
-fn lrs_target(name: &str, sim_url: &str, extra: &str) -> String {
+pub fn lrs_target(name: &str, sim_url: &str, extra: &str) -> String {
     format!(
         r#"
         [[forwarder]]
@@ -106,7 +106,7 @@ fn lrs_target(name: &str, sim_url: &str, extra: &str) -> String {
     )
 }
 
-const LRS_SECRETS: &[(&str, &str)] = &[("lrs-user", "fwd-key"), ("lrs-password", "fwd-secret\n")];
+pub const LRS_SECRETS: &[(&str, &str)] = &[("lrs-user", "fwd-key"), ("lrs-password", "fwd-secret\n")];
 
 pub fn with_verb(verb: &str) -> Value {
     let mut s = statement();

@@ -4,7 +4,7 @@
 //! (at least once; each adapter makes a redelivery harmless).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sea_orm::DatabaseConnection;
@@ -18,6 +18,7 @@ use super::courses::Courses;
 use super::identity::Identities;
 use super::outcome::{Outcome, backoff};
 use super::rate::RateLimiter;
+use crate::metrics::Metrics;
 use crate::store::outbox::{self, Claimed, Close, Status};
 
 /// Longest sleep between looks at the outbox when nothing woke the
@@ -33,14 +34,20 @@ pub struct Dispatchers {
 impl Dispatchers {
     /// Starts a dispatcher for every enabled target (adapters are built, and
     /// their secrets read, before any starts).
-    pub fn start(db: &DatabaseConnection, config: &ForwardingConfig, routing: &Routing) -> anyhow::Result<Dispatchers> {
+    pub fn start(
+        db: &DatabaseConnection,
+        config: &ForwardingConfig,
+        routing: &Routing,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<Dispatchers> {
         let (stop, stopped) = watch::channel(false);
         // This node's name in target leases (platforms that take one call at a time).
         let node = uuid::Uuid::new_v4().to_string();
         let mut dispatchers = Vec::new();
         for target in config.targets.iter().filter(|t| t.enabled) {
             let waker = routing.waker(&target.name);
-            dispatchers.push(Dispatcher::new(db.clone(), target, waker, stopped.clone(), node.clone())?);
+            let (stopped, node, metrics) = (stopped.clone(), node.clone(), metrics.clone());
+            dispatchers.push(Dispatcher::new(db.clone(), target, waker, stopped, node, metrics)?);
         }
         let mut tasks = JoinSet::new();
         for d in dispatchers {
@@ -72,6 +79,7 @@ struct Dispatcher {
     delivery: DeliveryConfig,
     waker: Arc<Notify>,
     stopped: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
     /// Consecutive rounds whose deliveries all failed transiently (the
     /// circuit breaker).
     failures: u32,
@@ -84,6 +92,7 @@ impl Dispatcher {
         waker: Arc<Notify>,
         stopped: watch::Receiver<bool>,
         node: String,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Dispatcher> {
         let d = &target.delivery;
         let timeout = Duration::from_secs(d.timeout_secs.max(1));
@@ -104,6 +113,7 @@ impl Dispatcher {
             delivery: d.clone(),
             waker,
             stopped,
+            metrics,
             failures: 0,
         })
     }
@@ -178,7 +188,10 @@ impl Dispatcher {
                 identities: &self.identities,
                 courses: &self.courses,
             };
-            self.adapter.deliver(&ctx, &jobs).await
+            let started = Instant::now();
+            let outcomes = self.adapter.deliver(&ctx, &jobs).await;
+            self.metrics.delivery(&self.name, started.elapsed());
+            outcomes
         };
         if exclusive {
             outbox::release_target(&self.db, &self.name, &self.node).await?;
@@ -197,9 +210,12 @@ impl Dispatcher {
                 pause.get_or_insert_with(|| reason.clone());
             }
             transient &= matches!(outcome, Outcome::Retry { .. } | Outcome::NotSent { .. });
+            self.count(job, &outcome, now_us);
             closes.push(self.close(job, outcome, now_us));
         }
         outbox::close(&self.db, &closes, now_us).await?;
+        let dead = closes.iter().filter(|c| c.status == Status::Dead).count();
+        self.metrics.forward_dead_letters.with_label_values(&[self.name.as_str()]).inc_by(dead as u64);
         self.failures = if transient { self.failures.saturating_add(1) } else { 0 };
         if let Some(reason) = pause {
             tracing::warn!(target_name = %self.name, reason = %reason, "forwarder paused: the target refuses us");
@@ -211,6 +227,19 @@ impl Dispatcher {
             tracing::warn!(target_name = %self.name, failures = self.failures, ?hold, "forwarder circuit open");
         }
         Ok(if hold > Duration::ZERO { Next::Hold(hold) } else { Next::Now })
+    }
+
+    fn count(&self, job: &Job, outcome: &Outcome, now_us: i64) {
+        if let Outcome::NotSent { .. } = outcome {
+            // Not an attempt: nothing reached the target.
+            return;
+        }
+        let m = &self.metrics;
+        m.forward_attempts.with_label_values(&[self.name.as_str(), outcome.label()]).inc();
+        if let Outcome::Delivered { .. } = outcome {
+            let lag = (now_us - job.created_us).max(0) as f64 / 1e6;
+            m.forward_lag.with_label_values(&[self.name.as_str()]).observe(lag);
+        }
     }
 
     fn breaker_open(&self) -> bool {

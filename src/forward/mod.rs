@@ -13,6 +13,7 @@ pub mod config;
 pub mod courses;
 pub mod dispatch;
 pub mod identity;
+pub mod operations;
 pub mod outcome;
 pub mod rate;
 pub mod replay;

@@ -1,11 +1,14 @@
-//! actix-web layer: one module per xAPI resource, plus the pieces they share.
+//! actix-web layer: one module per xAPI resource, plus the pieces they share;
+//! `admin` (the forwarders' admin API) and `metrics` live outside `/xapi`.
 
 pub mod about;
 pub mod activities;
+pub mod admin;
 pub mod agents;
 pub mod alternate_syntax;
 pub mod body;
 pub mod documents;
+pub mod metrics;
 pub mod multipart;
 pub mod params;
 pub mod statement_query;
@@ -24,8 +27,9 @@ pub fn request_version(req: &actix_web::HttpRequest) -> crate::xapi::XapiVersion
     req.extensions().get::<crate::xapi::XapiVersion>().copied().unwrap_or(crate::xapi::XapiVersion::V1_0)
 }
 
-/// Routes under `/xapi`.
+/// Routes under `/xapi`, the admin API and `/metrics`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(admin::configure).configure(metrics::configure);
     cfg.service(
         web::scope("/xapi")
             .configure(statements::configure)

@@ -3,6 +3,8 @@
 //! response always states ours, and every Statement resource response (errors
 //! included) gets `X-Experience-API-Consistent-Through`. Alternate-syntax
 //! requests are rewritten here first, since their headers arrive in the form.
+//! Paths outside `/xapi` (the admin API, `/metrics`) are not xAPI and pass
+//! through untouched.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -23,6 +25,9 @@ pub async fn xapi_headers(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let path = req.path();
+    if path != "/xapi" && !path.starts_with("/xapi/") {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
     let is_statements = path.starts_with("/xapi/statements");
     let is_xapi = path.starts_with("/xapi/") && path != "/xapi/about" && req.method() != Method::OPTIONS;
     let version = if is_xapi { checked_version(&mut req).await } else { Ok(XapiVersion::V1_0) };

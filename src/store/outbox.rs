@@ -480,3 +480,132 @@ pub async fn release_target(db: &DatabaseConnection, target: &str, node: &str) -
     db.execute_raw(sql::stmt(backend, update, values)).await.context("release target lease")?;
     Ok(())
 }
+
+/// One row as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowSummary {
+    pub id: i64,
+    pub op: String,
+    pub statement_id: String,
+    pub status: Status,
+    pub attempts: u32,
+    pub next_attempt_us: i64,
+    pub last_http_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_us: i64,
+    pub updated_us: i64,
+}
+
+const SUMMARY_COLUMNS: &str =
+    "id, op, statement_id, status, attempts, next_attempt_us, last_http_status, last_error, created_us, updated_us";
+
+fn summary(r: &sea_orm::QueryResult) -> anyhow::Result<RowSummary> {
+    let status: String = r.try_get_by_index(3)?;
+    Ok(RowSummary {
+        id: r.try_get_by_index(0)?,
+        op: r.try_get_by_index(1)?,
+        statement_id: r.try_get_by_index(2)?,
+        status: Status::parse(&status).with_context(|| format!("unknown outbox status '{status}'"))?,
+        attempts: r.try_get_by_index::<i32>(4)?.max(0) as u32,
+        next_attempt_us: r.try_get_by_index(5)?,
+        last_http_status: r.try_get_by_index::<Option<i32>>(6)?.and_then(|s| u16::try_from(s).ok()),
+        last_error: r.try_get_by_index(7)?,
+        created_us: r.try_get_by_index(8)?,
+        updated_us: r.try_get_by_index(9)?,
+    })
+}
+
+/// Up to `limit` rows of `target` (of `status`, when given) with an id above
+/// `after_id`, by id: keyset pages.
+pub async fn list(
+    db: &DatabaseConnection,
+    target: &str,
+    status: Option<Status>,
+    after_id: i64,
+    limit: u32,
+) -> anyhow::Result<Vec<RowSummary>> {
+    let backend = db.get_database_backend();
+    let p = |n| sql::p(backend, n);
+    // Values in the order their placeholders appear (SQLite's are positional).
+    let mut values = vec![Value::from(target.to_owned()), Value::from(after_id)];
+    let status_filter = match status {
+        Some(s) => {
+            values.push(Value::from(s.as_str()));
+            format!(" AND status = {}", p(3))
+        }
+        None => String::new(),
+    };
+    values.push(Value::from(i64::from(limit)));
+    let select = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM forward_outbox WHERE target = {} AND id > {}{status_filter} ORDER BY id LIMIT {}",
+        p(1),
+        p(2),
+        p(values.len())
+    );
+    let rows = db.query_all_raw(sql::stmt(backend, select, values)).await.context("list outbox rows")?;
+    rows.iter().map(summary).collect()
+}
+
+/// The row `id` of `target`, if there is one.
+pub async fn get(db: &DatabaseConnection, target: &str, id: i64) -> anyhow::Result<Option<RowSummary>> {
+    let backend = db.get_database_backend();
+    let select = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM forward_outbox WHERE target = {} AND id = {}",
+        sql::p(backend, 1),
+        sql::p(backend, 2)
+    );
+    let values = vec![Value::from(target.to_owned()), Value::from(id)];
+    let row = db.query_one_raw(sql::stmt(backend, select, values)).await.context("outbox row")?;
+    row.as_ref().map(summary).transpose()
+}
+
+/// Makes the row `id` of `target` due again now with its attempts reset,
+/// unless it is in flight (a dispatcher holds it). Returns whether it was.
+pub async fn retry_row(db: &DatabaseConnection, target: &str, id: i64, now_us: i64) -> anyhow::Result<bool> {
+    let backend = db.get_database_backend();
+    let p = |n| sql::p(backend, n);
+    let update = format!(
+        "UPDATE forward_outbox SET status = 'pending', attempts = 0, next_attempt_us = {}, updated_us = {} \
+         WHERE target = {} AND id = {} AND status <> 'in_flight'",
+        p(1),
+        p(2),
+        p(3),
+        p(4)
+    );
+    let values = vec![Value::from(now_us), Value::from(now_us), Value::from(target.to_owned()), Value::from(id)];
+    let result = db.execute_raw(sql::stmt(backend, update, values)).await.context("retry outbox row")?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Statuses a row waits in (for a dispatcher, or for an operator).
+pub const WAITING: [Status; 5] = [Status::Pending, Status::InFlight, Status::Retry, Status::Parked, Status::Dead];
+
+/// `target`'s rows per waiting status, and when its oldest open row
+/// (pending, in flight, retry) was created. Only waiting rows are counted,
+/// through the `(target, status, id)` index, so a long history of delivered
+/// rows costs nothing.
+pub async fn queue(db: &DatabaseConnection, target: &str) -> anyhow::Result<(Vec<(Status, i64)>, Option<i64>)> {
+    let backend = db.get_database_backend();
+    let listed: Vec<String> = WAITING.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    let select = format!(
+        "SELECT status, COUNT(*), MIN(CASE WHEN status IN ('pending', 'in_flight', 'retry') THEN created_us END) \
+         FROM forward_outbox WHERE target = {} AND status IN ({}) GROUP BY status",
+        sql::p(backend, 1),
+        listed.join(",")
+    );
+    let rows = db
+        .query_all_raw(sql::stmt(backend, select, vec![Value::from(target.to_owned())]))
+        .await
+        .context("outbox queue")?;
+    let mut depth = Vec::new();
+    let mut oldest: Option<i64> = None;
+    for r in rows {
+        let status: String = r.try_get_by_index(0)?;
+        let status = Status::parse(&status).with_context(|| format!("unknown outbox status '{status}'"))?;
+        depth.push((status, r.try_get_by_index(1)?));
+        if let Some(created) = r.try_get_by_index::<Option<i64>>(2)? {
+            oldest = Some(oldest.map_or(created, |o| o.min(created)));
+        }
+    }
+    Ok((depth, oldest))
+}

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::sql;
 use super::{activities, agent_names, outbox};
 use crate::forward::Routing;
+use crate::metrics::Metrics;
 use crate::xapi::formats::format_timestamp;
 use crate::xapi::same::same_statement;
 use crate::xapi::statement::PreparedStatement;
@@ -56,11 +57,11 @@ const IDLE: i64 = i64::MAX;
 
 impl Writer {
     /// Starts the writer task; `routing` decides which statements are forwarded.
-    pub fn spawn(db: DatabaseConnection, routing: Arc<Routing>) -> (Writer, WriterHandle) {
+    pub fn spawn(db: DatabaseConnection, routing: Arc<Routing>, metrics: Arc<Metrics>) -> (Writer, WriterHandle) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (stop, stopped) = oneshot::channel();
         let in_flight = Arc::new(AtomicI64::new(IDLE));
-        let join = tokio::spawn(run(db, routing, rx, stopped, in_flight.clone()));
+        let join = tokio::spawn(run(db, routing, metrics, rx, stopped, in_flight.clone()));
         (Writer { tx, in_flight }, WriterHandle { stop, join })
     }
 
@@ -102,6 +103,7 @@ impl WriterHandle {
 async fn run(
     db: DatabaseConnection,
     routing: Arc<Routing>,
+    metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<Job>,
     mut stop: oneshot::Receiver<()>,
     in_flight: Arc<AtomicI64>,
@@ -134,14 +136,14 @@ async fn run(
         }
         // Published before `stored` is chosen, so it is never later than it.
         in_flight.store(Utc::now().timestamp_micros(), Ordering::Release);
-        commit_group(&db, &routing, group).await;
+        commit_group(&db, &routing, &metrics, group).await;
         in_flight.store(IDLE, Ordering::Release);
     }
 }
 
-async fn commit_group(db: &DatabaseConnection, routing: &Routing, group: Vec<Job>) {
+async fn commit_group(db: &DatabaseConnection, routing: &Routing, metrics: &Metrics, group: Vec<Job>) {
     let batches: Vec<&[PreparedStatement]> = group.iter().map(|j| j.statements.as_slice()).collect();
-    match write_group(db, routing, &batches).await {
+    match write_group(db, routing, &batches, metrics).await {
         Ok(results) => {
             for (job, result) in group.into_iter().zip(results) {
                 let _ = job.reply.send(result);
@@ -151,7 +153,7 @@ async fn commit_group(db: &DatabaseConnection, routing: &Routing, group: Vec<Job
             // One request may have poisoned the group: give each its own transaction.
             tracing::warn!(error = ?e, requests = group.len(), "group commit failed; retrying requests one by one");
             for job in group {
-                let result = match write_group(db, routing, &[&job.statements]).await {
+                let result = match write_group(db, routing, &[&job.statements], metrics).await {
                     Ok(mut r) => r.pop().unwrap_or(Err(WriteError::Closed)),
                     Err(e) => Err(WriteError::Storage(e)),
                 };
@@ -172,6 +174,7 @@ async fn write_group(
     db: &DatabaseConnection,
     routing: &Routing,
     batches: &[&[PreparedStatement]],
+    metrics: &Metrics,
 ) -> anyhow::Result<Vec<Result<(), WriteError>>> {
     let backend = db.get_database_backend();
     let txn = super::begin_write(db).await.context("begin")?;
@@ -200,6 +203,7 @@ async fn write_group(
         outbox::enqueue(&txn, &forward, stored_us).await?;
     }
     txn.commit().await.context("commit")?;
+    metrics.statements_stored.inc_by(rows.len() as u64);
     routing.wake(&forward);
     Ok(results)
 }

@@ -1,0 +1,133 @@
+//! Prometheus metrics, in one registry per app (tests run many apps in one
+//! process; a global registry would mix their counts). Counters and
+//! histograms are updated where things happen (writer, dispatchers, the
+//! request middleware); the outbox gauges are read from the database when
+//! `/metrics` is scraped, so every node reports the shared queue as it is.
+//!
+//! Labels are target names, outcome and status words, and route patterns:
+//! never credentials, actors or raw paths.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use sea_orm::DatabaseConnection;
+
+use crate::store::outbox;
+
+pub struct Metrics {
+    registry: Registry,
+    /// Deliveries per target and outcome (`Outcome::label`).
+    pub forward_attempts: IntCounterVec,
+    /// Time of each adapter delivery call (one claim of rows).
+    pub forward_delivery: HistogramVec,
+    /// From a row's creation (its statement stored) to its delivery.
+    pub forward_lag: HistogramVec,
+    pub forward_dead_letters: IntCounterVec,
+    pub statements_stored: IntCounter,
+    /// Requests per route pattern and status.
+    pub http_requests: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> anyhow::Result<Metrics> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| -> anyhow::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| -> anyhow::Result<HistogramVec> {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["target"])?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let seconds = |from: f64, factor: f64, count: usize| prometheus::exponential_buckets(from, factor, count);
+        let statements_stored = IntCounter::new("xlrs_statements_stored_total", "Statements committed to the store")?;
+        registry.register(Box::new(statements_stored.clone()))?;
+        Ok(Metrics {
+            forward_attempts: counter(
+                "xlrs_forward_attempts_total",
+                "Outbox rows delivered to a target, by outcome",
+                &["target", "outcome"],
+            )?,
+            forward_delivery: histogram(
+                "xlrs_forward_delivery_seconds",
+                "Time of one delivery call to a target (a claim of rows)",
+                seconds(0.005, 2.0, 14)?,
+            )?,
+            forward_lag: histogram(
+                "xlrs_forward_lag_seconds",
+                "From a statement stored to its row delivered",
+                seconds(0.01, 3.0, 14)?,
+            )?,
+            forward_dead_letters: counter(
+                "xlrs_forward_dead_letters_total",
+                "Outbox rows that failed for good",
+                &["target"],
+            )?,
+            statements_stored,
+            http_requests: counter(
+                "xlrs_http_requests_total",
+                "HTTP requests by route pattern and status",
+                &["route", "status"],
+            )?,
+            registry,
+        })
+    }
+
+    /// Records one delivery call of `target` that took `took`.
+    pub fn delivery(&self, target: &str, took: Duration) {
+        self.forward_delivery.with_label_values(&[target]).observe(took.as_secs_f64());
+    }
+
+    /// The exposition text: the counters and histograms, then the outbox
+    /// gauges of `targets` as the database holds them now.
+    pub async fn render(&self, db: &DatabaseConnection, targets: &[&str]) -> anyhow::Result<String> {
+        let mut families = self.registry.gather();
+        families.extend(outbox_gauges(db, targets).await?.gather());
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&families, &mut out)?;
+        Ok(String::from_utf8(out)?)
+    }
+}
+
+/// A registry of its own per scrape: labels of a target that is gone never
+/// linger, and concurrent scrapes cannot see each other's half-set values.
+async fn outbox_gauges(db: &DatabaseConnection, targets: &[&str]) -> anyhow::Result<Registry> {
+    let registry = Registry::new();
+    let depth = IntGaugeVec::new(
+        Opts::new("xlrs_forward_queue_depth", "Outbox rows waiting, per target and status"),
+        &["target", "status"],
+    )?;
+    let oldest = GaugeVec::new(
+        Opts::new(
+            "xlrs_forward_oldest_pending_age_seconds",
+            "Age of the oldest row not delivered yet (pending, in flight, retry); 0 when none",
+        ),
+        &["target"],
+    )?;
+    let paused = IntGaugeVec::new(
+        Opts::new("xlrs_forward_target_paused", "1 while a target is paused (by an operator or a refusal)"),
+        &["target"],
+    )?;
+    registry.register(Box::new(depth.clone()))?;
+    registry.register(Box::new(oldest.clone()))?;
+    registry.register(Box::new(paused.clone()))?;
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let pauses = outbox::pauses(db).await?;
+    for target in targets {
+        let (rows, oldest_us) = outbox::queue(db, target).await?;
+        for status in outbox::WAITING {
+            let n = rows.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+            depth.with_label_values(&[*target, status.as_str()]).set(n);
+        }
+        let age = oldest_us.map_or(0.0, |created| (now_us - created).max(0) as f64 / 1e6);
+        oldest.with_label_values(&[*target]).set(age);
+        let is_paused = pauses.iter().any(|(t, until, _)| t == target && *until > now_us);
+        paused.with_label_values(&[*target]).set(i64::from(is_paused));
+    }
+    Ok(registry)
+}
