@@ -449,3 +449,5 @@ async fn the_circuit_opens_after_failed_rounds(backend: Backend) {
     assert_eq!(first_after.len(), 1, "half-open: one row goes first");
     assert_eq!(f.settled().await, vec![("backup".to_owned(), Status::Succeeded, 10)]);
 }
+
+mod learning360;

@@ -3,6 +3,7 @@
 //! to fail for a while (a status, with or without `Retry-After`).
 
 pub mod bob;
+pub mod learning360;
 pub mod lrs;
 pub mod webhook;
 

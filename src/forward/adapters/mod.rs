@@ -2,6 +2,7 @@
 //! on the target and says what became of each.
 
 pub mod hibob;
+pub mod learning360;
 pub mod webhook;
 pub mod xapi_lrs;
 
@@ -17,6 +18,7 @@ use super::identity::Identities;
 use super::outcome::Outcome;
 use super::rate::RateLimiter;
 use super::router::Op;
+use super::token::TokenSource;
 use crate::store::outbox::Claimed;
 
 /// What an adapter delivers with: the target's channel, the database (for
@@ -121,6 +123,7 @@ pub enum Adapter {
     XapiLrs(xapi_lrs::XapiLrs),
     Webhook(webhook::Webhook),
     Hibob(hibob::Bob),
+    Learning360(learning360::Learning360),
 }
 
 impl Adapter {
@@ -141,10 +144,12 @@ impl Adapter {
                 let user = (service_user_id.read(&target.name)?, service_user_token.read(&target.name)?);
                 Adapter::Hibob(hibob::Bob::new(url, provider_identifier, provider_name.clone(), user))
             }
-            KindConfig::Learnworlds { .. }
-            | KindConfig::Docebo { .. }
-            | KindConfig::Learning360 { .. }
-            | KindConfig::Mobieus { .. } => {
+            KindConfig::Learning360 { url, integration_id, client_id, client_secret, company_id } => {
+                let (id, secret) = (client_id.read(&target.name)?, client_secret.read(&target.name)?);
+                let token = TokenSource::learning360(url, id, secret, company_id.clone());
+                Adapter::Learning360(learning360::Learning360::new(url, integration_id, token, target.delivery.lease()))
+            }
+            KindConfig::Learnworlds { .. } | KindConfig::Docebo { .. } | KindConfig::Mobieus { .. } => {
                 anyhow::bail!("forwarder '{}': this kind of target is not built yet", target.name)
             }
         })
@@ -154,6 +159,7 @@ impl Adapter {
     pub fn buckets(&self) -> &'static [Bucket] {
         match self {
             Adapter::Hibob(_) => hibob::BUCKETS,
+            Adapter::Learning360(_) => learning360::BUCKETS,
             _ => &[],
         }
     }
@@ -161,7 +167,7 @@ impl Adapter {
     /// Whether the target keeps one state per learner and course, so rows
     /// of one claim are collapsed to the furthest (`dispatch`).
     pub fn coalesces(&self) -> bool {
-        false
+        matches!(self, Adapter::Learning360(_))
     }
 
     /// Whether the platform allows one call at a time over every node.
@@ -175,6 +181,7 @@ impl Adapter {
             Adapter::XapiLrs(a) => a.deliver(ctx.channel, jobs).await,
             Adapter::Webhook(a) => a.deliver(ctx.channel, jobs).await,
             Adapter::Hibob(a) => a.deliver(ctx.channel, jobs).await,
+            Adapter::Learning360(a) => a.deliver(ctx, jobs).await,
         }
     }
 }
