@@ -253,3 +253,20 @@ async fn slow_and_refused_learning360_jobs_are_sent_again_without_duplicates(bac
     assert!(refused >= 1, "the concurrency limit was met");
     assert_eq!(sim.behaviour.attempts(&course, "u-bob").len(), 1);
 }
+
+forwarding_test!(an_unknown_learning360_integration_pauses_the_target);
+async fn an_unknown_learning360_integration_pauses_the_target(backend: Backend) {
+    let Some(Setup { sim, f, iri, .. }) = setup(backend, "{ retry_base_ms = 100 }").await else { return };
+    sim.behaviour.set_integration("int-2");
+    f.app.store(&said(mbox("ann"), "completed", &iri, T1, Value::Null)).await;
+    assert!(sim.wait_until(WAIT, |_| sim.requests().iter().any(is_stats)).await);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(sim.requests().iter().filter(|r| is_stats(r)).count(), 1, "not sent again while paused");
+    assert_eq!(f.statuses().await, statuses(&[(Status::Pending, 1)]), "kept for when it resumes");
+    let (_, reason) = xlrs::store::outbox::paused_until(&f.db, "l360").await.unwrap().expect("paused");
+    assert!(reason.contains("int-1"), "{reason}");
+    // The integration mended, an operator resumes the target.
+    sim.behaviour.set_integration("int-1");
+    f.cli(&["resume", "l360"]).await;
+    assert_eq!(f.settled().await, statuses(&[(Status::Succeeded, 1)]));
+}

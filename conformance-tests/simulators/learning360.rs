@@ -64,7 +64,7 @@ impl State {
 
 pub struct Learning360 {
     client: (String, String),
-    integration: String,
+    integration: Mutex<String>,
     /// Users by mail: their internal id.
     users: HashMap<String, String>,
     /// External ids of the integration's courses.
@@ -78,12 +78,17 @@ impl Learning360 {
     pub fn new(client: (&str, &str), integration: &str, users: &[(&str, &str)], courses: &[&str]) -> Learning360 {
         Learning360 {
             client: (client.0.to_owned(), client.1.to_owned()),
-            integration: integration.to_owned(),
+            integration: Mutex::new(integration.to_owned()),
             users: users.iter().map(|(mail, id)| (mail.to_string(), id.to_string())).collect(),
             courses: courses.iter().map(|c| c.to_string()).collect(),
             run_time: Mutex::new(Duration::from_millis(1500)),
             state: Mutex::default(),
         }
+    }
+
+    /// The company's integration is now `id` (the old one is gone).
+    pub fn set_integration(&self, id: &str) {
+        *self.integration.lock().unwrap() = id.to_owned();
     }
 
     /// Every token issued so far stops working (as when it expires).
@@ -194,7 +199,7 @@ impl Learning360 {
             HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
                 .json(json!({"error": {"code": code, "message": message}}))
         };
-        if integration != self.integration {
+        if integration != *self.integration.lock().unwrap() {
             return code(404, "integrationNotFound", format!("no integration {integration}"));
         }
         let Some(input) = body["input"].as_array() else {
