@@ -451,6 +451,7 @@ async fn the_circuit_opens_after_failed_rounds(backend: Backend) {
 }
 
 mod docebo;
+mod learning360;
 mod learnworlds;
 mod mobieus;
 mod outage;

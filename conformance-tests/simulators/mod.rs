@@ -4,6 +4,7 @@
 
 pub mod bob;
 pub mod docebo;
+pub mod learning360;
 pub mod learnworlds;
 pub mod lrs;
 pub mod mobieus;

@@ -91,10 +91,31 @@ impl TokenSource {
         bucket: Option<&str>,
         build: impl Fn(&str) -> reqwest::RequestBuilder,
     ) -> Result<(StatusCode, HeaderMap, String), Outcome> {
+        self.send_with(channel, bucket, false, build).await
+    }
+
+    /// `send` as a follow-up (see `Channel::send_with`).
+    pub async fn send_follow_up(
+        &self,
+        channel: &Channel,
+        bucket: Option<&str>,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, HeaderMap, String), Outcome> {
+        self.send_with(channel, bucket, true, build).await
+    }
+
+    async fn send_with(
+        &self,
+        channel: &Channel,
+        bucket: Option<&str>,
+        follow_up: bool,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, HeaderMap, String), Outcome> {
         let mut refreshed = false;
         loop {
             let token = self.token(channel).await?;
-            let response = channel.send_in(bucket, build(&token)).await.map_err(|e| Outcome::network(&e))?;
+            let response =
+                channel.send_with(bucket, follow_up, build(&token)).await.map_err(|e| Outcome::network(&e))?;
             let answer = read_response(response).await;
             if answer.0 == StatusCode::UNAUTHORIZED && !refreshed {
                 self.forget(&token).await;

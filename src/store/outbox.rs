@@ -609,3 +609,20 @@ pub async fn queue(db: &DatabaseConnection, target: &str) -> anyhow::Result<(Vec
     }
     Ok((depth, oldest))
 }
+
+/// The statement (as stored) of `target`'s earliest row for `order_key`: the
+/// first thing the target was asked about this learner on this activity.
+pub async fn first_statement(db: &DatabaseConnection, target: &str, order_key: &str) -> anyhow::Result<Option<String>> {
+    let backend = db.get_database_backend();
+    let select = format!(
+        "SELECT s.body FROM forward_outbox o JOIN statement s ON s.seq = o.statement_seq \
+         WHERE o.target = {} AND o.order_key = {} ORDER BY o.id LIMIT 1",
+        sql::p(backend, 1),
+        sql::p(backend, 2)
+    );
+    let values = vec![Value::from(target.to_owned()), Value::from(order_key.to_owned())];
+    match db.query_one_raw(sql::stmt(backend, select, values)).await.context("first statement of a key")? {
+        Some(r) => Ok(Some(r.try_get_by_index(0)?)),
+        None => Ok(None),
+    }
+}

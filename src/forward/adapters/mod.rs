@@ -3,6 +3,7 @@
 
 pub mod docebo;
 pub mod hibob;
+pub mod learning360;
 pub mod learnworlds;
 pub mod mobieus;
 pub mod webhook;
@@ -129,11 +130,22 @@ impl Channel {
         bucket: Option<&str>,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, SendError> {
+        self.send_with(bucket, false, request).await
+    }
+
+    /// Like `send_in`; a `follow_up` (a poll of work the target accepted)
+    /// goes even after another request of the round failed, unless held.
+    pub async fn send_with(
+        &self,
+        bucket: Option<&str>,
+        follow_up: bool,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, SendError> {
         let held = self.hold_until.lock().expect("hold lock").and_then(|t| t.checked_duration_since(Instant::now()));
         if let Some(wait) = held.filter(|w| *w > Duration::ZERO) {
             return Err(SendError::NotSent(wait));
         }
-        if self.round_failed.load(Ordering::Relaxed) {
+        if !follow_up && self.round_failed.load(Ordering::Relaxed) {
             return Err(SendError::NotSent(Duration::ZERO));
         }
         let bucket = bucket.and_then(|b| self.buckets.iter().find(|(name, _)| *name == b)).map(|(_, l)| l);
@@ -170,6 +182,7 @@ pub enum Adapter {
     Mobieus(mobieus::Mobieus),
     Learnworlds(learnworlds::LearnWorlds),
     Docebo(docebo::Docebo),
+    Learning360(learning360::Learning360),
 }
 
 impl Adapter {
@@ -207,8 +220,10 @@ impl Adapter {
                 let tokens = token::TokenSource::docebo(url, client.0, client.1, user);
                 Adapter::Docebo(docebo::Docebo::new(url, tokens, *username_is_email))
             }
-            KindConfig::Learning360 { .. } => {
-                anyhow::bail!("forwarder '{}': this kind of target is not built yet", target.name)
+            KindConfig::Learning360 { url, integration_id, client_id, client_secret, company_id } => {
+                let (id, secret) = (client_id.read(&target.name)?, client_secret.read(&target.name)?);
+                let token = token::TokenSource::learning360(url, id, secret, company_id.clone());
+                Adapter::Learning360(learning360::Learning360::new(url, integration_id, token, target.delivery.lease()))
             }
         })
     }
@@ -218,6 +233,7 @@ impl Adapter {
         match self {
             Adapter::Hibob(_) => hibob::BUCKETS,
             Adapter::Learnworlds(_) => learnworlds::BUCKETS,
+            Adapter::Learning360(_) => learning360::BUCKETS,
             _ => &[],
         }
     }
@@ -225,7 +241,7 @@ impl Adapter {
     /// Whether the target keeps one state per learner and course, so rows
     /// of one claim are collapsed to the furthest (`dispatch`).
     pub fn coalesces(&self) -> bool {
-        matches!(self, Adapter::Learnworlds(_) | Adapter::Docebo(_))
+        matches!(self, Adapter::Learnworlds(_) | Adapter::Docebo(_) | Adapter::Learning360(_))
     }
 
     /// Whether the platform allows one call at a time over every node.
@@ -242,6 +258,7 @@ impl Adapter {
             Adapter::Mobieus(a) => a.deliver(ctx, jobs).await,
             Adapter::Learnworlds(a) => a.deliver(ctx, jobs).await,
             Adapter::Docebo(a) => a.deliver(ctx, jobs).await,
+            Adapter::Learning360(a) => a.deliver(ctx, jobs).await,
         }
     }
 }
