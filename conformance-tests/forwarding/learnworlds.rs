@@ -239,6 +239,18 @@ async fn learnworlds_resets_a_voided_completion_it_was_sent(backend: Backend) {
     let rows = rows(&f).await;
     assert_eq!(reasons(&rows, "skipped"), ["the voided statement was not forwarded here"]);
     assert_eq!(rows.iter().filter(|r| r.0 == "revoke").count(), 2);
+
+    // Voided before it went out (stored together, so in one claim): the
+    // reset waits for the completion's delivery, then follows it.
+    let mut early = did(ann(), "completed", quiz);
+    let id = uuid();
+    early["id"] = json!(id);
+    f.app.store(&json!([early, voiding(ann(), &id)])).await;
+    assert!(sim.wait_until(WAIT, |lw| lw.state.lock().unwrap().resets.len() == 2).await, "reset after its completion");
+    let calls: Vec<String> = sim.requests().into_iter().map(|r| r.path).collect();
+    let last_complete = calls.iter().rposition(|p| p.ends_with("/complete")).unwrap();
+    assert!(calls.iter().rposition(|p| p.ends_with("/reset")).unwrap() > last_complete);
+    assert_eq!(f.settled().await.last(), Some(&("lw".to_owned(), Status::Succeeded, 4)));
 }
 
 forwarding_test!(learnworlds_calls_keep_within_thirty_in_ten_seconds);

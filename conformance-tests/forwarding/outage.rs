@@ -21,7 +21,7 @@ async fn a_minute_of_503_and_429_then_everything_arrives(backend: Backend) {
         kind = "webhook"
         url = "{}/hook"
         secret = {{ file = "$DIR/hook" }}
-        delivery = {{ retry_base_ms = 100 }}
+        delivery = {{ retry_base_ms = 100, rate_per_sec = 50.0 }}
         "#,
         lrs_target("backup", &lrs.url, "delivery = { retry_base_ms = 100, batch_size = 20 }"),
         hook.url
@@ -40,9 +40,10 @@ async fn a_minute_of_503_and_429_then_everything_arrives(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let delivered = |n: usize| n == ids.len();
-    assert!(lrs.wait_until(Duration::from_secs(30), |l| delivered(l.count())).await, "LRS: {}", lrs.behaviour.count());
+    // A minute's backlog, at the webhook's rate halved by the 429s.
+    assert!(lrs.wait_until(Duration::from_secs(60), |l| delivered(l.count())).await, "LRS: {}", lrs.behaviour.count());
     assert!(
-        hook.wait_until(Duration::from_secs(30), |h| delivered(h.count())).await,
+        hook.wait_until(Duration::from_secs(60), |h| delivered(h.count())).await,
         "hook: {}",
         hook.behaviour.count()
     );

@@ -417,17 +417,26 @@ pub async fn keys_with_outcome(
     Ok(found)
 }
 
-/// Whether `target` was sent an outcome (complete, pass) for the statement `id`.
-pub async fn delivered_outcome(db: &DatabaseConnection, target: &str, statement_id: &str) -> anyhow::Result<bool> {
+/// Where `target`'s outcome row (complete, pass) for the statement
+/// `statement_id` is, if it has one: what undoing that statement must wait for.
+pub async fn outcome_status(
+    db: &DatabaseConnection,
+    target: &str,
+    statement_id: &str,
+) -> anyhow::Result<Option<Status>> {
     let backend = db.get_database_backend();
     let select = format!(
-        "SELECT 1 FROM forward_outbox WHERE target = {} AND statement_id = {} AND status = 'succeeded' \
-         AND op IN ('complete', 'pass')",
+        "SELECT status FROM forward_outbox WHERE target = {} AND statement_id = {} AND op IN ('complete', 'pass') \
+         ORDER BY id DESC LIMIT 1",
         sql::p(backend, 1),
         sql::p(backend, 2)
     );
     let values = vec![Value::from(target.to_owned()), Value::from(statement_id.to_owned())];
-    Ok(db.query_one_raw(sql::stmt(backend, select, values)).await.context("delivered outcome")?.is_some())
+    let Some(row) = db.query_one_raw(sql::stmt(backend, select, values)).await.context("outcome row")? else {
+        return Ok(None);
+    };
+    let status: String = row.try_get_by_index(0)?;
+    Ok(Some(Status::parse(&status).with_context(|| format!("unknown outbox status '{status}'"))?))
 }
 
 /// Takes `target`'s lease for `node` until `until_us`, for platforms that

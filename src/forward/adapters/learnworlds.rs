@@ -16,7 +16,7 @@ use crate::forward::identity::Learner;
 use crate::forward::outcome::{Outcome, classify, excerpt};
 use crate::forward::router::Op;
 use crate::forward::token::TokenSource;
-use crate::store::outbox;
+use crate::store::outbox::{self, Status};
 
 /// LearnWorlds allows 30 requests in any 10 seconds. A bucket of rate r and
 /// burst b lets through at most b + 10·r in 10 s: 5 + 25 = 30.
@@ -134,13 +134,25 @@ impl LearnWorlds {
         let voided: Value = serde_json::from_str(voided)
             .map_err(|e| Outcome::Dead { http_status: None, reason: format!("stored statement is not JSON: {e}") })?;
         let voided_id = voiding.pointer("/object/id").and_then(Value::as_str).unwrap_or_default();
-        let forwarded =
-            outbox::delivered_outcome(ctx.db, ctx.target, voided_id).await.map_err(|e| unread("the outbox", e))?;
-        if !forwarded {
-            return Ok(Outcome::Skipped {
-                http_status: None,
-                reason: "the voided statement was not forwarded here".into(),
-            });
+        let sent = outbox::outcome_status(ctx.db, ctx.target, voided_id).await.map_err(|e| unread("the outbox", e))?;
+        match sent {
+            Some(Status::Succeeded) => {}
+            // The completion is still on its way (perhaps in this very
+            // claim): the reset must come after it, not be skipped.
+            Some(Status::Pending | Status::InFlight | Status::Retry) => {
+                return Ok(Outcome::Retry {
+                    http_status: None,
+                    error: "waiting for the voided completion's own delivery".into(),
+                    after: None,
+                    throttled: false,
+                });
+            }
+            _ => {
+                return Ok(Outcome::Skipped {
+                    http_status: None,
+                    reason: "the voided statement was not forwarded here".into(),
+                });
+            }
         }
         let subject = subject(ctx, &voided).await?;
         let answer = self.post(ctx, &subject.path("reset"), &json!({"units": subject.units()})).await?;

@@ -1,0 +1,355 @@
+//! Ingest throughput with forwarding on and off: the same load of statement
+//! batches against a fresh `xlrs serve` with no forwarders, then with three
+//! (a backup LRS taking every statement, a webhook taking completions, a
+//! second LRS taking course activities), alternating, several rounds. The
+//! targets are sinks in this process that answer at once, so what is measured
+//! is what forwarding costs xlrs itself: the outbox rows written in the group
+//! commit, and the dispatchers' claims, calls and closes competing with ingest.
+//!
+//! `cargo bench --bench forward_ingest -- [--seconds 20] [--rounds 3]
+//!  [--concurrency 4] [--batch 100] [--postgres postgres://postgres@127.0.0.1:5432]`
+//!
+//! Method and figures: docs/benchmarks.md.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde_json::{Value, json};
+
+const KEY: &str = "bench";
+const SECRET: &str = "bench-secret";
+
+struct Args {
+    seconds: u64,
+    rounds: usize,
+    concurrency: usize,
+    batch: usize,
+    postgres: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args { seconds: 20, rounds: 3, concurrency: 4, batch: 100, postgres: None };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().unwrap_or_default();
+        match flag.as_str() {
+            "--seconds" => a.seconds = value().parse().expect("--seconds N"),
+            "--rounds" => a.rounds = value().parse().expect("--rounds N"),
+            "--concurrency" => a.concurrency = value().parse().expect("--concurrency N"),
+            "--batch" => a.batch = value().parse().expect("--batch N"),
+            "--postgres" => a.postgres = Some(value()),
+            // cargo bench passes --bench; nothing else is ours.
+            _ => {}
+        }
+    }
+    a
+}
+
+/// Statements of many learners on course and module activities, a fifth of
+/// them outcomes (completed / passed / failed), from a seed.
+struct Generator(u64);
+
+impl Generator {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+
+    fn statement(&mut self) -> Value {
+        const VERBS: [(&str, u64); 6] = [
+            ("experienced", 40),
+            ("attempted", 20),
+            ("progressed", 20),
+            ("completed", 12),
+            ("passed", 6),
+            ("failed", 2),
+        ];
+        let mut pick = self.next() % 100;
+        let verb = VERBS
+            .iter()
+            .find(|(_, w)| {
+                if pick < *w {
+                    true
+                } else {
+                    pick -= w;
+                    false
+                }
+            })
+            .unwrap()
+            .0;
+        let activity = self.next() % 200;
+        let kind = if activity % 2 == 0 { "course" } else { "module" };
+        let mut s = json!({
+            "actor": {"objectType": "Agent", "name": "Learner", "mbox": format!("mailto:learner-{}@example.com", self.next() % 5000)},
+            "verb": {"id": format!("http://adlnet.gov/expapi/verbs/{verb}"), "display": {"en-US": verb}},
+            "object": {"objectType": "Activity", "id": format!("https://lms.example.com/{kind}s/{activity}"),
+                       "definition": {"type": format!("http://adlnet.gov/expapi/activities/{kind}"),
+                                      "name": {"en-US": format!("{kind} {activity}")}}},
+            "context": {"registration": uuid::Uuid::new_v4().to_string(),
+                        "contextActivities": {"parent": [{"id": "https://lms.example.com/programmes/1"}]}},
+        });
+        if matches!(verb, "completed" | "passed" | "failed") {
+            let scaled = (self.next() % 101) as f64 / 100.0;
+            s["result"] = json!({"score": {"scaled": scaled}, "success": verb != "failed", "completion": true,
+                                 "duration": "PT12M30S"});
+        }
+        s
+    }
+}
+
+/// The forwarding targets: answers every delivery with success at once.
+fn start_sinks() -> (String, Arc<AtomicU64>) {
+    let received = Arc::new(AtomicU64::new(0));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let counter = received.clone();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            HttpServer::new(move || {
+                let counter = counter.clone();
+                App::new().app_data(web::PayloadConfig::new(64 << 20)).default_service(web::to(
+                    move |req: HttpRequest, body: web::Bytes| {
+                        let counter = counter.clone();
+                        async move {
+                            let n = match serde_json::from_slice::<Value>(&body) {
+                                Ok(Value::Array(a)) => a.len() as u64,
+                                _ => 1,
+                            };
+                            counter.fetch_add(n, Ordering::Relaxed);
+                            if req.method() == "PUT" {
+                                HttpResponse::NoContent().finish()
+                            } else {
+                                HttpResponse::Ok().json(json!([]))
+                            }
+                        }
+                    },
+                ))
+            })
+            .workers(1)
+            .listen(listener)
+            .unwrap()
+            .run()
+            .await
+            .unwrap()
+        })
+    });
+    (url, received)
+}
+
+fn three_targets(sink: &str) -> String {
+    let fast = "delivery = { batch_size = 500, rate_per_sec = 5000.0, burst = 500 }";
+    format!(
+        r#"
+        [[forwarder]]
+        name = "backup"
+        kind = "xapi_lrs"
+        url = "{sink}/backup/xapi"
+        {fast}
+
+        [[forwarder]]
+        name = "completions"
+        kind = "webhook"
+        url = "{sink}/hook"
+        {fast}
+        [[forwarder.route]]
+        verbs = ["completed", "passed", "failed"]
+
+        [[forwarder]]
+        name = "courses"
+        kind = "xapi_lrs"
+        url = "{sink}/courses/xapi"
+        {fast}
+        [[forwarder.route]]
+        activity_types = ["http://adlnet.gov/expapi/activities/course"]
+        "#
+    )
+}
+
+struct Served {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(database_url: &str, forwarders: Option<&std::path::Path>) -> Served {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xlrs"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
+        .env("XLRS_ADMIN_KEY", KEY)
+        .env("XLRS_ADMIN_SECRET", SECRET)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(path) = forwarders {
+        cmd.env("XLRS_FORWARDERS", path);
+    }
+    let mut child = cmd.spawn().expect("spawn xlrs serve");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines.next().expect("xlrs serve exited").unwrap();
+        if let Some(p) = line.split("port=").nth(1).and_then(|p| p.split_whitespace().next()) {
+            break p.parse().unwrap();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Served { child, port }
+}
+
+struct Run {
+    statements: u64,
+    secs: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Outbox rows not yet delivered when the load stopped, and how long
+    /// until none was left.
+    backlog: i64,
+    drain_secs: f64,
+}
+
+async fn load(port: u16, a: &Args, seed: u64) -> (u64, f64, Vec<u64>) {
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/xapi/statements");
+    let deadline = Instant::now() + Duration::from_secs(a.seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..a.concurrency {
+        let (client, url, batch) = (client.clone(), url.clone(), a.batch);
+        tasks.push(tokio::spawn(async move {
+            let mut generator = Generator(seed * 1000 + c as u64);
+            let (mut stored, mut latencies) = (0u64, Vec::new());
+            while Instant::now() < deadline {
+                let body: Vec<Value> = (0..batch).map(|_| generator.statement()).collect();
+                let body = serde_json::to_vec(&body).unwrap();
+                let sent = Instant::now();
+                let res = client
+                    .post(&url)
+                    .basic_auth(KEY, Some(SECRET))
+                    .header("X-Experience-API-Version", "1.0.3")
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("POST");
+                assert!(res.status().is_success(), "POST answered {}", res.status());
+                res.bytes().await.unwrap();
+                latencies.push(sent.elapsed().as_micros() as u64);
+                stored += batch as u64;
+            }
+            (stored, latencies)
+        }));
+    }
+    let (mut stored, mut latencies) = (0, Vec::new());
+    for t in tasks {
+        let (s, l) = t.await.unwrap();
+        stored += s;
+        latencies.extend(l);
+    }
+    (stored, start.elapsed().as_secs_f64(), latencies)
+}
+
+async fn open_rows(database_url: &str) -> i64 {
+    let db =
+        xlrs::store::connect(&xlrs::config::DatabaseArgs { url: database_url.into(), pool_size: 1 }).await.unwrap();
+    let counts = xlrs::store::outbox::counts(&db).await.unwrap();
+    db.close().await.ok();
+    use xlrs::store::outbox::Status;
+    counts
+        .iter()
+        .filter(|c| matches!(c.status, Status::Pending | Status::InFlight | Status::Retry))
+        .map(|c| c.rows)
+        .sum()
+}
+
+async fn fresh_database(a: &Args, dir: &std::path::Path, name: &str) -> String {
+    match &a.postgres {
+        None => format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
+        Some(base) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&format!("{base}/postgres")).await.expect("PostgreSQL");
+            let db = format!("xlrs_bench_{}_{name}", std::process::id());
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\"")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db}\""))).execute(&mut conn).await.unwrap();
+            format!("{base}/{db}")
+        }
+    }
+}
+
+async fn run(a: &Args, forwarders: Option<&std::path::Path>, dir: &std::path::Path, name: &str, seed: u64) -> Run {
+    let url = fresh_database(a, dir, name).await;
+    let served = serve(&url, forwarders);
+    let (statements, secs, mut latencies) = load(served.port, a, seed).await;
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] as f64 / 1000.0;
+    let (backlog, drain_start) = (open_rows(&url).await, Instant::now());
+    let mut left = backlog;
+    while left > 0 && drain_start.elapsed() < Duration::from_secs(300) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        left = open_rows(&url).await;
+    }
+    drop(served);
+    Run {
+        statements,
+        secs,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        backlog,
+        drain_secs: drain_start.elapsed().as_secs_f64(),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let (sink, received) = start_sinks();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("forwarders.toml");
+    std::fs::write(&config, three_targets(&sink)).unwrap();
+    let backend = if a.postgres.is_some() { "PostgreSQL" } else { "SQLite" };
+    println!(
+        "ingest, {backend}: POST batches of {} at c={}, {} s per run, {} rounds\n",
+        a.batch, a.concurrency, a.seconds, a.rounds
+    );
+    println!("| round | forwarding | statements/s | p50 ms | p99 ms | backlog at end | drained in s |");
+    println!("|---|---|---|---|---|---|---|");
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for round in 0..a.rounds {
+        for (label, forwarders) in [("none", None), ("3 targets", Some(config.as_path()))] {
+            let r = run(&a, forwarders, dir.path(), &format!("{round}_{}", forwarders.is_some()), round as u64).await;
+            let rate = r.statements as f64 / r.secs;
+            println!(
+                "| {} | {label} | {rate:.0} | {:.1} | {:.1} | {} | {:.1} |",
+                round + 1,
+                r.p50_ms,
+                r.p99_ms,
+                r.backlog,
+                r.drain_secs
+            );
+            if forwarders.is_some() { on.push(rate) } else { off.push(rate) }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (off, on) = (median(&mut off), median(&mut on));
+    println!(
+        "\nmedian: {off:.0} statements/s without forwarding, {on:.0} with three targets: {:.1} % of it \
+         ({} deliveries received by the targets)",
+        100.0 * on / off,
+        received.load(Ordering::Relaxed)
+    );
+}
