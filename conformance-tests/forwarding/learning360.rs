@@ -270,3 +270,104 @@ async fn an_unknown_learning360_integration_pauses_the_target(backend: Backend) 
     f.cli(&["resume", "l360"]).await;
     assert_eq!(f.settled().await, statuses(&[(Status::Succeeded, 1)]));
 }
+
+/// Acknowledged = delivered, with no second effect, across a SIGKILL:
+/// `xlrs serve` is killed while it ingests completions and has 360 bulk jobs
+/// under way (some submitted and run at 360, their answers never read).
+/// After a restart every learner with an acknowledged completion has it on
+/// 360, in exactly one attempt: the resubmitted rows carry the same
+/// firstActivityAt, so 360 updates instead of adding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_completion_sent_to_360learning() {
+    use crate::cli::serve_with_env;
+    use reqwest::StatusCode;
+    let mails: Vec<String> = (0..20).map(|n| format!("l{n}@example.com")).collect();
+    let users: Vec<(&str, String)> = mails.iter().enumerate().map(|(n, m)| (m.as_str(), format!("u-{n}"))).collect();
+    let users: Vec<(&str, &str)> = users.iter().map(|(m, id)| (*m, id.as_str())).collect();
+    let courses = ["k0", "k1", "k2", "k3"];
+    let sim = Simulator::start(Learning360::new(("client-7", "s3cret"), "int-1", &users, &courses));
+    *sim.behaviour.run_time.lock().unwrap() = Duration::from_millis(300);
+    sim.slow(Duration::from_millis(150));
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value) in SECRETS {
+        std::fs::write(dir.path().join(name), value).unwrap();
+    }
+    let config = format!(
+        r#"
+        [[forwarder]]
+        name = "l360"
+        kind = "360learning"
+        url = "{}"
+        integration_id = "int-1"
+        client_id = {{ file = "{dir}/l360-id" }}
+        client_secret = {{ file = "{dir}/l360-secret" }}
+        delivery = {{ batch_size = 40, lease_secs = 2, retry_base_ms = 50, rate_per_sec = 1000.0, burst = 100 }}
+        [[forwarder.course]]
+        pattern = "^https://lms\\.example\\.com/courses/(?P<code>[^/]+)$"
+        course = "$code"
+        "#,
+        sim.url,
+        dir = dir.path().display()
+    );
+    let config_path = dir.path().join("forwarders.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kill.db").display());
+    let env = [("XLRS_FORWARDERS", config_path.to_str().unwrap())];
+    let admin = Some(("killer", "kill-secret"));
+
+    let mut first = serve_with_env(&url, admin, &env);
+    let endpoint = format!("http://127.0.0.1:{}/xapi/statements", first.port);
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::<(usize, usize)>::new()));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (endpoint, acknowledged) = (endpoint.clone(), acknowledged.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                for round in 0usize.. {
+                    let pairs: Vec<(usize, usize)> =
+                        (0..5).map(|k| ((w * 5 + round * 3 + k) % 20, (round + k) % 4)).collect();
+                    let batch: Vec<Value> = pairs
+                        .iter()
+                        .map(|(l, c)| {
+                            let iri = format!("https://lms.example.com/courses/k{c}");
+                            said(mbox(&format!("l{l}")), "completed", &iri, T0, Value::Null)
+                        })
+                        .collect();
+                    let res = client
+                        .post(&endpoint)
+                        .header("X-Experience-API-Version", VERSION)
+                        .basic_auth("killer", Some("kill-secret"))
+                        .json(&batch)
+                        .send();
+                    match res {
+                        Ok(r) if r.status() == StatusCode::OK => acknowledged.lock().unwrap().extend(pairs),
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let on_360 = |(l, c): &(usize, usize)| {
+        let attempts = sim.behaviour.attempts(&format!("k{c}"), &format!("u-{l}"));
+        (attempts.len(), attempts.iter().all(|a| a.progress >= 100.0))
+    };
+    let missing_at_kill = acknowledged.iter().filter(|p| on_360(p).0 == 0).count();
+    assert!(missing_at_kill > 0, "killed with completions to go ({} acknowledged pairs)", acknowledged.len());
+
+    sim.slow(Duration::ZERO);
+    let mut second = serve_with_env(&url, admin, &env);
+    let all = sim.wait_until(Duration::from_secs(60), |_| acknowledged.iter().all(|p| on_360(p).0 > 0)).await;
+    assert!(all, "every acknowledged completion on 360: {missing_at_kill} missing at the kill");
+    for pair in &acknowledged {
+        assert_eq!(on_360(pair), (1, true), "{pair:?}: one completed attempt, no second effect");
+    }
+    crate::cli::sigterm(&second.child);
+    crate::cli::wait_exit(&mut second.child);
+}
