@@ -92,7 +92,9 @@ impl Application {
         };
         let routing = Arc::new(Routing::new(&forwarding));
         let metrics = Arc::new(Metrics::new()?);
-        let dispatchers = Dispatchers::start(&db, &forwarding, &routing, &metrics)?;
+        let forward_db =
+            if forwarding.targets.is_empty() { None } else { store::connect_relaxed(&args.database).await? };
+        let dispatchers = Dispatchers::start(forward_db.as_ref().unwrap_or(&db), &forwarding, &routing, &metrics)?;
         let (writer, writer_handle) = Writer::spawn(db.clone(), routing.clone(), metrics.clone());
         let state = web::Data::new(AppState {
             db: db.clone(),

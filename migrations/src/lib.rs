@@ -12,6 +12,7 @@ mod m0005_agent_names;
 mod m0006_credential_version;
 mod m0007_forwarding;
 mod m0008_forward_mapping;
+mod m0009_outbox_lean_indexes;
 
 pub struct Migrator;
 
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_credential_version::Migration),
             Box::new(m0007_forwarding::Migration),
             Box::new(m0008_forward_mapping::Migration),
+            Box::new(m0009_outbox_lean_indexes::Migration),
         ]
     }
 }

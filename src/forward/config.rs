@@ -254,6 +254,10 @@ pub struct DeliveryConfig {
     /// Consecutive transient failures that open the circuit, and for how long.
     pub breaker_failures: u32,
     pub breaker_open_secs: u64,
+    /// After a claim smaller than `batch_size`, how long rows gather before
+    /// the next: fewer, larger rounds under load (each round is two short
+    /// write transactions beside the statement writer's).
+    pub linger_ms: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -270,6 +274,7 @@ impl Default for DeliveryConfig {
             timeout_secs: 30,
             breaker_failures: 20,
             breaker_open_secs: 300,
+            linger_ms: 100,
         }
     }
 }

@@ -175,6 +175,7 @@ impl Dispatcher {
             // Another node was first.
             return Ok(Next::Poll(POLL));
         }
+        let full = claimed.len() >= limit;
         let (jobs, mut closes) = self.jobs(claimed, now_us);
         self.channel.begin_round();
         let jobs = if self.adapter.coalesces() { self.coalesce(jobs, now_us, &mut closes).await? } else { jobs };
@@ -226,7 +227,13 @@ impl Dispatcher {
             hold = hold.max(Duration::from_secs(self.delivery.breaker_open_secs));
             tracing::warn!(target_name = %self.name, failures = self.failures, ?hold, "forwarder circuit open");
         }
-        Ok(if hold > Duration::ZERO { Next::Hold(hold) } else { Next::Now })
+        Ok(if hold > Duration::ZERO {
+            Next::Hold(hold)
+        } else if full {
+            Next::Now
+        } else {
+            Next::Hold(Duration::from_millis(self.delivery.linger_ms))
+        })
     }
 
     fn count(&self, job: &Job, outcome: &Outcome, now_us: i64) {

@@ -26,6 +26,24 @@ use crate::config::DatabaseArgs;
 
 /// Opens the pool for `DATABASE_URL` (creating a SQLite file if missing).
 pub async fn connect(args: &DatabaseArgs) -> anyhow::Result<DatabaseConnection> {
+    open(args, true).await
+}
+
+/// A pool whose commits do not wait for the disk: for the forwarding
+/// dispatchers' claims and closes, whose loss in a crash only means a row is
+/// delivered again (at least once; targets make that harmless). Their write
+/// transactions then cost the statement writer no flush. Statements and the
+/// outbox rows written with them always go through the durable pool; a later
+/// durable commit flushes the relaxed ones before it. An in-memory SQLite
+/// database has only the one connection: `None`, use it.
+pub async fn connect_relaxed(args: &DatabaseArgs) -> anyhow::Result<Option<DatabaseConnection>> {
+    if args.url.contains(":memory:") || args.url.contains("mode=memory") {
+        return Ok(None);
+    }
+    open(&DatabaseArgs { url: args.url.clone(), pool_size: 2 }, false).await.map(Some)
+}
+
+async fn open(args: &DatabaseArgs, durable: bool) -> anyhow::Result<DatabaseConnection> {
     let url = args.url.as_str();
     if url.starts_with("sqlite:") {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -34,7 +52,7 @@ pub async fn connect(args: &DatabaseArgs) -> anyhow::Result<DatabaseConnection> 
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a statement is acknowledged only once its commit is on disk.
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(if durable { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
             .busy_timeout(Duration::from_secs(10))
             // Index inserts touch pages all over the file: keep more of them
             // in SQLite's cache (16 MiB per connection) and map the file
@@ -59,9 +77,14 @@ pub async fn connect(args: &DatabaseArgs) -> anyhow::Result<DatabaseConnection> 
         let pool = PgPoolOptions::new()
             .max_connections(args.pool_size.max(2))
             .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |_, _| {
+            .after_connect(move |conn, _| {
                 pg_nodelay::set_nodelay_to_server(&servers);
-                Box::pin(async { Ok(()) })
+                Box::pin(async move {
+                    if !durable {
+                        sqlx::Executor::execute(&mut *conn, "SET synchronous_commit = off").await?;
+                    }
+                    Ok(())
+                })
             })
             .connect_with(options)
             .await

@@ -87,10 +87,12 @@ pub async fn enqueue(txn: &impl ConnectionTrait, rows: &[NewRow<'_>], now_us: i6
             values.push(Value::from(r.op));
             values.push(Value::from(r.statement_seq));
             values.push(Value::from(r.statement_id.to_owned()));
-            let key = r.dedupe_key.clone().unwrap_or_else(|| format!("{}:{}", r.op, r.statement_id));
-            values.push(Value::from(match r.replay {
-                None => key,
-                Some(n) => format!("{key}:replay-{n}"),
+            // Only rows unique by something else than their statement have a
+            // key (see migration m0009); a replay's own rows have their own.
+            values.push(Value::from(match (&r.dedupe_key, r.replay) {
+                (None, _) => None,
+                (Some(key), None) => Some(key.clone()),
+                (Some(key), Some(n)) => Some(format!("{key}:replay-{n}")),
             }));
             values.push(Value::from(r.order_key.clone()));
             values.push(Value::from(Status::Pending.as_str()));
@@ -394,6 +396,7 @@ pub async fn pauses(db: &DatabaseConnection) -> anyhow::Result<Vec<(String, i64,
 
 /// Of these order keys, those for which `target` was already sent an
 /// outcome (complete, pass, fail): a lower state must not follow it.
+/// (`op <> 'statement'` is what the order-key index covers, m0009.)
 pub async fn keys_with_outcome(
     db: &DatabaseConnection,
     target: &str,
@@ -404,7 +407,7 @@ pub async fn keys_with_outcome(
     for chunk in sql::chunks(order_keys) {
         let select = format!(
             "SELECT DISTINCT order_key FROM forward_outbox WHERE target = {} AND status = 'succeeded' \
-             AND op IN ('complete', 'pass', 'fail') AND order_key IN ({})",
+             AND op IN ('complete', 'pass', 'fail') AND op <> 'statement' AND order_key IN ({})",
             sql::p(backend, 1),
             sql::list_placeholders(backend, chunk.len(), 2)
         );
@@ -621,11 +624,12 @@ pub async fn queue(db: &DatabaseConnection, target: &str) -> anyhow::Result<(Vec
 
 /// The statement (as stored) of `target`'s earliest row for `order_key`: the
 /// first thing the target was asked about this learner on this activity.
+/// (`op <> 'statement'` is what the order-key index covers, m0009.)
 pub async fn first_statement(db: &DatabaseConnection, target: &str, order_key: &str) -> anyhow::Result<Option<String>> {
     let backend = db.get_database_backend();
     let select = format!(
         "SELECT s.body FROM forward_outbox o JOIN statement s ON s.seq = o.statement_seq \
-         WHERE o.target = {} AND o.order_key = {} ORDER BY o.id LIMIT 1",
+         WHERE o.target = {} AND o.order_key = {} AND o.op <> 'statement' ORDER BY o.id LIMIT 1",
         sql::p(backend, 1),
         sql::p(backend, 2)
     );
