@@ -147,7 +147,7 @@ fn start_sinks() -> (String, Arc<AtomicU64>) {
 }
 
 fn three_targets(sink: &str) -> String {
-    let fast = "delivery = { batch_size = 500, rate_per_sec = 5000.0, burst = 500 }";
+    let fast = "delivery = { batch_size = 1000, rate_per_sec = 5000.0, burst = 500, linger_ms = 1000 }";
     format!(
         r#"
         [[forwarder]]
@@ -220,6 +220,24 @@ struct Run {
     /// until none was left.
     backlog: i64,
     drain_secs: f64,
+    /// CPU time per 1,000 statements stored during the load: of `xlrs
+    /// serve`, and of this process (load generator and the targets' sinks).
+    server_cpu_ms_per_k: f64,
+    bench_cpu_ms_per_k: f64,
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name (which may hold spaces), utime is the 12th field, stime the 13th.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn own_cpu_secs() -> f64 {
+    cpu_secs(std::process::id())
 }
 
 async fn load(port: u16, a: &Args, seed: u64) -> (u64, f64, Vec<u64>) {
@@ -328,7 +346,10 @@ async fn run(a: &Args, mode: Mode, config: &std::path::Path, dir: &std::path::Pa
         pause_all(&url).await;
     }
     let served = serve(&url, (mode != Mode::None).then_some(config));
+    let (cpu_before, own_before) = (cpu_secs(served.child.id()), own_cpu_secs());
     let (statements, secs, mut latencies) = load(served.port, a, seed).await;
+    let server_cpu = cpu_secs(served.child.id()) - cpu_before;
+    let bench_cpu = own_cpu_secs() - own_before;
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] as f64 / 1000.0;
     let (backlog, drain_start) = (open_rows(&url).await, Instant::now());
@@ -345,6 +366,8 @@ async fn run(a: &Args, mode: Mode, config: &std::path::Path, dir: &std::path::Pa
         p99_ms: at(0.99),
         backlog,
         drain_secs: drain_start.elapsed().as_secs_f64(),
+        server_cpu_ms_per_k: server_cpu * 1e6 / statements as f64,
+        bench_cpu_ms_per_k: bench_cpu * 1e6 / statements as f64,
     }
 }
 
@@ -360,8 +383,10 @@ async fn main() {
         "ingest, {backend}: POST batches of {} at c={}, {} s per run, {} rounds\n",
         a.batch, a.concurrency, a.seconds, a.rounds
     );
-    println!("| round | forwarding | statements/s | p50 ms | p99 ms | backlog at end | drained in s |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| round | forwarding | statements/s | p50 ms | p99 ms | backlog at end | drained in s | xlrs CPU ms / 1k | bench CPU ms / 1k |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     let (mut off, mut on, mut paused) = (Vec::new(), Vec::new(), Vec::new());
     let modes: &[Mode] =
         if a.split { &[Mode::None, Mode::Three, Mode::ThreePaused] } else { &[Mode::None, Mode::Three] };
@@ -370,13 +395,15 @@ async fn main() {
             let r = run(&a, *mode, &config, dir.path(), &format!("{round}_{m}"), round as u64).await;
             let rate = r.statements as f64 / r.secs;
             println!(
-                "| {} | {} | {rate:.0} | {:.1} | {:.1} | {} | {:.1} |",
+                "| {} | {} | {rate:.0} | {:.1} | {:.1} | {} | {:.1} | {:.0} | {:.0} |",
                 round + 1,
                 mode.label(),
                 r.p50_ms,
                 r.p99_ms,
                 r.backlog,
-                r.drain_secs
+                r.drain_secs,
+                r.server_cpu_ms_per_k,
+                r.bench_cpu_ms_per_k
             );
             match mode {
                 Mode::None => off.push(rate),
