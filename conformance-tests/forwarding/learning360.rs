@@ -280,7 +280,6 @@ async fn an_unknown_learning360_integration_pauses_the_target(backend: Backend) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_no_completion_sent_to_360learning() {
     use crate::cli::serve_with_env;
-    use reqwest::StatusCode;
     let mails: Vec<String> = (0..20).map(|n| format!("l{n}@example.com")).collect();
     let users: Vec<(&str, String)> = mails.iter().enumerate().map(|(n, m)| (m.as_str(), format!("u-{n}"))).collect();
     let users: Vec<(&str, &str)> = users.iter().map(|(m, id)| (*m, id.as_str())).collect();
@@ -313,47 +312,25 @@ async fn sigkill_loses_no_completion_sent_to_360learning() {
     std::fs::write(&config_path, config).unwrap();
     let url = format!("sqlite://{}", dir.path().join("kill.db").display());
     let env = [("XLRS_FORWARDERS", config_path.to_str().unwrap())];
-    let admin = Some(("killer", "kill-secret"));
-
-    let mut first = serve_with_env(&url, admin, &env);
-    let endpoint = format!("http://127.0.0.1:{}/xapi/statements", first.port);
-    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::<(usize, usize)>::new()));
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let (endpoint, acknowledged) = (endpoint.clone(), acknowledged.clone());
-            std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::new();
-                for round in 0usize.. {
-                    let pairs: Vec<(usize, usize)> =
-                        (0..5).map(|k| ((w * 5 + round * 3 + k) % 20, (round + k) % 4)).collect();
-                    let batch: Vec<Value> = pairs
-                        .iter()
-                        .map(|(l, c)| {
-                            let iri = format!("https://lms.example.com/courses/k{c}");
-                            said(mbox(&format!("l{l}")), "completed", &iri, T0, Value::Null)
-                        })
-                        .collect();
-                    let res = client
-                        .post(&endpoint)
-                        .header("X-Experience-API-Version", VERSION)
-                        .basic_auth("killer", Some("kill-secret"))
-                        .json(&batch)
-                        .send();
-                    match res {
-                        Ok(r) if r.status() == StatusCode::OK => acknowledged.lock().unwrap().extend(pairs),
-                        _ => break,
-                    }
-                }
+    // Each writer's batches: five completions of learners on courses (20 x 4 pairs).
+    let pairs: Vec<(usize, usize)> = super::ingest_then_kill(&url, &env, |w, round| {
+        let pairs: Vec<(usize, usize)> = (0..5).map(|k| ((w * 5 + round * 3 + k) % 20, (round + k) % 4)).collect();
+        let batch = pairs
+            .iter()
+            .map(|(l, c)| {
+                said(
+                    mbox(&format!("l{l}")),
+                    "completed",
+                    &format!("https://lms.example.com/courses/k{c}"),
+                    T0,
+                    Value::Null,
+                )
             })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    for w in writers {
-        w.join().unwrap();
-    }
-    let acknowledged = acknowledged.lock().unwrap().clone();
+            .collect();
+        (batch, pairs)
+    })
+    .await;
+    let acknowledged: std::collections::HashSet<(usize, usize)> = pairs.into_iter().collect();
     let on_360 = |(l, c): &(usize, usize)| {
         let attempts = sim.behaviour.attempts(&format!("k{c}"), &format!("u-{l}"));
         (attempts.len(), attempts.iter().all(|a| a.progress >= 100.0))
@@ -362,7 +339,7 @@ async fn sigkill_loses_no_completion_sent_to_360learning() {
     assert!(missing_at_kill > 0, "killed with completions to go ({} acknowledged pairs)", acknowledged.len());
 
     sim.slow(Duration::ZERO);
-    let mut second = serve_with_env(&url, admin, &env);
+    let mut second = serve_with_env(&url, Some(super::KILLER), &env);
     let all = sim.wait_until(Duration::from_secs(60), |_| acknowledged.iter().all(|p| on_360(p).0 > 0)).await;
     assert!(all, "every acknowledged completion on 360: {missing_at_kill} missing at the kill");
     for pair in &acknowledged {

@@ -334,6 +334,56 @@ async fn bob_gets_the_course_then_progress_by_work_email(backend: Backend) {
     assert_eq!(patches, 1);
 }
 
+/// The credential the SIGKILL tests' servers are started with.
+pub const KILLER: (&str, &str) = ("killer", "kill-secret");
+
+/// Starts `xlrs serve` on `url` (a child process, with `env`), POSTs
+/// batches from four threads (`batch(writer, round)` makes each, with what
+/// to remember of it once acknowledged) for 1.5 s, then kills it with
+/// SIGKILL. Returns what the acknowledged batches carried.
+pub async fn ingest_then_kill<T: Send + 'static>(
+    url: &str,
+    env: &[(&str, &str)],
+    batch: fn(usize, usize) -> (Vec<Value>, Vec<T>),
+) -> Vec<T> {
+    let mut first = crate::cli::serve_with_env(url, Some(KILLER), env);
+    let endpoint = format!("http://127.0.0.1:{}/xapi/statements", first.port);
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let (endpoint, acknowledged) = (endpoint.clone(), acknowledged.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                for round in 0.. {
+                    let (body, remembered) = batch(writer, round);
+                    let res = client
+                        .post(&endpoint)
+                        .header("X-Experience-API-Version", VERSION)
+                        .basic_auth(KILLER.0, Some(KILLER.1))
+                        .json(&body)
+                        .send();
+                    match res {
+                        Ok(r) if r.status() == StatusCode::OK => acknowledged.lock().unwrap().extend(remembered),
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    for w in writers {
+        w.join().unwrap();
+    }
+    std::mem::take(&mut *acknowledged.lock().unwrap())
+}
+
+fn with_id(mut statement: Value) -> Value {
+    statement["id"] = json!(uuid());
+    statement
+}
+
 /// Acknowledged = forwarded, even across a SIGKILL: `xlrs serve` is killed
 /// while it ingests and forwards to a slow LRS; after a restart on the same
 /// database every acknowledged statement reaches the LRS, and none twice
@@ -357,41 +407,12 @@ async fn sigkill_loses_no_forwarded_statement() {
     std::fs::write(&config_path, config).unwrap();
     let url = format!("sqlite://{}", dir.path().join("kill.db").display());
     let env = [("XLRS_FORWARDERS", config_path.to_str().unwrap())];
-    let admin = Some(("killer", "kill-secret"));
-
-    let mut first = serve_with_env(&url, admin, &env);
-    let endpoint = format!("http://127.0.0.1:{}/xapi", first.port);
-    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let writers: Vec<_> = (0..4)
-        .map(|_| {
-            let (endpoint, acknowledged) = (endpoint.clone(), acknowledged.clone());
-            std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::new();
-                loop {
-                    let batch: Vec<Value> = (0..5).map(|_| statement()).collect();
-                    let res = client
-                        .post(format!("{endpoint}/statements"))
-                        .header("X-Experience-API-Version", VERSION)
-                        .basic_auth("killer", Some("kill-secret"))
-                        .json(&batch)
-                        .send();
-                    match res {
-                        Ok(r) if r.status() == StatusCode::OK => {
-                            acknowledged.lock().unwrap().extend(r.json::<Vec<String>>().unwrap())
-                        }
-                        _ => break,
-                    }
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    for w in writers {
-        w.join().unwrap();
-    }
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let acknowledged = ingest_then_kill(&url, &env, |_, _| {
+        let batch: Vec<Value> = (0..5).map(|_| with_id(statement())).collect();
+        let ids = batch.iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+        (batch, ids)
+    })
+    .await;
     let before_restart = sim.behaviour.count();
     assert!(
         before_restart < acknowledged.len(),
@@ -400,7 +421,7 @@ async fn sigkill_loses_no_forwarded_statement() {
     );
 
     sim.slow(Duration::ZERO);
-    let mut second = serve_with_env(&url, admin, &env);
+    let mut second = serve_with_env(&url, Some(KILLER), &env);
     let all = sim
         .wait_until(Duration::from_secs(60), |lrs| {
             let stored = lrs.stored.lock().unwrap();
