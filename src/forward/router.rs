@@ -246,7 +246,7 @@ fn object_activity(statement: &Value) -> Option<&str> {
 
 /// The learner and the activity: a target receives what concerns one learner
 /// on one activity in the order it was stored.
-fn order_key(statement: &Value) -> String {
+pub fn order_key(statement: &Value) -> String {
     let actor = statement.get("actor").and_then(agent::ifi).unwrap_or_default();
     let activity = statement.pointer("/object/id").and_then(Value::as_str).unwrap_or_default();
     format!("{actor} {activity}")

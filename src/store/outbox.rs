@@ -421,20 +421,25 @@ pub async fn keys_with_outcome(
 }
 
 /// Where `target`'s outcome row (complete, pass) for the statement
-/// `statement_id` is, if it has one: what undoing that statement must wait for.
+/// `statement_id` is, if it has one: what undoing that statement must wait
+/// for. Found through the learner-and-activity index (`order_key` is the
+/// statement's; `op <> 'statement'` is what that index covers, m0009).
 pub async fn outcome_status(
     db: &DatabaseConnection,
     target: &str,
+    order_key: &str,
     statement_id: &str,
 ) -> anyhow::Result<Option<Status>> {
     let backend = db.get_database_backend();
     let select = format!(
-        "SELECT status FROM forward_outbox WHERE target = {} AND statement_id = {} AND op IN ('complete', 'pass') \
-         ORDER BY id DESC LIMIT 1",
+        "SELECT status FROM forward_outbox WHERE target = {} AND order_key = {} AND op <> 'statement' \
+         AND op IN ('complete', 'pass') AND statement_id = {} ORDER BY id DESC LIMIT 1",
         sql::p(backend, 1),
-        sql::p(backend, 2)
+        sql::p(backend, 2),
+        sql::p(backend, 3)
     );
-    let values = vec![Value::from(target.to_owned()), Value::from(statement_id.to_owned())];
+    let values =
+        vec![Value::from(target.to_owned()), Value::from(order_key.to_owned()), Value::from(statement_id.to_owned())];
     let Some(row) = db.query_one_raw(sql::stmt(backend, select, values)).await.context("outcome row")? else {
         return Ok(None);
     };

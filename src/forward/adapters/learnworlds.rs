@@ -134,7 +134,9 @@ impl LearnWorlds {
         let voided: Value = serde_json::from_str(voided)
             .map_err(|e| Outcome::Dead { http_status: None, reason: format!("stored statement is not JSON: {e}") })?;
         let voided_id = voiding.pointer("/object/id").and_then(Value::as_str).unwrap_or_default();
-        let sent = outbox::outcome_status(ctx.db, ctx.target, voided_id).await.map_err(|e| unread("the outbox", e))?;
+        let key = crate::forward::router::order_key(&voided);
+        let sent =
+            outbox::outcome_status(ctx.db, ctx.target, &key, voided_id).await.map_err(|e| unread("the outbox", e))?;
         match sent {
             Some(Status::Succeeded) => {}
             // The completion is still on its way (perhaps in this very
