@@ -321,11 +321,12 @@ impl Dispatcher {
             Outcome::Dead { http_status, reason } => {
                 close_as(row.outbox_id, Status::Dead, now_us, http_status, Some(reason))
             }
+            // Never tried: still pending, due after the hold (or a first backoff).
             Outcome::NotSent { after } => {
                 let after = after.max(Duration::from_millis(d.retry_base_ms));
                 let error = "not sent: the target asked for quiet, or an earlier request of the round failed".into();
                 let next = now_us + after.as_micros() as i64;
-                Close { uncount: true, ..close_as(row.outbox_id, Status::Retry, next, None, Some(error)) }
+                Close { uncount: true, ..close_as(row.outbox_id, Status::Pending, next, None, Some(error)) }
             }
             Outcome::PauseTarget { http_status, reason } => {
                 Close { uncount: true, ..close_as(row.outbox_id, Status::Pending, now_us, http_status, Some(reason)) }

@@ -62,15 +62,16 @@ impl TokenSource {
         &self.client_id
     }
 
-    /// A token that has not expired: the cached one, or a new one.
-    pub async fn token(&self, channel: &Channel) -> Result<String, Outcome> {
+    /// A token that has not expired: the cached one, or a new one (minted as
+    /// a `follow_up`, see `Channel::send_with`, when renewing after a 401).
+    pub async fn token(&self, channel: &Channel, follow_up: bool) -> Result<String, Outcome> {
         let mut cached = self.cached.lock().await;
         if let Some((token, until)) = cached.as_ref()
             && Instant::now() < *until
         {
             return Ok(token.clone());
         }
-        let (token, lifetime) = self.mint(channel).await?;
+        let (token, lifetime) = self.mint(channel, follow_up).await?;
         *cached = Some((token.clone(), Instant::now() + lifetime.saturating_sub(EARLY).max(Duration::from_secs(5))));
         Ok(token)
     }
@@ -113,7 +114,9 @@ impl TokenSource {
     ) -> Result<(StatusCode, HeaderMap, String), Outcome> {
         let mut refreshed = false;
         loop {
-            let token = self.token(channel).await?;
+            // The 401 stopped the round; the one retry with a new token still goes.
+            let follow_up = follow_up || refreshed;
+            let token = self.token(channel, follow_up).await?;
             let response =
                 channel.send_with(bucket, follow_up, build(&token)).await.map_err(|e| Outcome::network(&e))?;
             let answer = read_response(response).await;
@@ -126,7 +129,7 @@ impl TokenSource {
         }
     }
 
-    async fn mint(&self, channel: &Channel) -> Result<(String, Duration), Outcome> {
+    async fn mint(&self, channel: &Channel, follow_up: bool) -> Result<(String, Duration), Outcome> {
         let client = &channel.client;
         let request = match &self.dialect {
             Dialect::LearnWorlds => client.post(&self.url).header("Lw-Client", &self.client_id).json(&json!({
@@ -156,7 +159,7 @@ impl TokenSource {
                 client.post(&self.url).json(&body)
             }
         };
-        let response = channel.send_in(Some("token"), request).await.map_err(|e| Outcome::network(&e))?;
+        let response = channel.send_with(Some("token"), follow_up, request).await.map_err(|e| Outcome::network(&e))?;
         let (status, headers, text) = read_response(response).await;
         match classify(status, &headers, &text) {
             Outcome::Delivered { .. } => {}

@@ -58,14 +58,10 @@ impl Docebo {
                 Err(outcome) => outcomes[i] = Some(outcome),
             }
         }
-        // After a call-wide refusal (an outage, a pause) the rest waits too.
-        let mut refused: Option<Outcome> = None;
+        // After a call-wide refusal (an outage, a pause) the channel sends
+        // no more chunks this round.
         for chunk in items.chunks(BATCH_ITEMS) {
-            let answers = match &refused {
-                Some(outcome) => Err(outcome.clone()),
-                None => self.send_batch(ctx, chunk).await,
-            };
-            match answers {
+            match self.send_batch(ctx, chunk).await {
                 Ok(answers) => {
                     for (i, _) in chunk {
                         outcomes[*i] = Some(row_outcome(answers.get(&jobs[*i].outbox_id.to_string())));
@@ -75,7 +71,6 @@ impl Docebo {
                     for (i, _) in chunk {
                         outcomes[*i] = Some(outcome.clone());
                     }
-                    refused = Some(outcome);
                 }
             }
         }
@@ -103,18 +98,12 @@ impl Docebo {
                 if let Some(known) = lookups.answers.get(&key) {
                     return known.clone();
                 }
-                let answer = match &lookups.refused {
-                    Some(outcome) => Err(outcome.clone()),
-                    None => self.look_up(ctx, &key, &email).await,
-                };
-                match &answer {
-                    // The platform did not answer: nothing learned, ask again next round.
-                    Err(outcome @ (Outcome::Retry { .. } | Outcome::PauseTarget { .. })) => {
-                        lookups.refused = Some(outcome.clone())
-                    }
-                    _ => {
-                        lookups.answers.insert(key, answer.clone());
-                    }
+                let answer = self.look_up(ctx, &key, &email).await;
+                // Unanswered (and the rest of the round not sent): nothing
+                // learned, ask again next round.
+                if !matches!(answer, Err(Outcome::Retry { .. } | Outcome::PauseTarget { .. } | Outcome::NotSent { .. }))
+                {
+                    lookups.answers.insert(key, answer.clone());
                 }
                 answer
             }
@@ -175,8 +164,6 @@ impl Docebo {
 #[derive(Default)]
 struct Lookups {
     answers: HashMap<String, Result<Who, Outcome>>,
-    /// A lookup the platform did not answer; the others are not tried.
-    refused: Option<Outcome>,
 }
 
 fn database_retry(error: &anyhow::Error) -> Outcome {

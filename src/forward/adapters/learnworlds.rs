@@ -56,22 +56,12 @@ impl LearnWorlds {
         LearnWorlds { api_url, tokens: TokenSource::learnworlds(school, client.0, client.1) }
     }
 
-    /// One job at a time, in order. Once LearnWorlds refuses us (paused) or
-    /// says to slow down, the rest of the claim waits too rather than
-    /// spending more refused calls.
+    /// One job at a time, in order. Once LearnWorlds refuses us or says to
+    /// slow down, the channel sends nothing more this round.
     pub async fn deliver(&self, ctx: &Ctx<'_>, jobs: &[Job]) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(jobs.len());
-        let mut stop: Option<Outcome> = None;
         for job in jobs {
-            if let Some(outcome) = &stop {
-                outcomes.push(outcome.clone());
-                continue;
-            }
-            let outcome = self.deliver_one(ctx, job).await;
-            if matches!(outcome, Outcome::PauseTarget { .. } | Outcome::Retry { throttled: true, .. }) {
-                stop = Some(outcome.clone());
-            }
-            outcomes.push(outcome);
+            outcomes.push(self.deliver_one(ctx, job).await);
         }
         outcomes
     }

@@ -78,15 +78,17 @@ impl Job {
 
 /// What every adapter sends through: one HTTP client, paced by the target's
 /// rate limiters (the configured one, and any a platform documents for some
-/// of its endpoints). Once the target asks for quiet (`Retry-After`) or a
-/// request of this round fails transiently, the rest of the round is not
-/// sent: a down target gets one probe per round, not one request per row.
+/// of its endpoints). Once the target asks for quiet (`Retry-After`),
+/// refuses us (401, 403) or a request of this round fails transiently, the
+/// rest of the round is not sent: a down target gets one probe per round, not
+/// one request per row, and a platform that blocks addresses after failed
+/// logins sees one refused login, not one per row.
 pub struct Channel {
     pub client: reqwest::Client,
     limiter: Mutex<RateLimiter>,
     buckets: Vec<(&'static str, Mutex<RateLimiter>)>,
     hold_until: Mutex<Option<Instant>>,
-    round_failed: AtomicBool,
+    round_stopped: AtomicBool,
 }
 
 /// A platform's own limit on some endpoints: name, requests per second, burst.
@@ -97,7 +99,7 @@ pub type Bucket = (&'static str, f64, u32);
 pub enum SendError {
     Network(reqwest::Error),
     /// Not sent: the target asked us to wait this long, or (zero) an earlier
-    /// request of this round failed.
+    /// request of this round failed or was refused.
     NotSent(Duration),
 }
 
@@ -110,13 +112,13 @@ impl Channel {
             limiter: Mutex::new(limiter),
             buckets,
             hold_until: Mutex::new(None),
-            round_failed: AtomicBool::new(false),
+            round_stopped: AtomicBool::new(false),
         }
     }
 
     /// A new round of deliveries: requests may go again (unless held).
     pub fn begin_round(&self) {
-        self.round_failed.store(false, Ordering::Relaxed);
+        self.round_stopped.store(false, Ordering::Relaxed);
     }
 
     /// Sends `request` once the rate allows; a 429 slows the target down.
@@ -133,8 +135,9 @@ impl Channel {
         self.send_with(bucket, false, request).await
     }
 
-    /// Like `send_in`; a `follow_up` (a poll of work the target accepted)
-    /// goes even after another request of the round failed, unless held.
+    /// Like `send_in`; a `follow_up` (a poll of work the target accepted, the
+    /// one retry after a token was renewed) goes even after another request
+    /// of the round failed, unless held.
     pub async fn send_with(
         &self,
         bucket: Option<&str>,
@@ -145,7 +148,7 @@ impl Channel {
         if let Some(wait) = held.filter(|w| *w > Duration::ZERO) {
             return Err(SendError::NotSent(wait));
         }
-        if !follow_up && self.round_failed.load(Ordering::Relaxed) {
+        if !follow_up && self.round_stopped.load(Ordering::Relaxed) {
             return Err(SendError::NotSent(Duration::ZERO));
         }
         let bucket = bucket.and_then(|b| self.buckets.iter().find(|(name, _)| *name == b)).map(|(_, l)| l);
@@ -156,7 +159,7 @@ impl Channel {
             tokio::time::sleep(wait).await;
         }
         let response = request.send().await.map_err(|e| {
-            self.round_failed.store(true, Ordering::Relaxed);
+            self.round_stopped.store(true, Ordering::Relaxed);
             SendError::Network(e)
         })?;
         let status = response.status();
@@ -165,8 +168,8 @@ impl Channel {
             let mut l = l.lock().expect("rate limiter lock");
             if throttled { l.throttled(Instant::now()) } else { l.answered() }
         }
-        if matches!(status.as_u16(), 408 | 425 | 429 | 500..=599) {
-            self.round_failed.store(true, Ordering::Relaxed);
+        if matches!(status.as_u16(), 401 | 403 | 408 | 425 | 429 | 500..=599) {
+            self.round_stopped.store(true, Ordering::Relaxed);
             if let Some(after) = retry_after(response.headers(), chrono::Utc::now()) {
                 *self.hold_until.lock().expect("hold lock") = Some(Instant::now() + after);
             }
