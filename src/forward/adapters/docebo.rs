@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::{Ctx, Job};
+use super::{Ctx, Job, score_percent};
 use crate::forward::identity::Learner;
 use crate::forward::outcome::{Outcome, classify, excerpt};
 use crate::forward::router::Op;
@@ -270,7 +270,7 @@ fn enrollment_item(job: &Job, statement: &Value, course_code: &str, who: &Who) -
         item.insert("completion_date".into(), json!(date));
     }
     if matches!(job.op, Op::Complete | Op::Pass | Op::Fail)
-        && let Some(score) = statement.get("result").and_then(percent_score)
+        && let Some(score) = statement.get("result").and_then(score_percent)
     {
         item.insert("score".into(), json!(score));
     }
@@ -288,19 +288,6 @@ fn statement_date(statement: &Value) -> Result<String, String> {
         .ok_or("the statement has no timestamp")?;
     let at = DateTime::parse_from_rfc3339(stamp).map_err(|e| format!("the timestamp {stamp} is not a date: {e}"))?;
     Ok(at.with_timezone(&Utc).format(DATE_FORMAT).to_string())
-}
-
-/// The result's score as a percentage: `scaled`, else `raw` of `max`;
-/// clamped to 0–100 and rounded to hundredths.
-fn percent_score(result: &Value) -> Option<f64> {
-    let score = result.get("score")?;
-    let scaled = score.get("scaled").and_then(Value::as_f64);
-    let of_max = || {
-        let (raw, max) = (score.get("raw")?.as_f64()?, score.get("max")?.as_f64()?);
-        (max > 0.0).then(|| raw / max)
-    };
-    let fraction = scaled.or_else(of_max)?;
-    Some(((fraction * 100.0).clamp(0.0, 100.0) * 100.0).round() / 100.0)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::{Bucket, Ctx, Job};
+use super::{Bucket, Ctx, Job, score_percent};
 use crate::forward::identity::Learner;
 use crate::forward::outcome::{Outcome, classify, excerpt};
 use crate::forward::router::Op;
@@ -310,7 +310,7 @@ async fn stats_row(ctx: &Ctx<'_>, job: &Job) -> Result<Value, Outcome> {
         "firstActivityAt": first.to_rfc3339_opts(SecondsFormat::Millis, true),
         "lastActivityAt": last.to_rfc3339_opts(SecondsFormat::Millis, true),
     });
-    if let Some(score) = score(result) {
+    if let Some(score) = score_percent(result) {
         row["score"] = json!(score);
     }
     match job.op {
@@ -352,22 +352,6 @@ fn progress(op: Op, result: &Value) -> Result<i64, Outcome> {
         }),
         other => Err(Outcome::Unsupported { reason: format!("360Learning takes no '{}' row", other.as_str()) }),
     }
-}
-
-/// The score as 0–100: scaled × 100, else raw of max.
-fn score(result: &Value) -> Option<f64> {
-    let score = result.get("score")?;
-    let percent = match score.get("scaled").and_then(Value::as_f64) {
-        Some(scaled) => scaled * 100.0,
-        None => {
-            let (raw, max) = (score.get("raw")?.as_f64()?, score.get("max")?.as_f64()?);
-            if max <= 0.0 {
-                return None;
-            }
-            raw / max * 100.0
-        }
-    };
-    Some(((percent * 100.0).round() / 100.0).clamp(0.0, 100.0))
 }
 
 /// `result.duration` in milliseconds, at least 1 (360 refuses 0).
@@ -423,10 +407,10 @@ mod tests {
         assert_eq!(progress(Op::Fail, &Value::Null).unwrap(), 0);
         assert_eq!(progress(Op::Progress, &ext).unwrap(), 42);
         assert!(matches!(progress(Op::Progress, &json!({})), Err(Outcome::Skipped { .. })));
-        assert_eq!(score(&json!({"score": {"scaled": 0.875}})), Some(87.5));
-        assert_eq!(score(&json!({"score": {"raw": 3, "max": 4}})), Some(75.0));
-        assert_eq!(score(&json!({"score": {"scaled": -0.5}})), Some(0.0));
-        assert_eq!(score(&json!({"score": {"raw": 3}})), None);
+        assert_eq!(score_percent(&json!({"score": {"scaled": 0.875}})), Some(87.5));
+        assert_eq!(score_percent(&json!({"score": {"raw": 3, "max": 4}})), Some(75.0));
+        assert_eq!(score_percent(&json!({"score": {"scaled": -0.5}})), Some(0.0));
+        assert_eq!(score_percent(&json!({"score": {"raw": 3}})), None);
         assert_eq!(time_spent_ms(&json!({"duration": "PT1H2M3.5S"})), 3_723_500);
         assert_eq!(time_spent_ms(&json!({"duration": "P1DT1M"})), 86_460_000);
         assert_eq!(time_spent_ms(&json!({"duration": "PT0S"})), 1);

@@ -194,11 +194,7 @@ impl Adapter {
         let secret = |r: &Option<SecretRef>| r.as_ref().map(|r| r.read(&target.name)).transpose();
         Ok(match &target.kind {
             KindConfig::XapiLrs { url, username, password, version } => {
-                let credentials = match (secret(username)?, secret(password)?) {
-                    (Some(u), Some(p)) => Some((u, p)),
-                    (None, None) => None,
-                    _ => anyhow::bail!("forwarder '{}': set both username and password, or neither", target.name),
-                };
+                let credentials = both_or_neither(target, secret(username)?, secret(password)?)?;
                 Adapter::XapiLrs(xapi_lrs::XapiLrs::new(url, credentials, version))
             }
             KindConfig::Webhook { url, secret: key } => Adapter::Webhook(webhook::Webhook::new(url, secret(key)?)),
@@ -214,11 +210,7 @@ impl Adapter {
                 Adapter::Learnworlds(learnworlds::LearnWorlds::new(school_url, api_url.as_deref(), client))
             }
             KindConfig::Docebo { url, client_id, client_secret, username, password, username_is_email, .. } => {
-                let user = match (secret(username)?, secret(password)?) {
-                    (Some(u), Some(p)) => Some((u, p)),
-                    (None, None) => None,
-                    _ => anyhow::bail!("forwarder '{}': set both username and password, or neither", target.name),
-                };
+                let user = both_or_neither(target, secret(username)?, secret(password)?)?;
                 let client = (client_id.read(&target.name)?, client_secret.read(&target.name)?);
                 let tokens = token::TokenSource::docebo(url, client.0, client.1, user);
                 Adapter::Docebo(docebo::Docebo::new(url, tokens, *username_is_email))
@@ -264,6 +256,32 @@ impl Adapter {
             Adapter::Learning360(a) => a.deliver(ctx, jobs).await,
         }
     }
+}
+
+/// A username and password: both set, or neither.
+fn both_or_neither(
+    target: &TargetConfig,
+    username: Option<String>,
+    password: Option<String>,
+) -> anyhow::Result<Option<(String, String)>> {
+    match (username, password) {
+        (Some(u), Some(p)) => Ok(Some((u, p))),
+        (None, None) => Ok(None),
+        _ => anyhow::bail!("forwarder '{}': set both username and password, or neither", target.name),
+    }
+}
+
+/// A result's score as a percentage, for platforms that take one: `scaled`,
+/// else `raw` of `max`; clamped to 0–100 and rounded to hundredths.
+pub fn score_percent(result: &Value) -> Option<f64> {
+    let score = result.get("score")?;
+    let scaled = score.get("scaled").and_then(Value::as_f64);
+    let of_max = || {
+        let (raw, max) = (score.get("raw")?.as_f64()?, score.get("max")?.as_f64()?);
+        (max > 0.0).then(|| raw / max)
+    };
+    let fraction = scaled.or_else(of_max)?;
+    Some(((fraction * 100.0).clamp(0.0, 100.0) * 100.0).round() / 100.0)
 }
 
 /// Reads a response's status, headers and (the start of) its body.
