@@ -34,12 +34,20 @@ async fn setup(backend: Backend, delivery: &str) -> Option<Setup> {
         ("dan@example.com", "u-dan"),
     ];
     let sim = Simulator::start(Learning360::new(("client-7", "s3cret"), "int-1", &users, &[&course]));
-    let config = format!(
+    let config = target_config(&sim.url, delivery);
+    let f = Forwarding::start(backend, &config, SECRETS).await?;
+    let iri = format!("https://lms.example.com/courses/{course}");
+    Some(Setup { sim, f, course, iri })
+}
+
+/// The 360 target at `url` (secrets in `$DIR`), with `delivery` settings.
+fn target_config(url: &str, delivery: &str) -> String {
+    format!(
         r#"
         [[forwarder]]
         name = "l360"
         kind = "360learning"
-        url = "{}"
+        url = "{url}"
         integration_id = "int-1"
         client_id = {{ file = "$DIR/l360-id" }}
         client_secret = {{ file = "$DIR/l360-secret" }}
@@ -50,12 +58,8 @@ async fn setup(backend: Backend, delivery: &str) -> Option<Setup> {
         [[forwarder.course]]
         pattern = "^https://lms\\.example\\.com/courses/(?P<code>[^/]+)$"
         course = "$code"
-        "#,
-        sim.url
-    );
-    let f = Forwarding::start(backend, &config, SECRETS).await?;
-    let iri = format!("https://lms.example.com/courses/{course}");
-    Some(Setup { sim, f, course, iri })
+        "#
+    )
 }
 
 fn mbox(name: &str) -> Value {
@@ -291,23 +295,8 @@ async fn sigkill_loses_no_completion_sent_to_360learning() {
     for (name, value) in SECRETS {
         std::fs::write(dir.path().join(name), value).unwrap();
     }
-    let config = format!(
-        r#"
-        [[forwarder]]
-        name = "l360"
-        kind = "360learning"
-        url = "{}"
-        integration_id = "int-1"
-        client_id = {{ file = "{dir}/l360-id" }}
-        client_secret = {{ file = "{dir}/l360-secret" }}
-        delivery = {{ batch_size = 40, lease_secs = 2, retry_base_ms = 50, rate_per_sec = 1000.0, burst = 100 }}
-        [[forwarder.course]]
-        pattern = "^https://lms\\.example\\.com/courses/(?P<code>[^/]+)$"
-        course = "$code"
-        "#,
-        sim.url,
-        dir = dir.path().display()
-    );
+    let delivery = "{ batch_size = 40, lease_secs = 2, retry_base_ms = 50, rate_per_sec = 1000.0, burst = 100 }";
+    let config = target_config(&sim.url, delivery).replace("$DIR", &dir.path().display().to_string());
     let config_path = dir.path().join("forwarders.toml");
     std::fs::write(&config_path, config).unwrap();
     let url = format!("sqlite://{}", dir.path().join("kill.db").display());
