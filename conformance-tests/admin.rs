@@ -72,11 +72,13 @@ async fn status_and_rows_show_dead_letters_and_retry_delivers_them(backend: Back
         assert!(refused.contains(&row["statement_id"].as_str().unwrap().to_owned()));
     }
 
-    // Keyset pages of two: every row once, in id order.
+    // Keyset pages of one: every row once, in id order. (Only the dead
+    // letters are rows: the three delivered statements went through the
+    // target's cursor.)
     let mut seen = Vec::new();
     let mut after = 0;
     loop {
-        let path = format!("/admin/forwarders/backup/outbox?limit=2&after={after}");
+        let path = format!("/admin/forwarders/backup/outbox?limit=1&after={after}");
         let (status, page) = call(admin(&f.app, Method::GET, &path)).await;
         assert_eq!(status, StatusCode::OK, "{page}");
         seen.extend(ids(&page));
@@ -85,7 +87,7 @@ async fn status_and_rows_show_dead_letters_and_retry_delivers_them(backend: Back
             None => break,
         }
     }
-    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
 
     // Mended at the target: one dead letter by id, then the rest in bulk.

@@ -91,6 +91,12 @@ impl Application {
             None => ForwardingConfig::default(),
         };
         let routing = Arc::new(Routing::new(&forwarding));
+        // Before the writer runs: a new stream target starts at the last
+        // statement stored, and no statement comes before its cursor exists.
+        let now_us = chrono::Utc::now().timestamp_micros();
+        for target in forwarding.targets.iter().filter(|t| t.enabled && t.kind.streams()) {
+            store::forward_stream::start(&db, &target.name, now_us).await?;
+        }
         let metrics = Arc::new(Metrics::new()?);
         let forward_db =
             if forwarding.targets.is_empty() { None } else { store::connect_relaxed(&args.database).await? };

@@ -13,6 +13,7 @@ mod m0006_credential_version;
 mod m0007_forwarding;
 mod m0008_forward_mapping;
 mod m0009_outbox_lean_indexes;
+mod m0010_forward_stream;
 
 pub struct Migrator;
 
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_forwarding::Migration),
             Box::new(m0008_forward_mapping::Migration),
             Box::new(m0009_outbox_lean_indexes::Migration),
+            Box::new(m0010_forward_stream::Migration),
         ]
     }
 }

@@ -194,6 +194,13 @@ impl KindConfig {
         }
     }
 
+    /// Whether the target takes statements as they are stored, and so
+    /// follows the statement table with a cursor instead of a row each
+    /// (`store::forward_stream`).
+    pub fn streams(&self) -> bool {
+        matches!(self, KindConfig::XapiLrs { .. } | KindConfig::Webhook { .. })
+    }
+
     /// Whether launch / registration statements enroll the learner.
     pub fn enrolls(&self) -> bool {
         match self {

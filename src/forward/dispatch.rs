@@ -3,6 +3,8 @@
 //! answered, so a crash in between redelivers it when its lease runs out
 //! (at least once; each adapter makes a redelivery harmless).
 
+mod stream;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,7 @@ use super::courses::Courses;
 use super::identity::Identities;
 use super::outcome::{Outcome, backoff};
 use super::rate::RateLimiter;
+use super::router::Router;
 use crate::metrics::Metrics;
 use crate::store::outbox::{self, Claimed, Close, Status};
 
@@ -80,6 +83,9 @@ struct Dispatcher {
     waker: Arc<Notify>,
     stopped: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+    /// A stream target's routes: it follows the statement table with a
+    /// cursor (rows are only its refused statements and replays).
+    stream: Option<Router>,
     /// Consecutive rounds whose deliveries all failed transiently (the
     /// circuit breaker).
     failures: u32,
@@ -114,6 +120,7 @@ impl Dispatcher {
             waker,
             stopped,
             metrics,
+            stream: target.kind.streams().then(|| Router::new(&ForwardingConfig { targets: vec![target.clone()] })),
             failures: 0,
         })
     }
@@ -121,7 +128,7 @@ impl Dispatcher {
     async fn run(mut self) {
         tracing::info!(target_name = %self.name, "forwarder started");
         while !*self.stopped.borrow() {
-            let next = self.round().await.unwrap_or_else(|e| {
+            let next = self.next_round().await.unwrap_or_else(|e| {
                 tracing::error!(target_name = %self.name, error = format!("{e:#}"), "forwarder round failed");
                 Next::Poll(POLL)
             });
@@ -135,13 +142,26 @@ impl Dispatcher {
                     _ = stopped.changed() => {}
                 },
                 // The target asked for quiet (Retry-After) or the circuit is
-                // open: new rows wait too.
-                Next::Hold(hold) => tokio::select! {
+                // open: new rows wait too. A linger lets more rows come.
+                Next::Hold(hold) | Next::Linger(hold) => tokio::select! {
                     _ = tokio::time::sleep(hold) => {}
                     _ = stopped.changed() => {}
                 },
             }
         }
+    }
+
+    /// A stream target's statements after its cursor, then (unless the
+    /// target asked for quiet) its due rows; others only the rows.
+    async fn next_round(&mut self) -> anyhow::Result<Next> {
+        if self.stream.is_none() {
+            return self.round().await;
+        }
+        let streamed = self.stream_round().await?;
+        if let Next::Hold(_) = streamed {
+            return Ok(streamed);
+        }
+        Ok(streamed.sooner(self.round().await?))
     }
 
     /// Delivers one claim of due rows, and says when to look again.
@@ -232,7 +252,7 @@ impl Dispatcher {
         } else if full {
             Next::Now
         } else {
-            Next::Hold(Duration::from_millis(self.delivery.linger_ms))
+            Next::Linger(Duration::from_millis(self.delivery.linger_ms))
         })
     }
 
@@ -349,7 +369,34 @@ enum Next {
     Now,
     /// Look again after this, or when new rows are written.
     Poll(Duration),
+    /// The target asked for quiet, or the circuit is open: nothing goes.
     Hold(Duration),
+    /// Wait this long for more to deliver (a partial round).
+    Linger(Duration),
+}
+
+impl Next {
+    /// Of two rounds' answers (a stream's and the rows'), the one to follow.
+    fn sooner(self, other: Next) -> Next {
+        match (self, other) {
+            (Next::Hold(h), _) | (_, Next::Hold(h)) => Next::Hold(h),
+            (Next::Now, _) | (_, Next::Now) => Next::Now,
+            (a, b) => {
+                if a.wait() <= b.wait() {
+                    a
+                } else {
+                    b
+                }
+            }
+        }
+    }
+
+    fn wait(&self) -> Duration {
+        match self {
+            Next::Now => Duration::ZERO,
+            Next::Poll(d) | Next::Hold(d) | Next::Linger(d) => *d,
+        }
+    }
 }
 
 fn close_as(id: i64, status: Status, next_attempt_us: i64, http_status: Option<u16>, error: Option<String>) -> Close {

@@ -7,6 +7,11 @@
 //! lease, hands them to the target's adapter (`adapters`), and records each
 //! outcome: delivered, retried with backoff (honouring `Retry-After`),
 //! parked, dead-lettered, or the target paused.
+//!
+//! Targets that take statements as stored (another LRS, a webhook) get no
+//! rows from the writer: their dispatcher follows the statement table with
+//! a cursor (`dispatch::stream`, `store::forward_stream`), and only a
+//! statement they refuse, or a replay, becomes a row.
 
 pub mod adapters;
 pub mod config;
@@ -36,12 +41,17 @@ use router::Router;
 pub struct Routing {
     router: Router,
     wakers: HashMap<String, Arc<Notify>>,
+    /// The stream targets' wakers: any new statement may be theirs.
+    streams: Vec<Arc<Notify>>,
 }
 
 impl Routing {
     pub fn new(config: &ForwardingConfig) -> Routing {
-        let wakers = config.targets.iter().map(|t| (t.name.clone(), Arc::new(Notify::new()))).collect();
-        Routing { router: Router::new(config), wakers }
+        let wakers: HashMap<String, Arc<Notify>> =
+            config.targets.iter().map(|t| (t.name.clone(), Arc::new(Notify::new()))).collect();
+        let streams =
+            config.targets.iter().filter(|t| t.enabled && t.kind.streams()).map(|t| wakers[&t.name].clone()).collect();
+        Routing { router: Router::for_rows(config), wakers, streams }
     }
 
     /// The outbox rows for statements about to be stored with these `seq`s.
@@ -64,6 +74,13 @@ impl Routing {
             }
         }
         rows
+    }
+
+    /// Wakes the dispatchers of the stream targets (statements were stored).
+    pub fn wake_streams(&self) {
+        for w in &self.streams {
+            w.notify_one();
+        }
     }
 
     /// Wakes the dispatchers of the targets these rows were written for.

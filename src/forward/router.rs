@@ -113,11 +113,22 @@ pub struct Router {
 }
 
 impl Router {
+    /// Every enabled target's routes (a replay's: rows for stream targets too).
     pub fn new(config: &ForwardingConfig) -> Router {
+        Router::of(config, |_| true)
+    }
+
+    /// The routes the writer plans rows with: a stream target takes its
+    /// statements through its cursor, not rows.
+    pub fn for_rows(config: &ForwardingConfig) -> Router {
+        Router::of(config, |t| !t.kind.streams())
+    }
+
+    fn of(config: &ForwardingConfig, keep: impl Fn(&super::config::TargetConfig) -> bool) -> Router {
         let targets = config
             .targets
             .iter()
-            .filter(|t| t.enabled)
+            .filter(|t| t.enabled && keep(t))
             .map(|t| RoutedTarget {
                 name: t.name.clone(),
                 kind: t.kind.kind(),
@@ -131,6 +142,17 @@ impl Router {
 
     pub fn is_empty(&self) -> bool {
         self.targets.is_empty()
+    }
+
+    /// Whether every statement goes to some target, whatever it says (no
+    /// target has routes): then nothing needs to be parsed to know.
+    pub fn takes_everything(&self) -> bool {
+        self.targets.iter().any(|t| t.routes.is_empty())
+    }
+
+    /// Whether the routes of any target select `statement` (as stored).
+    pub fn selects(&self, statement: &Value) -> bool {
+        self.targets.iter().any(|t| t.routes.is_empty() || t.routes.iter().any(|r| r.matches(statement)))
     }
 
     /// The outbox rows `statement` (as stored) calls for.

@@ -6,7 +6,7 @@
 use anyhow::Context;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
 
-use super::sql;
+use super::{forward_stream, sql};
 
 /// Where a row is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +278,10 @@ pub struct StatusCount {
 
 pub async fn counts(db: &DatabaseConnection) -> anyhow::Result<Vec<StatusCount>> {
     let backend = db.get_database_backend();
+    // The cursors first: a round that moves one past a refused statement
+    // writes its row in the same commit, so read in this order a statement
+    // is never missing from both (at worst, briefly counted in both).
+    let backlogs = forward_stream::backlogs(db, None).await?;
     let rows = db
         .query_all_raw(sql::stmt(
             backend,
@@ -297,6 +301,27 @@ pub async fn counts(db: &DatabaseConnection) -> anyhow::Result<Vec<StatusCount>>
             oldest_created_us: r.try_get_by_index(3)?,
         });
     }
+    // A stream target's statements count as its rows would: delivered
+    // through the cursor as succeeded, stored after it as pending.
+    for b in backlogs {
+        let now_us = chrono::Utc::now().timestamp_micros();
+        for (status, n, oldest) in [
+            (Status::Succeeded, b.delivered, now_us),
+            (Status::Pending, b.waiting, b.oldest_stored_us.unwrap_or(now_us)),
+        ] {
+            if n == 0 {
+                continue;
+            }
+            match out.iter_mut().find(|c| c.target == b.target && c.status == status) {
+                Some(c) => {
+                    c.rows += n;
+                    c.oldest_created_us = c.oldest_created_us.min(oldest);
+                }
+                None => out.push(StatusCount { target: b.target.clone(), status, rows: n, oldest_created_us: oldest }),
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.target, a.status.as_str()).cmp(&(&b.target, b.status.as_str())));
     Ok(out)
 }
 
@@ -603,6 +628,8 @@ pub const WAITING: [Status; 5] = [Status::Pending, Status::InFlight, Status::Ret
 /// rows costs nothing.
 pub async fn queue(db: &DatabaseConnection, target: &str) -> anyhow::Result<(Vec<(Status, i64)>, Option<i64>)> {
     let backend = db.get_database_backend();
+    // The cursor first, as in `counts`.
+    let backlogs = forward_stream::backlogs(db, Some(target)).await?;
     let listed: Vec<String> = WAITING.iter().map(|s| format!("'{}'", s.as_str())).collect();
     let select = format!(
         "SELECT status, COUNT(*), MIN(CASE WHEN status IN ('pending', 'in_flight', 'retry') THEN created_us END) \
@@ -622,6 +649,15 @@ pub async fn queue(db: &DatabaseConnection, target: &str) -> anyhow::Result<(Vec
         depth.push((status, r.try_get_by_index(1)?));
         if let Some(created) = r.try_get_by_index::<Option<i64>>(2)? {
             oldest = Some(oldest.map_or(created, |o| o.min(created)));
+        }
+    }
+    for b in backlogs.into_iter().filter(|b| b.waiting > 0) {
+        match depth.iter_mut().find(|(s, _)| *s == Status::Pending) {
+            Some((_, n)) => *n += b.waiting,
+            None => depth.push((Status::Pending, b.waiting)),
+        }
+        if let Some(stored) = b.oldest_stored_us {
+            oldest = Some(oldest.map_or(stored, |o| o.min(stored)));
         }
     }
     Ok((depth, oldest))

@@ -204,6 +204,9 @@ async fn write_group(
     }
     txn.commit().await.context("commit")?;
     metrics.statements_stored.inc_by(rows.len() as u64);
+    if !rows.is_empty() {
+        routing.wake_streams();
+    }
     routing.wake(&forward);
     Ok(results)
 }

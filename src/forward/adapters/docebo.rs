@@ -304,6 +304,7 @@ mod tests {
             referenced_body: None,
             attempts: 1,
             created_us: 0,
+            stream_seq: None,
         }
     }
 

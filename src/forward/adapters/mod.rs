@@ -51,6 +51,8 @@ pub struct Job {
     /// Attempts including this one.
     pub attempts: u32,
     pub created_us: i64,
+    /// Set when the statement comes through the target's cursor, not a row.
+    pub stream_seq: Option<i64>,
 }
 
 impl Job {
@@ -67,7 +69,33 @@ impl Job {
             referenced_body: c.referenced_body,
             attempts: c.attempts,
             created_us: c.created_us,
+            stream_seq: None,
         })
+    }
+
+    /// A statement after a stream target's cursor, as a job.
+    pub fn from_streamed(s: crate::store::forward_stream::Streamed) -> Job {
+        Job {
+            outbox_id: 0,
+            op: Op::Statement,
+            statement_id: s.id,
+            order_key: String::new(),
+            body: s.body,
+            referenced_body: None,
+            attempts: 1,
+            created_us: s.stored_us,
+            stream_seq: Some(s.seq),
+        }
+    }
+
+    /// What names this delivery to the receiver, the same on a redelivery:
+    /// the statement id for a statement from the cursor (it goes once), the
+    /// row id for a row (a replay is a delivery of its own).
+    pub fn delivery_id(&self) -> String {
+        match self.stream_seq {
+            Some(_) => self.statement_id.clone(),
+            None => self.outbox_id.to_string(),
+        }
     }
 
     /// The statement, parsed, for adapters that rewrite it.

@@ -1,7 +1,7 @@
 //! A webhook: one JSON POST per statement. With a secret, the body is signed
 //! with HMAC-SHA256 over `<timestamp>.<body>` (the timestamp is sent too, so
 //! the receiver can refuse replays); `X-Xlrs-Delivery` is the same on every
-//! redelivery of a row, so the receiver can drop duplicates.
+//! redelivery (see `Job::delivery_id`), so the receiver can drop duplicates.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -39,7 +39,7 @@ impl Webhook {
             .client
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(DELIVERY_HEADER, job.outbox_id.to_string())
+            .header(DELIVERY_HEADER, job.delivery_id())
             .header(TIMESTAMP_HEADER, &timestamp);
         if let Some(secret) = &self.secret {
             request = request.header(SIGNATURE_HEADER, signature(secret, &timestamp, body.as_bytes()));
