@@ -9,9 +9,16 @@
 //! `cargo bench --bench forward_ingest -- [--seconds 20] [--rounds 3]
 //!  [--concurrency 4] [--batch 100] [--split] [--postgres postgres://postgres@127.0.0.1:5432]`
 //!
-//! `--split` adds a run with every target paused: the outbox rows are written
-//! with the statements but none is delivered, which separates the writer's
-//! share of the cost from the dispatchers'.
+//! `--split` adds a run with every target paused: the statements are stored
+//! (and the rows of row targets written) but none is delivered, which
+//! separates the writer's share of the cost from the dispatchers'.
+//!
+//! The three targets are stream targets (another LRS, a webhook): they follow
+//! the statement table with a cursor. `--platform` adds a run in which the
+//! course LRS is replaced by HiBob Bob Learning, a platform target with an
+//! outbox row per course outcome and catalog entry (Bob's own rate limits
+//! hold its deliveries to 5/s, so its rows pile up: what is measured is
+//! their writing and claiming).
 //!
 //! Method and figures: docs/benchmarks.md.
 
@@ -35,10 +42,13 @@ struct Args {
     postgres: Option<String>,
     /// Also a run with the targets paused.
     split: bool,
+    /// Also a run with a platform target (Bob) in place of the course LRS.
+    platform: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { seconds: 20, rounds: 3, concurrency: 4, batch: 100, postgres: None, split: false };
+    let mut a =
+        Args { seconds: 20, rounds: 3, concurrency: 4, batch: 100, postgres: None, split: false, platform: false };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
@@ -50,6 +60,7 @@ fn args() -> Args {
             "--batch" => a.batch = value().parse().expect("--batch N"),
             "--postgres" => a.postgres = Some(value()),
             "--split" => a.split = true,
+            "--platform" => a.platform = true,
             // cargo bench passes --bench; nothing else is ours.
             _ => {}
         }
@@ -126,6 +137,9 @@ fn start_sinks() -> (String, Arc<AtomicU64>) {
                             // A statement has one "actor": count deliveries without parsing them.
                             let n = memchr::memmem::find_iter(&body, b"\"actor\"").count() as u64;
                             counter.fetch_add(n, Ordering::Relaxed);
+                            if req.path().ends_with("/training-content") {
+                                return HttpResponse::Ok().json(bob_catalog_answer(&body));
+                            }
                             if req.method() == "PUT" {
                                 HttpResponse::NoContent().finish()
                             } else {
@@ -144,6 +158,37 @@ fn start_sinks() -> (String, Arc<AtomicU64>) {
         })
     });
     (url, received)
+}
+
+/// Bob's answer to a catalog call: every item taken.
+fn bob_catalog_answer(body: &[u8]) -> Value {
+    let items: Value = serde_json::from_slice(body).unwrap_or_default();
+    let ids: Vec<Value> = items["items"]
+        .as_array()
+        .map(|a| a.iter().map(|i| i["/trainingContent/externalIdentifier"].clone()).collect())
+        .unwrap_or_default();
+    json!({ "success": ids })
+}
+
+/// The backup LRS and the webhook, with Bob taking the course activities.
+fn with_platform(sink: &str) -> String {
+    let fast = "delivery = { batch_size = 1000, rate_per_sec = 5000.0, burst = 500, linger_ms = 1000 }";
+    let three = three_targets(sink);
+    let streams = &three[..three.find("[[forwarder]]\n        name = \"courses\"").unwrap()];
+    format!(
+        r#"{streams}
+        [[forwarder]]
+        name = "courses"
+        kind = "hibob"
+        url = "{sink}/bob/v1"
+        provider_identifier = "xlrs-bench"
+        service_user_id = {{ env = "BENCH_BOB_ID" }}
+        service_user_token = {{ env = "BENCH_BOB_TOKEN" }}
+        {fast}
+        [[forwarder.route]]
+        activity_types = ["http://adlnet.gov/expapi/activities/course"]
+        "#
+    )
 }
 
 fn three_targets(sink: &str) -> String {
@@ -193,6 +238,8 @@ fn serve(database_url: &str, forwarders: Option<&std::path::Path>) -> Served {
         .env("XLRS_ADMIN_KEY", KEY)
         .env("XLRS_ADMIN_SECRET", SECRET)
         .env("RUST_LOG", "info")
+        .env("BENCH_BOB_ID", "bench")
+        .env("BENCH_BOB_TOKEN", "bench-token")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if let Some(path) = forwarders {
@@ -318,6 +365,7 @@ enum Mode {
     None,
     Three,
     ThreePaused,
+    Platform,
 }
 
 impl Mode {
@@ -325,7 +373,8 @@ impl Mode {
         match self {
             Mode::None => "none",
             Mode::Three => "3 targets",
-            Mode::ThreePaused => "3 targets, paused (rows written, none sent)",
+            Mode::ThreePaused => "3 targets, paused (stored, none sent)",
+            Mode::Platform => "LRS + webhook + Bob (rows)",
         }
     }
 }
@@ -340,12 +389,13 @@ async fn pause_all(database_url: &str) {
     db.close().await.ok();
 }
 
-async fn run(a: &Args, mode: Mode, config: &std::path::Path, dir: &std::path::Path, name: &str, seed: u64) -> Run {
+async fn run(a: &Args, mode: Mode, configs: &Configs, dir: &std::path::Path, name: &str, seed: u64) -> Run {
+    let config = if mode == Mode::Platform { &configs.platform } else { &configs.three };
     let url = fresh_database(a, dir, name).await;
     if mode == Mode::ThreePaused {
         pause_all(&url).await;
     }
-    let served = serve(&url, (mode != Mode::None).then_some(config));
+    let served = serve(&url, (mode != Mode::None).then_some(config.as_path()));
     let (cpu_before, own_before) = (cpu_secs(served.child.id()), own_cpu_secs());
     let (statements, secs, mut latencies) = load(served.port, a, seed).await;
     let server_cpu = cpu_secs(served.child.id()) - cpu_before;
@@ -371,13 +421,19 @@ async fn run(a: &Args, mode: Mode, config: &std::path::Path, dir: &std::path::Pa
     }
 }
 
+struct Configs {
+    three: std::path::PathBuf,
+    platform: std::path::PathBuf,
+}
+
 #[tokio::main]
 async fn main() {
     let a = args();
     let (sink, received) = start_sinks();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("forwarders.toml");
-    std::fs::write(&config, three_targets(&sink)).unwrap();
+    let configs = Configs { three: dir.path().join("three.toml"), platform: dir.path().join("platform.toml") };
+    std::fs::write(&configs.three, three_targets(&sink)).unwrap();
+    std::fs::write(&configs.platform, with_platform(&sink)).unwrap();
     let backend = if a.postgres.is_some() { "PostgreSQL" } else { "SQLite" };
     println!(
         "ingest, {backend}: POST batches of {} at c={}, {} s per run, {} rounds\n",
@@ -387,12 +443,17 @@ async fn main() {
         "| round | forwarding | statements/s | p50 ms | p99 ms | backlog at end | drained in s | xlrs CPU ms / 1k | bench CPU ms / 1k |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    let (mut off, mut on, mut paused) = (Vec::new(), Vec::new(), Vec::new());
-    let modes: &[Mode] =
-        if a.split { &[Mode::None, Mode::Three, Mode::ThreePaused] } else { &[Mode::None, Mode::Three] };
+    let (mut off, mut on, mut paused, mut platform) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut modes = vec![Mode::None, Mode::Three];
+    if a.split {
+        modes.push(Mode::ThreePaused);
+    }
+    if a.platform {
+        modes.push(Mode::Platform);
+    }
     for round in 0..a.rounds {
         for (m, mode) in modes.iter().enumerate() {
-            let r = run(&a, *mode, &config, dir.path(), &format!("{round}_{m}"), round as u64).await;
+            let r = run(&a, *mode, &configs, dir.path(), &format!("{round}_{m}"), round as u64).await;
             let rate = r.statements as f64 / r.secs;
             println!(
                 "| {} | {} | {rate:.0} | {:.1} | {:.1} | {} | {:.1} | {:.0} | {:.0} |",
@@ -409,6 +470,7 @@ async fn main() {
                 Mode::None => off.push(rate),
                 Mode::Three => on.push(rate),
                 Mode::ThreePaused => paused.push(rate),
+                Mode::Platform => platform.push(rate),
             }
         }
     }
@@ -426,8 +488,12 @@ async fn main() {
     if !paused.is_empty() {
         let paused = median(&mut paused);
         println!(
-            "with three targets paused (rows written, none sent): {paused:.0} statements/s, {:.1} %",
+            "with three targets paused (stored, none sent): {paused:.0} statements/s, {:.1} %",
             100.0 * paused / off
         );
+    }
+    if !platform.is_empty() {
+        let platform = median(&mut platform);
+        println!("with the LRS, the webhook and Bob: {platform:.0} statements/s, {:.1} %", 100.0 * platform / off);
     }
 }

@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
 use xlrs::config::DatabaseArgs;
+use xlrs::store::forward_stream;
 use xlrs::store::outbox::{self, Status};
 use xlrs::store::{self};
 
@@ -136,6 +137,78 @@ async fn statements_reach_another_lrs_as_stored(backend: Backend) {
     assert!(requests.iter().all(|r| r.header("x-experience-api-version") == Some("1.0.3")));
     assert!(requests.len() < 23, "batched: {} requests for 23 statements", requests.len());
     assert_eq!(f.settled().await, vec![("backup".to_owned(), Status::Succeeded, 23)]);
+}
+
+forwarding_test!(another_lrs_follows_the_statements_with_a_cursor_not_rows);
+async fn another_lrs_follows_the_statements_with_a_cursor_not_rows(backend: Backend) {
+    let sim = Simulator::start(Lrs::new("fwd-key", "fwd-secret"));
+    let Some(f) = Forwarding::start(backend, &lrs_target("backup", &sim.url, ""), LRS_SECRETS).await else { return };
+    f.app.store(&json!((0..6).map(|_| statement()).collect::<Vec<_>>())).await;
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 6).await);
+    assert_eq!(f.settled().await, vec![("backup".to_owned(), Status::Succeeded, 6)]);
+    // Delivered through the cursor: no outbox row; the cursor at the last statement.
+    assert!(outbox::list(&f.db, "backup", None, 0, 10).await.unwrap().is_empty());
+    let last = forward_stream::last_seq(&f.db).await.unwrap();
+    assert_eq!(forward_stream::cursor(&f.db, "backup").await.unwrap(), Some(last));
+    // A target new to this store starts at the last statement (the past goes
+    // out only by a replay); starting it again (a restart, a second node)
+    // leaves its cursor where it is.
+    forward_stream::start(&f.db, "later", 0).await.unwrap();
+    assert_eq!(forward_stream::cursor(&f.db, "later").await.unwrap(), Some(last));
+    f.app.store(&statement()).await;
+    forward_stream::start(&f.db, "later", 0).await.unwrap();
+    assert_eq!(forward_stream::cursor(&f.db, "later").await.unwrap(), Some(last));
+    let later = forward_stream::backlogs(&f.db, Some("later")).await.unwrap();
+    assert_eq!((later[0].waiting, later[0].delivered), (1, 0), "{later:?}");
+    assert!(later[0].oldest_stored_us.is_some());
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 7).await, "the running target goes on");
+}
+
+/// Two `xlrs serve` nodes on one PostgreSQL database, both taking
+/// statements and both running the same stream target: one node at a time
+/// follows the cursor, so every statement is sent once, not once per node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_send_each_statement_to_a_stream_target_once() {
+    let sim = Simulator::start(Lrs::new("fwd-key", "fwd-secret"));
+    let config = lrs_target("backup", &sim.url, "delivery = { batch_size = 20, linger_ms = 10 }");
+    let Some(f) = Forwarding::start(Backend::Postgres, &config, LRS_SECRETS).await else { return };
+    let path = f.dir.path().join("forwarders.toml");
+    let mut second =
+        crate::cli::serve_with_env(&f.app.database_url, Some(KILLER), &[("XLRS_FORWARDERS", path.to_str().unwrap())]);
+    let endpoint = format!("http://127.0.0.1:{}/xapi/statements", second.port);
+    let client = reqwest::Client::new();
+    let mut stored = 0;
+    for round in 0..20 {
+        let batch: Vec<Value> = (0..5).map(|_| statement()).collect();
+        if round % 2 == 0 {
+            f.app.store(&json!(batch)).await;
+        } else {
+            let res = client
+                .post(&endpoint)
+                .header("X-Experience-API-Version", VERSION)
+                .basic_auth(KILLER.0, Some(KILLER.1))
+                .json(&batch)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+        stored += batch.len();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == stored).await, "{} of {stored}", sim.behaviour.count());
+    assert_eq!(f.settled().await, vec![("backup".to_owned(), Status::Succeeded, stored as i64)]);
+    let sent: usize = sim
+        .requests()
+        .iter()
+        .map(|r| match serde_json::from_slice::<Value>(&r.body).unwrap() {
+            Value::Array(a) => a.len(),
+            _ => 1,
+        })
+        .sum();
+    assert_eq!(sent, stored, "each statement sent once over both nodes");
+    crate::cli::sigterm(&second.child);
+    crate::cli::wait_exit(&mut second.child);
 }
 
 forwarding_test!(routes_choose_what_each_target_gets);

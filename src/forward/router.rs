@@ -150,9 +150,21 @@ impl Router {
         self.targets.iter().any(|t| t.routes.is_empty())
     }
 
-    /// Whether the routes of any target select `statement` (as stored).
-    pub fn selects(&self, statement: &Value) -> bool {
-        self.targets.iter().any(|t| t.routes.is_empty() || t.routes.iter().any(|r| r.matches(statement)))
+    /// Whether the routes of any target select the statement stored as
+    /// `text`; one that cannot be read is selected (the target will say).
+    pub fn selects(&self, text: &str) -> bool {
+        let Ok(s) = serde_json::from_str::<view::Statement<'_>>(text) else { return true };
+        let (object_type, id) = match &s.object {
+            Some(o) => (o.object_type.as_deref(), o.id.as_deref()),
+            None => (None, None),
+        };
+        let fields = RouteFields {
+            verb: s.verb.as_ref().and_then(|v| v.id.as_deref()),
+            activity: id.filter(|_| matches!(object_type, None | Some("Activity"))),
+            activity_type: s.object.as_ref().and_then(|o| o.definition.as_ref()).and_then(|d| d.kind.as_deref()),
+            credential: s.authority.as_ref().and_then(|a| a.account.as_ref()).and_then(|a| a.name.as_deref()),
+        };
+        self.targets.iter().any(|t| t.routes.is_empty() || t.routes.iter().any(|r| r.matches(&fields)))
     }
 
     /// The outbox rows `statement` (as stored) calls for.
@@ -168,7 +180,8 @@ impl Router {
                 out.push(Planned { target: &target.name, op: Op::Revoke, order_key: key.to_owned(), dedupe_key: None });
                 continue;
             }
-            let routed = target.routes.is_empty() || target.routes.iter().any(|r| r.matches(statement));
+            let fields = RouteFields::of(statement);
+            let routed = target.routes.is_empty() || target.routes.iter().any(|r| r.matches(&fields));
             if routed {
                 let key: &str = key.get_or_insert_with(|| order_key(statement));
                 plan_for(target, statement, key, &mut out);
@@ -192,25 +205,95 @@ pub fn verb_iri(verb: &str) -> String {
     if verb.contains(':') { verb.to_owned() } else { format!("{ADL_VERBS}{verb}") }
 }
 
-impl Route {
-    fn matches(&self, s: &Value) -> bool {
+/// What routes look at in a statement.
+struct RouteFields<'a> {
+    verb: Option<&'a str>,
+    /// The object's id, when the object is an activity.
+    activity: Option<&'a str>,
+    activity_type: Option<&'a str>,
+    credential: Option<&'a str>,
+}
+
+impl<'a> RouteFields<'a> {
+    fn of(s: &'a Value) -> RouteFields<'a> {
         let str_at = |pointer: &str| s.pointer(pointer).and_then(Value::as_str);
-        if !self.verbs.is_empty() && !str_at("/verb/id").is_some_and(|v| self.verbs.contains(v)) {
+        RouteFields {
+            verb: str_at("/verb/id"),
+            activity: object_activity(s),
+            activity_type: str_at("/object/definition/type"),
+            credential: str_at("/authority/account/name"),
+        }
+    }
+}
+
+/// The fields routes look at, read from a statement's stored text without
+/// building the whole of it (a stream target filters every statement).
+mod view {
+    use std::borrow::Cow;
+
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct Statement<'a> {
+        #[serde(borrow)]
+        pub verb: Option<Id<'a>>,
+        #[serde(borrow)]
+        pub object: Option<Object<'a>>,
+        #[serde(borrow)]
+        pub authority: Option<Authority<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Id<'a> {
+        #[serde(borrow)]
+        pub id: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Object<'a> {
+        #[serde(rename = "objectType", borrow)]
+        pub object_type: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub id: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub definition: Option<Definition<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Definition<'a> {
+        #[serde(rename = "type", borrow)]
+        pub kind: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Authority<'a> {
+        #[serde(borrow)]
+        pub account: Option<Account<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Account<'a> {
+        #[serde(borrow)]
+        pub name: Option<Cow<'a, str>>,
+    }
+}
+
+impl Route {
+    fn matches(&self, f: &RouteFields<'_>) -> bool {
+        if !self.verbs.is_empty() && !f.verb.is_some_and(|v| self.verbs.contains(v)) {
             return false;
         }
-        let activity = object_activity(s);
         if !self.activity_types.is_empty()
-            && !activity.and(str_at("/object/definition/type")).is_some_and(|t| self.activity_types.contains(t))
+            && !f.activity.and(f.activity_type).is_some_and(|t| self.activity_types.contains(t))
         {
             return false;
         }
         if !self.activity_prefixes.is_empty()
-            && !activity.is_some_and(|a| self.activity_prefixes.iter().any(|p| a.starts_with(p.as_str())))
+            && !f.activity.is_some_and(|a| self.activity_prefixes.iter().any(|p| a.starts_with(p.as_str())))
         {
             return false;
         }
-        let credential = str_at("/authority/account/name");
-        !credential.is_some_and(|c| self.exclude_credentials.contains(c))
+        !f.credential.is_some_and(|c| self.exclude_credentials.contains(c))
     }
 }
 
@@ -329,6 +412,47 @@ mod tests {
             (p.op, p.order_key.as_str()),
             (Op::Statement, "mbox:mailto:ann@example.com https://lms.example.com/c2")
         );
+    }
+
+    #[test]
+    fn a_stream_target_reads_the_same_routes_from_the_stored_text() {
+        let courses = router(
+            r#"
+            [[forwarder]]
+            name = "courses"
+            kind = "xapi_lrs"
+            url = "http://y"
+            [[forwarder.route]]
+            verbs = ["completed"]
+            activity_types = ["http://adlnet.gov/expapi/activities/course"]
+            [[forwarder.route]]
+            verbs = ["failed"]
+            activity_prefixes = ["https://lms.example.com/"]
+            exclude_credentials = ["bridge"]
+            "#,
+        );
+        let course = json!({"id": "https://lms.example.com/c1", "objectType": "Activity",
+                            "definition": {"type": "http://adlnet.gov/expapi/activities/course"}});
+        let sub = json!({"objectType": "SubStatement", "actor": {"mbox": "mailto:b@example.com"},
+                         "verb": {"id": verb_iri("completed")}, "object": course.clone()});
+        let mut failed = statement("failed", json!({"id": "https://lms.example.com/c2"}));
+        let mut cases = vec![
+            (statement("completed", course.clone()), true),
+            (statement("experienced", course.clone()), false),
+            (statement("completed", sub), false),
+            (failed.clone(), false),
+        ];
+        failed["authority"]["account"]["name"] = json!("content");
+        cases.push((failed, true));
+        for (s, selected) in cases {
+            assert_eq!(!courses.plan(&s).is_empty(), selected, "{s}");
+            assert_eq!(courses.selects(&s.to_string()), selected, "{s}");
+        }
+        // Escapes in the text are read as what they stand for.
+        let escaped = statement("completed", course).to_string().replace("/course\"", "\\/course\"");
+        assert!(escaped.contains("\\/course"));
+        assert!(courses.selects(&escaped));
+        assert!(courses.selects("not json"), "what cannot be read goes; the target says");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use sea_orm::DbBackend;
 
 use super::{Dispatcher, Next, POLL};
 use crate::forward::adapters::{Ctx, Job};
@@ -35,24 +36,25 @@ impl Dispatcher {
         }
         let limit = if self.breaker_open() { 1 } else { self.delivery.batch_size };
         let lease_us = self.delivery.lease().as_micros() as i64;
-        // One node follows the cursor at a time.
-        if !forward_stream::lease(&self.db, &self.name, &self.node, now_us + lease_us, now_us).await? {
+        // One node follows the cursor at a time. A SQLite database is one
+        // node's: no lease, one write transaction fewer per round between
+        // the writer's group commits.
+        let shared = self.db.get_database_backend() == DbBackend::Postgres;
+        if shared && !forward_stream::lease(&self.db, &self.name, &self.node, now_us + lease_us, now_us).await? {
             return Ok(Next::Poll(POLL));
         }
         let Some(cursor) = forward_stream::cursor(&self.db, &self.name).await? else { return Ok(Next::Now) };
         let statements = forward_stream::read(&self.db, cursor, limit).await?;
         let Some(last) = statements.last() else {
-            outbox::release_target(&self.db, &self.name, &self.node).await?;
+            if shared {
+                outbox::release_target(&self.db, &self.name, &self.node).await?;
+            }
             return Ok(Next::Poll(POLL));
         };
         let (last_seq, full) = (last.seq, statements.len() >= limit);
         let everything = router.takes_everything();
-        let jobs: Vec<Job> = statements
-            .into_iter()
-            // A statement that is not JSON is sent as it is: the target says.
-            .filter(|s| everything || serde_json::from_str(&s.body).map_or(true, |v| router.selects(&v)))
-            .map(Job::from_streamed)
-            .collect();
+        let jobs: Vec<Job> =
+            statements.into_iter().filter(|s| everything || router.selects(&s.body)).map(Job::from_streamed).collect();
         let outcomes = self.deliver_streamed(&jobs).await;
         let now_us = Utc::now().timestamp_micros();
         let mut round = StreamRound::new(last_seq);
