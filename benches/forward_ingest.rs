@@ -3,8 +3,9 @@
 //! (a backup LRS taking every statement, a webhook taking completions, a
 //! second LRS taking course activities), alternating, several rounds. The
 //! targets are sinks in this process that answer at once, so what is measured
-//! is what forwarding costs xlrs itself: the outbox rows written in the group
-//! commit, and the dispatchers' claims, calls and closes competing with ingest.
+//! is what forwarding costs xlrs itself: the dispatchers' reads, calls and
+//! cursor moves (and, for a platform target, the outbox rows written in the
+//! group commit and their claims and closes) competing with ingest.
 //!
 //! `cargo bench --bench forward_ingest -- [--seconds 20] [--rounds 3]
 //!  [--concurrency 4] [--batch 100] [--split] [--postgres postgres://postgres@127.0.0.1:5432]`
@@ -22,8 +23,6 @@
 //!
 //! Method and figures: docs/benchmarks.md.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -31,8 +30,10 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
 
-const KEY: &str = "bench";
-const SECRET: &str = "bench-secret";
+#[path = "support/server.rs"]
+mod server;
+
+use server::{KEY, SECRET, Served, cpu_secs};
 
 struct Args {
     seconds: u64,
@@ -220,42 +221,13 @@ fn three_targets(sink: &str) -> String {
     )
 }
 
-struct Served {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(database_url: &str, forwarders: Option<&std::path::Path>) -> Served {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xlrs"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
-        .env("XLRS_ADMIN_KEY", KEY)
-        .env("XLRS_ADMIN_SECRET", SECRET)
-        .env("RUST_LOG", "info")
-        .env("BENCH_BOB_ID", "bench")
-        .env("BENCH_BOB_TOKEN", "bench-token")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(path) = forwarders {
-        cmd.env("XLRS_FORWARDERS", path);
+    let mut env = vec![("BENCH_BOB_ID", "bench"), ("BENCH_BOB_TOKEN", "bench-token")];
+    let path = forwarders.map(|p| p.display().to_string());
+    if let Some(path) = &path {
+        env.push(("XLRS_FORWARDERS", path.as_str()));
     }
-    let mut child = cmd.spawn().expect("spawn xlrs serve");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines.next().expect("xlrs serve exited").unwrap();
-        if let Some(p) = line.split("port=").nth(1).and_then(|p| p.split_whitespace().next()) {
-            break p.parse().unwrap();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, port }
+    server::serve(database_url, &env)
 }
 
 struct Run {
@@ -271,16 +243,6 @@ struct Run {
     /// serve`, and of this process (load generator and the targets' sinks).
     server_cpu_ms_per_k: f64,
     bench_cpu_ms_per_k: f64,
-}
-
-/// CPU seconds (user + system) a process has used, from /proc.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command name (which may hold spaces), utime is the 12th field, stime the 13th.
-    let rest = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn own_cpu_secs() -> f64 {
@@ -342,20 +304,11 @@ async fn open_rows(database_url: &str) -> i64 {
 }
 
 async fn fresh_database(a: &Args, dir: &std::path::Path, name: &str) -> String {
-    match &a.postgres {
-        None => format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
-        Some(base) => {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&format!("{base}/postgres")).await.expect("PostgreSQL");
-            let db = format!("xlrs_bench_{}_{name}", std::process::id());
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\"")))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db}\""))).execute(&mut conn).await.unwrap();
-            format!("{base}/{db}")
-        }
-    }
+    server::fresh_database(a.postgres.as_deref(), dir, name).await
+}
+
+async fn drop_database(a: &Args, url: &str) {
+    server::drop_database(a.postgres.as_deref(), url).await
 }
 
 /// Forwarding off, on, or on with every target paused: outbox rows written
@@ -408,14 +361,16 @@ async fn run(a: &Args, mode: Mode, configs: &Configs, dir: &std::path::Path, nam
         tokio::time::sleep(Duration::from_millis(200)).await;
         left = open_rows(&url).await;
     }
+    let drain_secs = drain_start.elapsed().as_secs_f64();
     drop(served);
+    drop_database(a, &url).await;
     Run {
         statements,
         secs,
         p50_ms: at(0.5),
         p99_ms: at(0.99),
         backlog,
-        drain_secs: drain_start.elapsed().as_secs_f64(),
+        drain_secs,
         server_cpu_ms_per_k: server_cpu * 1e6 / statements as f64,
         bench_cpu_ms_per_k: bench_cpu * 1e6 / statements as f64,
     }
