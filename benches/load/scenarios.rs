@@ -1,0 +1,286 @@
+//! The standard scenarios, in the order they run: writes on an empty store,
+//! the fill, then reads and documents on the filled store.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::generator::{self, Generator};
+use crate::server::{KEY, SECRET};
+use crate::{Args, Done, Stats, drive};
+
+/// The server under load, and what the harness knows of its store.
+#[derive(Clone)]
+pub struct Lrs {
+    client: reqwest::Client,
+    base: String,
+    stored: Arc<AtomicU64>,
+    /// `since` and `until` around statements stored in the middle of the fill.
+    window: Arc<Mutex<Option<(String, String)>>>,
+}
+
+impl Lrs {
+    pub fn new(port: u16) -> Lrs {
+        Lrs {
+            client: reqwest::Client::new(),
+            base: format!("http://127.0.0.1:{port}/xapi"),
+            stored: Arc::default(),
+            window: Arc::default(),
+        }
+    }
+
+    fn request(&self, method: Method, path_and_query: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path_and_query}", self.base))
+            .header("X-Experience-API-Version", "1.0.3")
+            .basic_auth(KEY, Some(SECRET))
+    }
+
+    /// Statements stored through the harness.
+    pub async fn count(&self) -> u64 {
+        self.stored.load(Ordering::Relaxed)
+    }
+
+    async fn post(&self, body: &Value, statements: u64) -> Done {
+        let res = self.request(Method::POST, "/statements").json(body).send().await;
+        let done = answered(res, statements).await;
+        if done.ok {
+            self.stored.fetch_add(statements, Ordering::Relaxed);
+        }
+        done
+    }
+
+    /// GET `path_and_query`; counts the statements of a statement result.
+    async fn get(&self, path_and_query: &str) -> (Done, Option<String>) {
+        let res = self.request(Method::GET, path_and_query).send().await;
+        match res {
+            Ok(r) if r.status().is_success() => {
+                let body: Value = r.json().await.unwrap_or_default();
+                let n = body["statements"].as_array().map_or(0, |a| a.len() as u64);
+                let more = body["more"].as_str().filter(|m| !m.is_empty()).map(str::to_owned);
+                (Done::ok(n), more)
+            }
+            other => (answered(other, 0).await, None),
+        }
+    }
+}
+
+async fn answered(res: reqwest::Result<reqwest::Response>, statements: u64) -> Done {
+    match res {
+        Ok(r) if r.status().is_success() => {
+            let _ = r.bytes().await;
+            Done::ok(statements)
+        }
+        Ok(r) => {
+            let status = r.status();
+            let text = r.text().await.unwrap_or_default();
+            Done::refused(format!("{status}: {}", text.chars().take(300).collect::<String>()))
+        }
+        Err(e) => Done::refused(e.to_string()),
+    }
+}
+
+pub struct Scenario {
+    pub name: String,
+    pub concurrency: usize,
+    kind: Kind,
+}
+
+enum Kind {
+    PostSingle,
+    PostBatch(usize),
+    Fill,
+    /// A statement query; its query string is made when it runs (the
+    /// since/until window is known after the fill).
+    Get(fn(&Lrs) -> String),
+    /// Page 1 of all statements, or the page `depth` reached through `more`.
+    Page {
+        deep: bool,
+    },
+    StatePut,
+    StateGet,
+}
+
+pub fn all(a: &Args) -> Vec<Scenario> {
+    let s = |name: &str, concurrency, kind| Scenario { name: name.to_owned(), concurrency, kind };
+    vec![
+        s("POST single", 1, Kind::PostSingle),
+        s("POST single", 8, Kind::PostSingle),
+        s("POST single", 32, Kind::PostSingle),
+        s("POST batch of 100", 4, Kind::PostBatch(100)),
+        s("fill, batches of 500", 4, Kind::Fill),
+        s("GET agent", 8, Kind::Get(|_| format!("agent={}", q(&generator::actor(0))))),
+        s("GET verb", 8, Kind::Get(|_| format!("verb={}", q(&generator::verb_iri("completed"))))),
+        s("GET activity", 8, Kind::Get(|_| format!("activity={}", q(&module(0, 0))))),
+        s("GET registration", 8, Kind::Get(|_| format!("registration={}", generator::registration(0, 0)))),
+        s(
+            "GET agent+verb+activity",
+            8,
+            Kind::Get(|_| {
+                format!(
+                    "agent={}&verb={}&activity={}",
+                    q(&generator::actor(0)),
+                    q(&generator::verb_iri("completed")),
+                    q(&module(0, 0))
+                )
+            }),
+        ),
+        s(
+            "GET related_activities",
+            8,
+            Kind::Get(|_| format!("activity={}&related_activities=true", q(&generator::course_iri(0)))),
+        ),
+        s("GET related_agents", 8, Kind::Get(|_| format!("agent={}&related_agents=true", q(&generator::actor(1))))),
+        s(
+            "GET since/until",
+            8,
+            Kind::Get(|lrs| {
+                let window = lrs.window.lock().unwrap().clone().unwrap_or_default();
+                format!("since={}&until={}", q(&window.0), q(&window.1))
+            }),
+        ),
+        s("GET page 1", 8, Kind::Page { deep: false }),
+        s(&format!("GET page {} via more", a.depth), 8, Kind::Page { deep: true }),
+        s("PUT state", 8, Kind::StatePut),
+        s("GET state", 8, Kind::StateGet),
+    ]
+}
+
+fn q(v: &impl serde::Serialize) -> String {
+    let text = match serde_json::to_value(v).unwrap() {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+fn module(course: u64, module: u64) -> String {
+    format!("{}/modules/{module}", generator::course_iri(course))
+}
+
+impl Scenario {
+    pub async fn run(&self, lrs: &Lrs, a: &Args) -> Stats {
+        let (c, secs) = (self.concurrency, a.seconds);
+        match &self.kind {
+            Kind::PostSingle => {
+                let lrs = lrs.clone();
+                let seed = 1000 + c as u64;
+                drive(c, secs, move |w, n| {
+                    let lrs = lrs.clone();
+                    async move { lrs.post(&Generator::new(seed << 32 | (w as u64) << 24 | n).statement(), 1).await }
+                })
+                .await
+            }
+            Kind::PostBatch(size) => post_batches(lrs, c, secs, *size, 2000, None).await,
+            Kind::Fill => fill(lrs, a).await,
+            Kind::Get(query) => {
+                let path = format!("/statements?limit=50&{}", query(lrs));
+                let lrs = lrs.clone();
+                drive(c, secs, move |_, _| {
+                    let (lrs, path) = (lrs.clone(), path.clone());
+                    async move { lrs.get(&path).await.0 }
+                })
+                .await
+            }
+            Kind::Page { deep } => {
+                let mut path = "/statements?limit=50".to_owned();
+                if *deep {
+                    for _ in 1..a.depth {
+                        match lrs.get(&path).await.1 {
+                            // `more` is a path from the server's root.
+                            Some(more) => path = more.trim_start_matches("/xapi").to_owned(),
+                            None => break,
+                        }
+                    }
+                }
+                let lrs = lrs.clone();
+                drive(c, secs, move |_, _| {
+                    let (lrs, path) = (lrs.clone(), path.clone());
+                    async move { lrs.get(&path).await.0 }
+                })
+                .await
+            }
+            Kind::StatePut | Kind::StateGet => {
+                let (lrs, put) = (lrs.clone(), matches!(self.kind, Kind::StatePut));
+                drive(c, secs, move |w, n| {
+                    let lrs = lrs.clone();
+                    async move { state(&lrs, put, w as u64 * 1000 + n % 1000).await }
+                })
+                .await
+            }
+        }
+    }
+}
+
+/// Batches of `size` from `c` workers for `secs`, or until `until` statements
+/// are stored.
+async fn post_batches(lrs: &Lrs, c: usize, secs: f64, size: usize, seed: u64, until: Option<u64>) -> Stats {
+    let lrs = lrs.clone();
+    drive(c, secs, move |w, n| {
+        let lrs = lrs.clone();
+        async move {
+            if let Some(u) = until
+                && lrs.count().await >= u
+            {
+                return Done::stop();
+            }
+            let mut g = Generator::new(seed << 32 | (w as u64) << 24 | n);
+            let batch: Vec<Value> = (0..size).map(|_| g.statement()).collect();
+            lrs.post(&json!(batch), size as u64).await
+        }
+    })
+    .await
+}
+
+/// Longer than any fill takes: the fill's workers stop when it is done.
+const FOREVER: f64 = 1e6;
+
+/// Stores statements until the store holds `a.fill`; notes the since/until
+/// window around the middle.
+async fn fill(lrs: &Lrs, a: &Args) -> Stats {
+    let target = a.fill;
+    let started = Instant::now();
+    let half = target / 2;
+    let first = post_batches(lrs, 4, FOREVER, 500, 3000, Some(half)).await;
+    let since = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let second = post_batches(lrs, 4, FOREVER, 500, 4000, Some(target)).await;
+    let until = since + chrono::Duration::seconds(2);
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    *lrs.window.lock().unwrap() = Some((fmt(since), fmt(until)));
+    let mut stats = first;
+    stats.requests += second.requests;
+    stats.errors += second.errors;
+    stats.statements += second.statements;
+    stats.latencies.extend(second.latencies);
+    stats.latencies.sort_unstable();
+    stats.first_error = stats.first_error.or(second.first_error);
+    stats.secs = started.elapsed().as_secs_f64();
+    stats
+}
+
+/// PUT or GET the state document `n` of a learner on an activity.
+async fn state(lrs: &Lrs, put: bool, n: u64) -> Done {
+    let learner = n % generator::LEARNERS;
+    let path = format!(
+        "/activities/state?activityId={}&agent={}&stateId=bookmark-{}",
+        q(&module(n % generator::COURSES, 0)),
+        q(&generator::actor(learner)),
+        n % 7
+    );
+    let request = if put {
+        lrs.request(Method::PUT, &path).json(&json!({"location": n, "suspend_data": "x".repeat(200)}))
+    } else {
+        lrs.request(Method::GET, &path)
+    };
+    let done = answered(request.send().await, 0).await;
+    // A GET of a document not PUT yet is a 404: the store answered.
+    if !put && done.error.as_deref().is_some_and(|e| e.starts_with("404")) {
+        return Done::ok(0);
+    }
+    done
+}
