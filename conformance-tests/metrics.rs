@@ -127,3 +127,21 @@ async fn metrics_show_a_paused_queue_and_its_age(backend: Backend) {
     assert_eq!(value(&m, "xlrs_forward_target_paused", &[backup]), Some(0.0), "{text}");
     assert_eq!(value(&m, "xlrs_forward_attempts_total", &[backup, ("outcome", "delivered")]), Some(2.0));
 }
+
+forwarding_test!(a_stream_target_takes_what_this_node_just_stored_from_memory);
+async fn a_stream_target_takes_what_this_node_just_stored_from_memory(backend: Backend) {
+    let sim = Simulator::start(Lrs::new("fwd-key", "fwd-secret"));
+    let Some(f) = Forwarding::start(backend, &lrs_target("backup", &sim.url, ""), LRS_SECRETS).await else {
+        return;
+    };
+    f.app.store(&json!((0..5).map(|_| statement()).collect::<Vec<_>>())).await;
+    f.app.store(&statement()).await;
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 6).await);
+    let (text, m) = scrape(&f.app).await;
+    let reads = |source| value(&m, "xlrs_forward_stream_reads_total", &[("target", "backup"), ("source", source)]);
+    // A round that starts between a commit and its statements reaching the
+    // feed (a poll) reads them from the database: rare, and still correct.
+    let (feed, database) = (reads("feed").unwrap_or(0.0), reads("database").unwrap_or(0.0));
+    assert_eq!(feed + database, 6.0, "each statement read once: {text}");
+    assert!(feed >= 5.0, "what this node stored is taken from memory: {text}");
+}

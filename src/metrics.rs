@@ -25,6 +25,9 @@ pub struct Metrics {
     /// From a row's creation (its statement stored) to its delivery.
     pub forward_lag: HistogramVec,
     pub forward_dead_letters: IntCounterVec,
+    /// Statements a stream target read after its cursor, by where from:
+    /// `feed` (this node's last commits, in memory) or `database`.
+    pub forward_stream_reads: IntCounterVec,
     pub statements_stored: IntCounter,
     /// Requests per route pattern and status.
     pub http_requests: IntCounterVec,
@@ -66,6 +69,11 @@ impl Metrics {
                 "xlrs_forward_dead_letters_total",
                 "Outbox rows that failed for good",
                 &["target"],
+            )?,
+            forward_stream_reads: counter(
+                "xlrs_forward_stream_reads_total",
+                "Statements a stream target read after its cursor, from the feed (memory) or the database",
+                &["target", "source"],
             )?,
             statements_stored,
             http_requests: counter(

@@ -22,6 +22,7 @@ use super::outcome::{Outcome, backoff};
 use super::rate::RateLimiter;
 use super::router::Router;
 use crate::metrics::Metrics;
+use crate::store::feed::Feed;
 use crate::store::outbox::{self, Claimed, Close, Status};
 
 /// Longest sleep between looks at the outbox when nothing woke the
@@ -50,7 +51,9 @@ impl Dispatchers {
         for target in config.targets.iter().filter(|t| t.enabled) {
             let waker = routing.waker(&target.name);
             let (stopped, node, metrics) = (stopped.clone(), node.clone(), metrics.clone());
-            dispatchers.push(Dispatcher::new(db.clone(), target, waker, stopped, node, metrics)?);
+            let mut d = Dispatcher::new(db.clone(), target, waker, stopped, node, metrics)?;
+            d.feed = routing.feed().filter(|_| d.stream.is_some()).cloned();
+            dispatchers.push(d);
         }
         let mut tasks = JoinSet::new();
         for d in dispatchers {
@@ -86,6 +89,8 @@ struct Dispatcher {
     /// A stream target's routes: it follows the statement table with a
     /// cursor (rows are only its refused statements and replays).
     stream: Option<Router>,
+    /// What this node's writer committed last (stream targets).
+    feed: Option<Arc<Feed>>,
     /// Consecutive rounds whose deliveries all failed transiently (the
     /// circuit breaker).
     failures: u32,
@@ -121,6 +126,7 @@ impl Dispatcher {
             stopped,
             metrics,
             stream: target.kind.streams().then(|| Router::new(&ForwardingConfig { targets: vec![target.clone()] })),
+            feed: None,
             failures: 0,
         })
     }

@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::store::feed::Feed;
 use crate::store::outbox::NewRow;
 use crate::xapi::statement::PreparedStatement;
 pub use config::ForwardingConfig;
@@ -43,15 +44,18 @@ pub struct Routing {
     wakers: HashMap<String, Arc<Notify>>,
     /// The stream targets' wakers: any new statement may be theirs.
     streams: Vec<Arc<Notify>>,
+    /// What the writer committed last, for the stream targets (when any).
+    feed: Option<Arc<Feed>>,
 }
 
 impl Routing {
     pub fn new(config: &ForwardingConfig) -> Routing {
         let wakers: HashMap<String, Arc<Notify>> =
             config.targets.iter().map(|t| (t.name.clone(), Arc::new(Notify::new()))).collect();
-        let streams =
+        let streams: Vec<Arc<Notify>> =
             config.targets.iter().filter(|t| t.enabled && t.kind.streams()).map(|t| wakers[&t.name].clone()).collect();
-        Routing { router: Router::for_rows(config), wakers, streams }
+        let feed = (!streams.is_empty()).then(Arc::default);
+        Routing { router: Router::for_rows(config), wakers, streams, feed }
     }
 
     /// The outbox rows for statements about to be stored with these `seq`s.
@@ -74,6 +78,12 @@ impl Routing {
             }
         }
         rows
+    }
+
+    /// Where the writer puts the statements it committed, when a stream
+    /// target reads them.
+    pub fn feed(&self) -> Option<&Arc<Feed>> {
+        self.feed.as_ref()
     }
 
     /// Wakes the dispatchers of the stream targets (statements were stored).

@@ -6,6 +6,7 @@ pub mod agent_names;
 pub mod attachments;
 pub mod credentials;
 pub mod documents;
+pub mod feed;
 pub mod forward_stream;
 pub mod identities;
 pub mod outbox;

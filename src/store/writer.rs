@@ -13,6 +13,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBacken
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
+use super::forward_stream::Streamed;
 use super::sql;
 use super::{activities, agent_names, outbox};
 use crate::forward::Routing;
@@ -194,8 +195,9 @@ async fn write_group(
     // Forwarding is decided with the statement, in its transaction: a
     // stored statement is never without its outbox rows.
     let forward = routing.rows(&rows);
+    let bodies: Vec<String> = rows.iter().map(|(_, s)| s.body(&stored)).collect();
     if !rows.is_empty() {
-        insert_statements(&txn, backend, &rows, stored_us, &stored).await?;
+        insert_statements(&txn, backend, &rows, &bodies, stored_us).await?;
         insert_keys(&txn, backend, &rows).await?;
         activities::merge_in(&txn, &accepted).await?;
         agent_names::merge_in(&txn, &accepted).await?;
@@ -204,6 +206,11 @@ async fn write_group(
     }
     txn.commit().await.context("commit")?;
     metrics.statements_stored.inc_by(rows.len() as u64);
+    if let Some(feed) = routing.feed() {
+        let committed =
+            rows.iter().zip(bodies).map(|((seq, s), body)| Streamed { seq: *seq, id: s.id.clone(), stored_us, body });
+        feed.push(committed);
+    }
     if !rows.is_empty() {
         routing.wake_streams();
     }
@@ -281,20 +288,21 @@ async fn insert_statements(
     txn: &DatabaseTransaction,
     backend: DbBackend,
     rows: &[(i64, &PreparedStatement)],
+    bodies: &[String],
     stored_us: i64,
-    stored: &str,
 ) -> anyhow::Result<()> {
     const COLS: usize = 7;
-    for chunk in sql::chunks(rows) {
+    let rows: Vec<(&(i64, &PreparedStatement), &String)> = rows.iter().zip(bodies).collect();
+    for chunk in sql::chunks(&rows) {
         let mut values = Vec::with_capacity(chunk.len() * COLS);
-        for (seq, s) in chunk {
+        for ((seq, s), body) in chunk {
             values.push(Value::from(*seq));
             values.push(Value::from(s.id.clone()));
             values.push(Value::from(stored_us));
             values.push(Value::from(s.voiding));
             values.push(Value::from(s.object_ref.clone()));
             values.push(Value::from(key_list(s.keys.iter().filter(|k| k.heritable).map(|k| k.key))));
-            values.push(Value::from(s.body(stored)));
+            values.push(Value::from((*body).clone()));
         }
         let sql_text = format!(
             "INSERT INTO statement (seq, id, stored_us, voiding, object_ref, key_list, body) VALUES {}",

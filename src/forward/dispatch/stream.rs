@@ -44,7 +44,15 @@ impl Dispatcher {
             return Ok(Next::Poll(POLL));
         }
         let Some(cursor) = forward_stream::cursor(&self.db, &self.name).await? else { return Ok(Next::Now) };
-        let statements = forward_stream::read(&self.db, cursor, limit).await?;
+        // What this node just committed is in memory; what another node
+        // wrote, or what is older, is read.
+        let (statements, source) =
+            match self.feed.as_ref().and_then(|f| f.after(cursor, limit)).filter(|s| !s.is_empty()) {
+                Some(statements) => (statements, "feed"),
+                None => (forward_stream::read(&self.db, cursor, limit).await?, "database"),
+            };
+        let reads = self.metrics.forward_stream_reads.with_label_values(&[self.name.as_str(), source]);
+        reads.inc_by(statements.len() as u64);
         let Some(last) = statements.last() else {
             if shared {
                 outbox::release_target(&self.db, &self.name, &self.node).await?;
