@@ -176,7 +176,9 @@ impl Dispatcher {
         if let Some((until, _)) = outbox::paused_until(&self.db, &self.name).await?
             && until > now_us
         {
-            return Ok(Next::Poll(POLL));
+            // Looked at again in a second; what is stored meanwhile does
+            // not wake it (a query per commit, for nothing).
+            return Ok(Next::Hold(POLL));
         }
         // Claim (a write transaction) only when a row is due: an idle target
         // costs one read, and a retry due before the next poll is not kept

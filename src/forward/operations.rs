@@ -219,18 +219,17 @@ impl<'a> Operations<'a> {
         Ok(Retried { rows, forgotten_lookups })
     }
 
-    /// Makes one row due again; returns it as it is now.
+    /// Makes one row due again; returns it as the retry left it.
     pub async fn retry_row(&self, target: &str, id: i64) -> OpsResult<Row> {
         let target = self.target(target)?;
-        let not_found = || OpsError::NotFound(format!("'{target}' has no outbox row {id}"));
-        if !outbox::retry_row(self.db, target, id, Utc::now().timestamp_micros()).await? {
+        let Some(row) = outbox::retry_row(self.db, target, id, Utc::now().timestamp_micros()).await? else {
             return match outbox::get(self.db, target, id).await? {
                 Some(_) => Err(OpsError::Busy(format!("row {id} is being delivered now; retry it once it is closed"))),
-                None => Err(not_found()),
+                None => Err(OpsError::NotFound(format!("'{target}' has no outbox row {id}"))),
             };
-        }
+        };
         identities::forget_not_found(self.db, Some(target)).await?;
-        Ok(outbox::get(self.db, target, id).await?.ok_or_else(not_found)?.into())
+        Ok(row.into())
     }
 
     /// Stops every node delivering to `target` until it is resumed.

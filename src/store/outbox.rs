@@ -602,21 +602,27 @@ pub async fn get(db: &DatabaseConnection, target: &str, id: i64) -> anyhow::Resu
 }
 
 /// Makes the row `id` of `target` due again now with its attempts reset,
-/// unless it is in flight (a dispatcher holds it). Returns whether it was.
-pub async fn retry_row(db: &DatabaseConnection, target: &str, id: i64, now_us: i64) -> anyhow::Result<bool> {
+/// unless it is in flight (a dispatcher holds it). Returns the row as the
+/// retry left it (a dispatcher may claim it the moment after), if it was.
+pub async fn retry_row(
+    db: &DatabaseConnection,
+    target: &str,
+    id: i64,
+    now_us: i64,
+) -> anyhow::Result<Option<RowSummary>> {
     let backend = db.get_database_backend();
     let p = |n| sql::p(backend, n);
     let update = format!(
         "UPDATE forward_outbox SET status = 'pending', attempts = 0, next_attempt_us = {}, updated_us = {} \
-         WHERE target = {} AND id = {} AND status <> 'in_flight'",
+         WHERE target = {} AND id = {} AND status <> 'in_flight' RETURNING {SUMMARY_COLUMNS}",
         p(1),
         p(2),
         p(3),
         p(4)
     );
     let values = vec![Value::from(now_us), Value::from(now_us), Value::from(target.to_owned()), Value::from(id)];
-    let result = db.execute_raw(sql::stmt(backend, update, values)).await.context("retry outbox row")?;
-    Ok(result.rows_affected() == 1)
+    let row = db.query_one_raw(sql::stmt(backend, update, values)).await.context("retry outbox row")?;
+    row.as_ref().map(summary).transpose()
 }
 
 /// Statuses a row waits in (for a dispatcher, or for an operator).

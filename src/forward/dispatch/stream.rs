@@ -24,7 +24,9 @@ impl Dispatcher {
         if let Some((until, _)) = outbox::paused_until(&self.db, &self.name).await?
             && until > now_us
         {
-            return Ok(Next::Poll(POLL));
+            // Looked at again in a second; what is stored meanwhile does
+            // not wake it (a query per commit, for nothing).
+            return Ok(Next::Hold(POLL));
         }
         let Some(cursor) = forward_stream::cursor(&self.db, &self.name).await? else {
             forward_stream::start(&self.db, &self.name, now_us).await?;
