@@ -113,7 +113,11 @@ impl Dispatcher {
             return Ok(Next::Poll(POLL));
         }
         if !round.stopped {
-            self.failures = 0;
+            // Only an answer closes the circuit, not a round the routes
+            // left nothing to send in.
+            if round.delivered > 0 || !round.refused.is_empty() {
+                self.failures = 0;
+            }
             return Ok(if full { Next::Now } else { Next::Linger(Duration::from_millis(self.delivery.linger_ms)) });
         }
         // The round stopped at a statement the target did not take for now:
