@@ -205,23 +205,8 @@ impl Dispatcher {
         }
         let full = claimed.len() >= limit;
         let (jobs, mut closes) = self.jobs(claimed, now_us);
-        self.channel.begin_round();
         let jobs = if self.adapter.coalesces() { self.coalesce(jobs, now_us, &mut closes).await? } else { jobs };
-        let outcomes = if jobs.is_empty() {
-            Vec::new()
-        } else {
-            let ctx = Ctx {
-                target: &self.name,
-                channel: &self.channel,
-                db: &self.db,
-                identities: &self.identities,
-                courses: &self.courses,
-            };
-            let started = Instant::now();
-            let outcomes = self.adapter.deliver(&ctx, &jobs).await;
-            self.metrics.delivery(&self.name, started.elapsed());
-            outcomes
-        };
+        let outcomes = self.deliver(&jobs).await;
         if exclusive {
             outbox::release_target(&self.db, &self.name, &self.node).await?;
         }
@@ -262,6 +247,25 @@ impl Dispatcher {
         } else {
             Next::Linger(Duration::from_millis(self.delivery.linger_ms))
         })
+    }
+
+    /// One round of `jobs` through the adapter.
+    async fn deliver(&self, jobs: &[Job]) -> Vec<Outcome> {
+        if jobs.is_empty() {
+            return Vec::new();
+        }
+        self.channel.begin_round();
+        let ctx = Ctx {
+            target: &self.name,
+            channel: &self.channel,
+            db: &self.db,
+            identities: &self.identities,
+            courses: &self.courses,
+        };
+        let started = Instant::now();
+        let outcomes = self.adapter.deliver(&ctx, jobs).await;
+        self.metrics.delivery(&self.name, started.elapsed());
+        outcomes
     }
 
     fn count(&self, job: &Job, outcome: &Outcome, now_us: i64) {

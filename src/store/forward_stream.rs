@@ -66,37 +66,6 @@ pub async fn last_seq(db: &DatabaseConnection) -> anyhow::Result<i64> {
     })
 }
 
-/// Takes `target`'s lease until `until_us` unless another node holds it:
-/// one node follows a cursor at a time. (One UPDATE: `start` made the row.)
-pub async fn lease(
-    db: &DatabaseConnection,
-    target: &str,
-    node: &str,
-    until_us: i64,
-    now_us: i64,
-) -> anyhow::Result<bool> {
-    let backend = db.get_database_backend();
-    let p = |n| sql::p(backend, n);
-    let update = format!(
-        "UPDATE forward_target_state SET busy_node = {}, busy_until_us = {} WHERE target = {} \
-         AND (busy_node IS NULL OR busy_node = {} OR busy_until_us < {})",
-        p(1),
-        p(2),
-        p(3),
-        p(4),
-        p(5)
-    );
-    let values = vec![
-        Value::from(node.to_owned()),
-        Value::from(until_us),
-        Value::from(target.to_owned()),
-        Value::from(node.to_owned()),
-        Value::from(now_us),
-    ];
-    let result = db.execute_raw(sql::stmt(backend, update, values)).await.context("stream lease")?;
-    Ok(result.rows_affected() == 1)
-}
-
 /// Up to `limit` statements after `after`, in `seq` order.
 pub async fn read(db: &DatabaseConnection, after: i64, limit: usize) -> anyhow::Result<Vec<Streamed>> {
     let backend = db.get_database_backend();

@@ -488,6 +488,20 @@ pub async fn acquire_target(
     db.execute_raw(sql::stmt(backend, insert, vec![Value::from(target.to_owned()), Value::from(now_us)]))
         .await
         .context("target state row")?;
+    lease_target(db, target, node, until_us, now_us).await
+}
+
+/// Takes `target`'s lease until `until_us` unless another node holds it
+/// (its state row exists).
+pub async fn lease_target(
+    db: &DatabaseConnection,
+    target: &str,
+    node: &str,
+    until_us: i64,
+    now_us: i64,
+) -> anyhow::Result<bool> {
+    let backend = db.get_database_backend();
+    let p = |n| sql::p(backend, n);
     let update = format!(
         "UPDATE forward_target_state SET busy_node = {}, busy_until_us = {}, updated_us = {} WHERE target = {} \
          AND (busy_node IS NULL OR busy_node = {} OR busy_until_us < {})",

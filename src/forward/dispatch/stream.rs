@@ -3,13 +3,13 @@
 //! cursor moves sends the round again (at least once: another LRS keeps one
 //! statement per id, a webhook receiver has the delivery id).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::DbBackend;
 
 use super::{Dispatcher, Next, POLL};
-use crate::forward::adapters::{Ctx, Job};
+use crate::forward::adapters::Job;
 use crate::forward::outcome::{Outcome, backoff};
 use crate::store::forward_stream::{self, Advance, Refused};
 use crate::store::outbox::{self, Status};
@@ -38,11 +38,12 @@ impl Dispatcher {
         }
         let limit = if self.breaker_open() { 1 } else { self.delivery.batch_size };
         let lease_us = self.delivery.lease().as_micros() as i64;
-        // One node follows the cursor at a time. A SQLite database is one
+        // One node follows the cursor at a time (`start` made its state
+        // row). A SQLite database is one
         // node's: no lease, one write transaction fewer per round between
         // the writer's group commits.
         let shared = self.db.get_database_backend() == DbBackend::Postgres;
-        if shared && !forward_stream::lease(&self.db, &self.name, &self.node, now_us + lease_us, now_us).await? {
+        if shared && !outbox::lease_target(&self.db, &self.name, &self.node, now_us + lease_us, now_us).await? {
             return Ok(Next::Poll(POLL));
         }
         let Some(cursor) = forward_stream::cursor(&self.db, &self.name).await? else { return Ok(Next::Now) };
@@ -65,7 +66,7 @@ impl Dispatcher {
         let everything = router.takes_everything();
         let jobs: Vec<Job> =
             statements.into_iter().filter(|s| everything || router.selects(&s.body)).map(Job::from_streamed).collect();
-        let outcomes = self.deliver_streamed(&jobs).await;
+        let outcomes = self.deliver(&jobs).await;
         let now_us = Utc::now().timestamp_micros();
         let mut round = StreamRound::new(last_seq);
         for (job, outcome) in jobs.iter().zip(outcomes) {
@@ -84,24 +85,6 @@ impl Dispatcher {
         let dead = round.refused.iter().filter(|r| r.status == Status::Dead).count();
         self.metrics.forward_dead_letters.with_label_values(&[self.name.as_str()]).inc_by(dead as u64);
         self.after_stream_round(round, full, now_us).await
-    }
-
-    async fn deliver_streamed(&self, jobs: &[Job]) -> Vec<Outcome> {
-        if jobs.is_empty() {
-            return Vec::new();
-        }
-        self.channel.begin_round();
-        let ctx = Ctx {
-            target: &self.name,
-            channel: &self.channel,
-            db: &self.db,
-            identities: &self.identities,
-            courses: &self.courses,
-        };
-        let started = Instant::now();
-        let outcomes = self.adapter.deliver(&ctx, jobs).await;
-        self.metrics.delivery(&self.name, started.elapsed());
-        outcomes
     }
 
     /// The breaker, a pause, the backoff and what comes next, from how the
