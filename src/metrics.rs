@@ -10,7 +10,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use sea_orm::DatabaseConnection;
 
@@ -29,6 +30,8 @@ pub struct Metrics {
     /// `feed` (this node's last commits, in memory) or `database`.
     pub forward_stream_reads: IntCounterVec,
     pub statements_stored: IntCounter,
+    /// Statements per group commit (one transaction of the writer).
+    pub group_statements: Histogram,
     /// Requests per route pattern and status.
     pub http_requests: IntCounterVec,
 }
@@ -49,6 +52,11 @@ impl Metrics {
         let seconds = |from: f64, factor: f64, count: usize| prometheus::exponential_buckets(from, factor, count);
         let statements_stored = IntCounter::new("xlrs_statements_stored_total", "Statements committed to the store")?;
         registry.register(Box::new(statements_stored.clone()))?;
+        let group_statements = Histogram::with_opts(
+            HistogramOpts::new("xlrs_writer_group_statements", "Statements stored by one group commit")
+                .buckets(prometheus::exponential_buckets(1.0, 2.0, 14)?),
+        )?;
+        registry.register(Box::new(group_statements.clone()))?;
         Ok(Metrics {
             forward_attempts: counter(
                 "xlrs_forward_attempts_total",
@@ -76,6 +84,7 @@ impl Metrics {
                 &["target", "source"],
             )?,
             statements_stored,
+            group_statements,
             http_requests: counter(
                 "xlrs_http_requests_total",
                 "HTTP requests by route pattern and status",

@@ -232,9 +232,14 @@ pub fn registration(learner: u64, course: u64) -> String {
 
 /// A version 4 UUID made of two numbers (the same numbers, the same UUID).
 fn uuid_of(a: u64, b: u64) -> String {
+    // The version (byte 6) and variant (byte 8) bits are set over whatever
+    // is there: keep 56 bits of each number clear of them, so that no two
+    // (a, b) below 2^56 share an id.
+    let (a, b) = (a.to_be_bytes(), b.to_be_bytes());
     let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&a.to_be_bytes());
-    bytes[8..].copy_from_slice(&b.to_be_bytes());
+    bytes[..6].copy_from_slice(&a[2..]);
+    bytes[7] = a[1];
+    bytes[9..].copy_from_slice(&b[1..]);
     uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
 }
 

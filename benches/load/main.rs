@@ -158,18 +158,24 @@ async fn main() {
     let lrs = scenarios::Lrs::new(served.port);
     println!("{backend}, {} s per scenario, read scenarios on {} statements\n", a.seconds, a.fill);
     println!(
-        "| scenario | c | requests/s | statements/s | p50 ms | p90 ms | p99 ms | max ms | errors | server RSS MiB |"
+        "| scenario | c | requests/s | statements/s | p50 ms | p90 ms | p99 ms | max ms | errors | server RSS MiB | statements per commit |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut refused = 0;
     for scenario in scenarios::all(&a) {
         if !a.only.is_empty() && !a.only.iter().any(|o| scenario.name.starts_with(o.as_str())) {
             continue;
         }
+        let before = lrs.commits().await;
         let stats = scenario.run(&lrs, &a).await;
+        let after = lrs.commits().await;
+        let per_commit = match after.1 - before.1 {
+            0.0 => "–".to_owned(),
+            commits => format!("{:.0}", (after.0 - before.0) / commits),
+        };
         let rate = |n: u64| n as f64 / stats.secs.max(1e-9);
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} |",
+            "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {per_commit} |",
             scenario.name,
             scenario.concurrency,
             rate(stats.requests),

@@ -54,6 +54,20 @@ impl Lrs {
         done
     }
 
+    /// The writer's group commits so far: (statements, commits), from
+    /// `/metrics`.
+    pub async fn commits(&self) -> (f64, f64) {
+        let url = format!("{}/metrics", self.base.trim_end_matches("/xapi"));
+        let text = match self.client.get(url).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let value = |name: &str| {
+            text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).unwrap_or(0.0)
+        };
+        (value("xlrs_writer_group_statements_sum "), value("xlrs_writer_group_statements_count "))
+    }
+
     /// GET `path_and_query`; counts the statements of a statement result.
     async fn get(&self, path_and_query: &str) -> (Done, Option<String>) {
         let res = self.request(Method::GET, path_and_query).send().await;

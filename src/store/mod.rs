@@ -4,6 +4,7 @@
 pub mod activities;
 pub mod agent_names;
 pub mod attachments;
+mod checkpoint;
 pub mod credentials;
 pub mod documents;
 pub mod feed;
@@ -39,7 +40,7 @@ pub async fn connect(args: &DatabaseArgs) -> anyhow::Result<DatabaseConnection> 
 /// durable commit flushes the relaxed ones before it. An in-memory SQLite
 /// database has only the one connection: `None`, use it.
 pub async fn connect_relaxed(args: &DatabaseArgs) -> anyhow::Result<Option<DatabaseConnection>> {
-    if args.url.contains(":memory:") || args.url.contains("mode=memory") {
+    if in_memory(&args.url) {
         return Ok(None);
     }
     open(&DatabaseArgs { url: args.url.clone(), pool_size: 2 }, false).await.map(Some)
@@ -48,7 +49,7 @@ pub async fn connect_relaxed(args: &DatabaseArgs) -> anyhow::Result<Option<Datab
 async fn open(args: &DatabaseArgs, durable: bool) -> anyhow::Result<DatabaseConnection> {
     let url = args.url.as_str();
     if url.starts_with("sqlite:") {
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let in_memory = in_memory(url);
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| "invalid SQLite DATABASE_URL")?
             .create_if_missing(true)
@@ -61,7 +62,12 @@ async fn open(args: &DatabaseArgs, durable: bool) -> anyhow::Result<DatabaseConn
             // rather than copy every page read through a syscall.
             .pragma("cache_size", "-16384")
             .pragma("mmap_size", "1073741824")
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // The writer's checkpoint task checkpoints, off its commits
+            // (`checkpoint.rs`); the WAL file is cut back to this size when
+            // it starts over.
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("journal_size_limit", "67108864");
         // An in-memory database lives in its one connection.
         let pool_size = if in_memory { 1 } else { args.pool_size.max(2) };
         let pool = SqlitePoolOptions::new()
@@ -95,6 +101,11 @@ async fn open(args: &DatabaseArgs, durable: bool) -> anyhow::Result<DatabaseConn
     } else {
         anyhow::bail!("DATABASE_URL must start with sqlite: or postgres:")
     }
+}
+
+/// An in-memory SQLite database: one connection, no WAL, no file.
+fn in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
 }
 
 /// A transaction that writes: on SQLite it takes the write lock at BEGIN

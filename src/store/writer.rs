@@ -13,6 +13,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBacken
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::Checkpointer;
 use super::forward_stream::Streamed;
 use super::sql;
 use super::{activities, agent_names, outbox};
@@ -109,6 +110,7 @@ async fn run(
     mut stop: oneshot::Receiver<()>,
     in_flight: Arc<AtomicI64>,
 ) {
+    let checkpointer = Checkpointer::spawn(&db);
     let mut stopping = false;
     loop {
         let first = tokio::select! {
@@ -139,6 +141,12 @@ async fn run(
         in_flight.store(Utc::now().timestamp_micros(), Ordering::Release);
         commit_group(&db, &routing, &metrics, group).await;
         in_flight.store(IDLE, Ordering::Release);
+        if let Some(c) = &checkpointer {
+            c.after_commit(&db).await;
+        }
+    }
+    if let Some(c) = checkpointer {
+        c.stop(&db).await;
     }
 }
 
@@ -206,6 +214,7 @@ async fn write_group(
     }
     txn.commit().await.context("commit")?;
     metrics.statements_stored.inc_by(rows.len() as u64);
+    metrics.group_statements.observe(rows.len() as f64);
     if let Some(feed) = routing.feed() {
         let committed =
             rows.iter().zip(bodies).map(|((seq, s), body)| Streamed { seq: *seq, id: s.id.clone(), stored_us, body });

@@ -1,0 +1,224 @@
+//! The storage floor: what the database itself allows for the rows a
+//! statement becomes, so that every ingest figure of the load harness can be
+//! given as a fraction of it.
+//!
+//! The load generator's statements are prepared (validated, keyed, their
+//! JSON text made) before the clock starts. Then, timed:
+//! - `storage`: the `statement` and `statement_key` rows go straight into the
+//!   database in durable transactions of `--group` statements, with no HTTP,
+//!   no JSON, and no writer: prepared single-row INSERTs through rusqlite on
+//!   SQLite (in-process, no thread hop per statement: the fastest way in), one `INSERT … SELECT FROM unnest(…)` per table per
+//!   transaction on PostgreSQL (one round trip each);
+//! - `writer`: the same statements through xlrs's group-commit writer
+//!   (`Writer::write`, batches of 100 from 4 tasks), still with no HTTP and no
+//!   JSON parsing.
+//!
+//! `cargo bench --bench floor -- [--statements 200000] [--group 400]
+//!  [--postgres postgres://postgres@127.0.0.1:5432]`
+
+#[path = "load/generator.rs"]
+#[allow(dead_code)]
+mod generator;
+#[path = "support/server.rs"]
+mod server;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use sqlx::{Connection, Executor};
+use xlrs::config::DatabaseArgs;
+use xlrs::forward::{ForwardingConfig, Routing};
+use xlrs::metrics::Metrics;
+use xlrs::store::writer::Writer;
+use xlrs::xapi::XapiVersion;
+use xlrs::xapi::formats::format_timestamp;
+use xlrs::xapi::statement::{PreparedStatement, StoreContext, prepare};
+
+struct Args {
+    statements: usize,
+    group: usize,
+    postgres: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args { statements: 200_000, group: 400, postgres: None };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().unwrap_or_default();
+        match flag.as_str() {
+            "--statements" => a.statements = value().parse().expect("--statements N"),
+            "--group" => a.group = value().parse().expect("--group N"),
+            "--postgres" => a.postgres = Some(value()),
+            _ => {}
+        }
+    }
+    a
+}
+
+fn prepared(n: usize, seed: u64) -> Vec<PreparedStatement> {
+    let authority = json!({"objectType": "Agent", "account": {"homePage": "http://lrs", "name": "bench"}});
+    let ctx = StoreContext { version: XapiVersion::V1_0, authority: &authority, credential_key: "bench" };
+    let mut g = generator::Generator::new(seed);
+    (0..n).map(|_| prepare(g.statement(), None, &ctx).expect("generated statements are valid")).collect()
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let backend = if a.postgres.is_some() { "PostgreSQL" } else { "SQLite" };
+    let dir = tempfile::tempdir().unwrap();
+    println!("{backend}: {} statements each, prepared before the clock starts\n", a.statements);
+    println!("| path | statements/s | keys per statement | database bytes per statement |");
+    println!("|---|---|---|---|");
+
+    let statements = prepared(a.statements, 1);
+    let keys = statements.iter().map(|s| s.keys.len()).sum::<usize>() as f64 / statements.len() as f64;
+    let url = server::fresh_database(a.postgres.as_deref(), dir.path(), "floor").await;
+    let db = open(&url).await;
+    let began = Instant::now();
+    match &a.postgres {
+        None => storage_sqlite(&url, &statements, a.group),
+        Some(_) => storage_postgres(&url, &statements, a.group).await,
+    }
+    let rate = statements.len() as f64 / began.elapsed().as_secs_f64();
+    let bytes = server::database_bytes(a.postgres.as_deref(), &url).await as f64 / statements.len() as f64;
+    println!("| storage, transactions of {} | {rate:.0} | {keys:.1} | {bytes:.0} |", a.group);
+    db.close().await.ok();
+    server::drop_database(a.postgres.as_deref(), &url).await;
+
+    let statements = prepared(a.statements, 2);
+    let url = server::fresh_database(a.postgres.as_deref(), dir.path(), "floor_writer").await;
+    let db = open(&url).await;
+    let rate = through_writer(&db, statements).await;
+    let bytes = server::database_bytes(a.postgres.as_deref(), &url).await as f64 / a.statements as f64;
+    println!("| xlrs writer, batches of 100, 4 tasks | {rate:.0} | {keys:.1} | {bytes:.0} |");
+    db.close().await.ok();
+    server::drop_database(a.postgres.as_deref(), &url).await;
+}
+
+/// The store as `xlrs serve` opens it (pragmas, migrations).
+async fn open(url: &str) -> sea_orm::DatabaseConnection {
+    let db = xlrs::store::connect(&DatabaseArgs { url: url.to_owned(), pool_size: 8 }).await.unwrap();
+    xlrs::store::migrate(&db).await.unwrap();
+    db
+}
+
+fn stored_now() -> (i64, String) {
+    let now = chrono::Utc::now();
+    (now.timestamp_micros(), format_timestamp(now))
+}
+
+fn key_list(s: &PreparedStatement) -> String {
+    s.keys.iter().filter(|k| k.heritable).map(|k| k.key.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn storage_sqlite(url: &str, statements: &[PreparedStatement], group: usize) {
+    let mut conn = rusqlite::Connection::open(url.trim_start_matches("sqlite://")).unwrap();
+    // As `xlrs serve` opens it: WAL, a commit is on disk when it returns.
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -16384;").unwrap();
+    let mut seq = 0_i64;
+    for chunk in statements.chunks(group) {
+        let (stored_us, stored) = stored_now();
+        let tx = conn.transaction().unwrap();
+        {
+            let mut statement = tx
+                .prepare_cached(
+                    "INSERT INTO statement (seq, id, stored_us, voiding, object_ref, key_list, body) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .unwrap();
+            let mut key = tx.prepare_cached("INSERT OR IGNORE INTO statement_key (key, seq) VALUES (?, ?)").unwrap();
+            for s in chunk {
+                seq += 1;
+                let row = (seq, &s.id, stored_us, s.voiding, &s.object_ref, key_list(s), s.body(&stored));
+                statement.execute(row).unwrap();
+                for k in &s.keys {
+                    key.execute((k.key, seq)).unwrap();
+                }
+            }
+        }
+        tx.commit().unwrap();
+    }
+}
+
+async fn storage_postgres(url: &str, statements: &[PreparedStatement], group: usize) {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    conn.execute("SET synchronous_commit = on").await.unwrap();
+    let mut seq = 0_i64;
+    for chunk in statements.chunks(group) {
+        let (stored_us, stored) = stored_now();
+        let seqs: Vec<i64> = (seq + 1..=seq + chunk.len() as i64).collect();
+        seq += chunk.len() as i64;
+        let ids: Vec<&str> = chunk.iter().map(|s| s.id.as_str()).collect();
+        let voiding: Vec<bool> = chunk.iter().map(|s| s.voiding).collect();
+        let refs: Vec<Option<&str>> = chunk.iter().map(|s| s.object_ref.as_deref()).collect();
+        let lists: Vec<String> = chunk.iter().map(key_list).collect();
+        let bodies: Vec<String> = chunk.iter().map(|s| s.body(&stored)).collect();
+        let (mut key_keys, mut key_seqs) = (Vec::new(), Vec::new());
+        for (s, q) in chunk.iter().zip(&seqs) {
+            for k in &s.keys {
+                key_keys.push(k.key);
+                key_seqs.push(*q);
+            }
+        }
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO statement (seq, id, stored_us, voiding, object_ref, key_list, body) \
+             SELECT s, i, $3, v, r, l, b FROM unnest($1::bigint[], $2::text[], $4::bool[], $5::text[], \
+             $6::text[], $7::text[]) AS t(s, i, v, r, l, b)",
+        )
+        .bind(&seqs)
+        .bind(&ids)
+        .bind(stored_us)
+        .bind(&voiding)
+        .bind(&refs)
+        .bind(&lists)
+        .bind(&bodies)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO statement_key (key, seq) SELECT * FROM unnest($1::bigint[], $2::bigint[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&key_keys)
+        .bind(&key_seqs)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    conn.close().await.unwrap();
+}
+
+async fn through_writer(db: &sea_orm::DatabaseConnection, statements: Vec<PreparedStatement>) -> f64 {
+    let routing = Arc::new(Routing::new(&ForwardingConfig::default()));
+    let (writer, handle) = Writer::spawn(db.clone(), routing, Arc::new(Metrics::new().unwrap()));
+    let mut batches: Vec<Vec<PreparedStatement>> = Vec::new();
+    let mut rest = statements;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(100));
+        batches.push(std::mem::replace(&mut rest, tail));
+    }
+    let total: usize = batches.iter().map(Vec::len).sum();
+    let queue = Arc::new(std::sync::Mutex::new(batches));
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (writer, queue) = (writer.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(batch) = queue.lock().unwrap().pop() else { break };
+                writer.write(batch).await.expect("stored");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rate = total as f64 / began.elapsed().as_secs_f64();
+    handle.shutdown().await;
+    rate
+}
