@@ -104,10 +104,10 @@ pub async fn update<E: From<sea_orm::DbErr>>(
     decide: impl FnOnce(Option<&Document>) -> Result<Change, E>,
 ) -> Result<(), E> {
     let txn = super::begin_write(db).await?;
-    let current = read(&txn, key, true).await?;
+    let current = read(&*txn, key, true).await?;
     match decide(current.as_ref())? {
         Change::Store { content_type, content } => store(&txn, key, &content_type, &content).await?,
-        Change::Delete => delete_where(&txn, key, true).await?,
+        Change::Delete => delete_where(&*txn, key, true).await?,
         Change::Nothing => {}
     }
     txn.commit().await?;

@@ -58,10 +58,10 @@ async fn open(args: &DatabaseArgs, durable: bool) -> anyhow::Result<DatabaseConn
             .synchronous(if durable { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
             .busy_timeout(Duration::from_secs(10))
             // Index inserts touch pages all over the file: keep more of them
-            // in SQLite's cache (16 MiB per connection) and map the file
-            // rather than copy every page read through a syscall.
+            // in SQLite's cache (16 MiB per connection). The file is read,
+            // not mapped: mapped pages count in the server's memory, and at
+            // a million statements they were most of it (480 MiB of RSS).
             .pragma("cache_size", "-16384")
-            .pragma("mmap_size", "1073741824")
             .pragma("temp_store", "memory")
             // The writer's checkpoint task checkpoints, off its commits
             // (`checkpoint.rs`); the WAL file is cut back to this size when
@@ -108,13 +108,56 @@ fn in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 
-/// A transaction that writes: on SQLite it takes the write lock at BEGIN
-/// (IMMEDIATE), since a transaction that has read cannot wait for it later.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+/// A transaction that writes. On SQLite it takes the write lock at BEGIN
+/// (IMMEDIATE), since a transaction that has read cannot wait for it later,
+/// and it first queues for this process's lock on the database file: SQLite
+/// makes a writer that finds the lock taken sleep and retry (1 ms, then up
+/// to 100 ms at a time), so concurrent document PUTs and the statement
+/// writer would wait on sleeps rather than on each other.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, sea_orm::DbErr> {
     use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    let lock = match db.get_database_backend() {
+        sea_orm::DbBackend::Sqlite => Some(sqlite_write_lock(db).lock_owned().await),
+        _ => None,
+    };
     let options =
         TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
-    db.begin_with_options(options).await
+    Ok(WriteTransaction { txn: db.begin_with_options(options).await?, _lock: lock })
+}
+
+/// A write transaction from `begin_write`, holding its lock until it ends.
+pub struct WriteTransaction {
+    txn: sea_orm::DatabaseTransaction,
+    _lock: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTransaction {
+    pub async fn commit(self) -> Result<(), sea_orm::DbErr> {
+        self.txn.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sea_orm::DbErr> {
+        self.txn.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTransaction {
+    type Target = sea_orm::DatabaseTransaction;
+
+    fn deref(&self) -> &Self::Target {
+        &self.txn
+    }
+}
+
+/// The lock of the SQLite file `db` opens, shared by every pool of this
+/// process on that file.
+fn sqlite_write_lock(db: &DatabaseConnection) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+    use std::sync::{Arc, LazyLock, Mutex};
+    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
+    let file = db.get_sqlite_connection_pool().connect_options().get_filename().to_path_buf();
+    LOCKS.lock().unwrap_or_else(|e| e.into_inner()).entry(file).or_default().clone()
 }
 
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {

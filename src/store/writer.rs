@@ -210,7 +210,7 @@ async fn write_group(
         activities::merge_in(&txn, &accepted).await?;
         agent_names::merge_in(&txn, &accepted).await?;
         resolve_references(&txn, backend, &rows).await?;
-        outbox::enqueue(&txn, &forward, stored_us).await?;
+        outbox::enqueue(&*txn, &forward, stored_us).await?;
     }
     txn.commit().await.context("commit")?;
     metrics.statements_stored.inc_by(rows.len() as u64);
