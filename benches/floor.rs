@@ -80,7 +80,7 @@ async fn main() {
     let began = Instant::now();
     match &a.postgres {
         None => storage_sqlite(&url, &statements, a.group),
-        Some(_) => storage_postgres(&url, &statements, a.group).await,
+        Some(_) => storage_postgres(&db, &statements, a.group).await,
     }
     let rate = statements.len() as f64 / began.elapsed().as_secs_f64();
     let bytes = server::database_bytes(a.postgres.as_deref(), &url).await as f64 / statements.len() as f64;
@@ -144,8 +144,10 @@ fn storage_sqlite(url: &str, statements: &[PreparedStatement], group: usize) {
     }
 }
 
-async fn storage_postgres(url: &str, statements: &[PreparedStatement], group: usize) {
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+async fn storage_postgres(db: &sea_orm::DatabaseConnection, statements: &[PreparedStatement], group: usize) {
+    // A connection of xlrs's own pool: it has TCP_NODELAY set (see
+    // store/pg_nodelay.rs), without which each COPY waited 40 ms for an ACK.
+    let mut conn = db.get_postgres_connection_pool().acquire().await.unwrap();
     conn.execute("SET synchronous_commit = on").await.unwrap();
     let mut seq = 0_i64;
     for chunk in statements.chunks(group) {
@@ -180,7 +182,6 @@ async fn storage_postgres(url: &str, statements: &[PreparedStatement], group: us
         }
         tx.commit().await.unwrap();
     }
-    conn.close().await.unwrap();
 }
 
 /// A value in COPY's text format.

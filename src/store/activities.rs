@@ -60,28 +60,37 @@ pub(super) async fn merge_in(txn: &DatabaseTransaction, statements: &[&PreparedS
         merge_definition(canonical, def);
     }
     let now = chrono::Utc::now().timestamp_micros();
-    for (iri, def) in merged {
-        if stored.get(iri) == Some(&def) {
-            continue;
-        }
-        upsert(txn, backend, iri, &Json::Object(def).to_string(), now).await?;
+    let mut changed: Vec<(&str, String)> = merged
+        .into_iter()
+        .filter(|(iri, def)| stored.get(*iri) != Some(def))
+        .map(|(iri, def)| (iri, Json::Object(def).to_string()))
+        .collect();
+    // The same order in every group: two writers' upserts never cross.
+    changed.sort_unstable();
+    for chunk in sql::chunks(&changed) {
+        upsert(txn, backend, chunk, now).await?;
     }
     Ok(())
 }
 
+/// One multi-row upsert of `(iri, definition)` rows.
 async fn upsert(
     txn: &DatabaseTransaction,
     backend: DbBackend,
-    iri: &str,
-    definition: &str,
+    rows: &[(&str, String)],
     now: i64,
 ) -> anyhow::Result<()> {
     let sql_text = format!(
         "INSERT INTO activity (iri, definition, updated_us) VALUES {} ON CONFLICT (iri) DO UPDATE SET \
          definition = excluded.definition, updated_us = excluded.updated_us",
-        sql::row_placeholders(backend, 1, 3)
+        sql::row_placeholders(backend, rows.len(), 3)
     );
-    let values = vec![Value::from(iri.to_owned()), Value::from(definition.to_owned()), Value::from(now)];
+    let values = rows
+        .iter()
+        .flat_map(|(iri, definition)| {
+            [Value::from((*iri).to_owned()), Value::from(definition.clone()), Value::from(now)]
+        })
+        .collect();
     txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("upsert activity")?;
     Ok(())
 }

@@ -51,15 +51,20 @@ pub(super) async fn merge_in(txn: &DatabaseTransaction, statements: &[&PreparedS
     changed.dedup();
     let backend = txn.get_database_backend();
     let now = chrono::Utc::now().timestamp_micros();
-    let sql_text = format!(
-        "INSERT INTO agent_name (ifi, names, updated_us) VALUES {} ON CONFLICT (ifi) DO UPDATE SET \
-         names = excluded.names, updated_us = excluded.updated_us",
-        sql::row_placeholders(backend, 1, 3)
-    );
-    for ifi in changed {
-        let names = serde_json::to_string(&known[ifi]).context("agent names")?;
-        let values = vec![Value::from(ifi.to_owned()), Value::from(names), Value::from(now)];
-        txn.execute_raw(sql::stmt(backend, sql_text.clone(), values)).await.context("upsert agent names")?;
+    // Many agents per statement: one multi-row upsert per chunk, not one
+    // statement per agent (on PostgreSQL that was a round trip each).
+    for chunk in sql::chunks(&changed) {
+        let sql_text = format!(
+            "INSERT INTO agent_name (ifi, names, updated_us) VALUES {} ON CONFLICT (ifi) DO UPDATE SET \
+             names = excluded.names, updated_us = excluded.updated_us",
+            sql::row_placeholders(backend, chunk.len(), 3)
+        );
+        let mut values = Vec::with_capacity(chunk.len() * 3);
+        for ifi in chunk {
+            let names = serde_json::to_string(&known[*ifi]).context("agent names")?;
+            values.extend([Value::from((*ifi).to_owned()), Value::from(names), Value::from(now)]);
+        }
+        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("upsert agent names")?;
     }
     Ok(())
 }

@@ -300,6 +300,9 @@ async fn insert_statements(
     bodies: &[String],
     stored_us: i64,
 ) -> anyhow::Result<()> {
+    if backend == DbBackend::Postgres {
+        return insert_statements_unnest(txn, rows, bodies, stored_us).await;
+    }
     const COLS: usize = 7;
     let rows: Vec<(&(i64, &PreparedStatement), &String)> = rows.iter().zip(bodies).collect();
     for chunk in sql::chunks(&rows) {
@@ -322,12 +325,53 @@ async fn insert_statements(
     Ok(())
 }
 
+/// PostgreSQL: all the rows in one statement of column arrays, so a group
+/// is one round trip however large (chunks of 64 rows were one each).
+async fn insert_statements_unnest(
+    txn: &DatabaseTransaction,
+    rows: &[(i64, &PreparedStatement)],
+    bodies: &[String],
+    stored_us: i64,
+) -> anyhow::Result<()> {
+    let sql_text = "INSERT INTO statement (seq, id, stored_us, voiding, object_ref, key_list, body) \
+         SELECT s, i, $3, v, NULLIF(r, ''), l, b FROM unnest($1::bigint[], $2::text[], $4::bool[], $5::text[], \
+         $6::text[], $7::text[]) AS t(s, i, v, r, l, b)";
+    let values = vec![
+        Value::from(rows.iter().map(|(seq, _)| *seq).collect::<Vec<i64>>()),
+        Value::from(rows.iter().map(|(_, s)| s.id.clone()).collect::<Vec<String>>()),
+        Value::from(stored_us),
+        Value::from(rows.iter().map(|(_, s)| s.voiding).collect::<Vec<bool>>()),
+        // An object_ref is a UUID, never empty: '' stands for none.
+        Value::from(rows.iter().map(|(_, s)| s.object_ref.clone().unwrap_or_default()).collect::<Vec<String>>()),
+        Value::from(
+            rows.iter()
+                .map(|(_, s)| key_list(s.keys.iter().filter(|k| k.heritable).map(|k| k.key)))
+                .collect::<Vec<String>>(),
+        ),
+        Value::from(bodies.to_vec()),
+    ];
+    txn.execute_raw(sql::stmt(DbBackend::Postgres, sql_text, values)).await.context("insert statements")?;
+    Ok(())
+}
+
 async fn insert_keys(
     txn: &DatabaseTransaction,
     backend: DbBackend,
     rows: &[(i64, &PreparedStatement)],
 ) -> anyhow::Result<()> {
     let pairs: Vec<(i64, i64)> = rows.iter().flat_map(|(seq, s)| s.keys.iter().map(move |k| (k.key, *seq))).collect();
+    if backend == DbBackend::Postgres && !pairs.is_empty() {
+        // New seqs cannot conflict (a statement's keys are distinct): a
+        // plain INSERT, since ON CONFLICT makes each row a speculative
+        // insertion, which took most of a group's time.
+        let sql_text = "INSERT INTO statement_key (key, seq) SELECT * FROM unnest($1::bigint[], $2::bigint[])";
+        let values = vec![
+            Value::from(pairs.iter().map(|(k, _)| *k).collect::<Vec<i64>>()),
+            Value::from(pairs.iter().map(|(_, s)| *s).collect::<Vec<i64>>()),
+        ];
+        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert keys")?;
+        return Ok(());
+    }
     insert_key_pairs(txn, backend, &pairs).await
 }
 
