@@ -30,7 +30,7 @@ pub async fn definitions(db: &DatabaseConnection, iris: &[&str]) -> LrsResult<Ha
 
 async fn fetch(db: &impl ConnectionTrait, iris: &[&str]) -> Result<HashMap<String, Map<String, Json>>, sea_orm::DbErr> {
     let mut out = HashMap::new();
-    for row in sql::select_in(db, "SELECT iri, definition FROM activity WHERE iri IN", iris).await? {
+    for row in sql::select_in(db, "SELECT iri, definition FROM activity WHERE iri", iris).await? {
         let text: String = row.try_get_by_index(1)?;
         if let Ok(definition) = serde_json::from_str(&text) {
             out.insert(row.try_get_by_index(0)?, definition);

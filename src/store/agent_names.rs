@@ -21,7 +21,7 @@ pub async fn names(db: &DatabaseConnection, ifi: &str) -> LrsResult<Vec<String>>
 
 async fn fetch(db: &impl ConnectionTrait, ifis: &[&str]) -> Result<HashMap<String, Vec<String>>, sea_orm::DbErr> {
     let mut out = HashMap::new();
-    for row in sql::select_in(db, "SELECT ifi, names FROM agent_name WHERE ifi IN", ifis).await? {
+    for row in sql::select_in(db, "SELECT ifi, names FROM agent_name WHERE ifi", ifis).await? {
         let text: String = row.try_get_by_index(1)?;
         out.insert(row.try_get_by_index(0)?, serde_json::from_str(&text).unwrap_or_default());
     }

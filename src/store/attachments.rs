@@ -76,7 +76,7 @@ async fn store_one(db: &DatabaseConnection, r: &Received) -> anyhow::Result<()> 
 /// The attachments the LRS holds among these hashes.
 pub async fn by_hashes(db: &DatabaseConnection, hashes: &[String]) -> LrsResult<Vec<StoredAttachment>> {
     let mut out = Vec::new();
-    for row in sql::select_in(db, "SELECT sha2, content_type, length FROM attachment WHERE sha2 IN", hashes).await? {
+    for row in sql::select_in(db, "SELECT sha2, content_type, length FROM attachment WHERE sha2", hashes).await? {
         let length: i64 = row.try_get_by_index(2)?;
         out.push(StoredAttachment {
             sha2: row.try_get_by_index(0)?,

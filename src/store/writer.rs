@@ -58,12 +58,21 @@ pub struct Writer {
 const IDLE: i64 = i64::MAX;
 
 impl Writer {
-    /// Starts the writer task; `routing` decides which statements are forwarded.
-    pub fn spawn(db: DatabaseConnection, routing: Arc<Routing>, metrics: Arc<Metrics>) -> (Writer, WriterHandle) {
+    /// Starts the writer task on `db` (`store::connect_writer`); SQLite's
+    /// background checkpoints take a connection of `pool`, so that they do
+    /// not wait for the writer's. `routing` decides which statements are
+    /// forwarded.
+    pub fn spawn(
+        db: DatabaseConnection,
+        pool: &DatabaseConnection,
+        routing: Arc<Routing>,
+        metrics: Arc<Metrics>,
+    ) -> (Writer, WriterHandle) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (stop, stopped) = oneshot::channel();
         let in_flight = Arc::new(AtomicI64::new(IDLE));
-        let join = tokio::spawn(run(db, routing, metrics, rx, stopped, in_flight.clone()));
+        let checkpointer = Checkpointer::spawn(pool);
+        let join = tokio::spawn(run(db, checkpointer, routing, metrics, rx, stopped, in_flight.clone()));
         (Writer { tx, in_flight }, WriterHandle { stop, join })
     }
 
@@ -104,13 +113,13 @@ impl WriterHandle {
 
 async fn run(
     db: DatabaseConnection,
+    checkpointer: Option<Checkpointer>,
     routing: Arc<Routing>,
     metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<Job>,
     mut stop: oneshot::Receiver<()>,
     in_flight: Arc<AtomicI64>,
 ) {
-    let checkpointer = Checkpointer::spawn(&db);
     let mut stopping = false;
     loop {
         let first = tokio::select! {
@@ -236,7 +245,7 @@ async fn existing_bodies(
     let ids: Vec<&str> =
         batches.iter().flat_map(|b| b.iter()).filter(|s| !s.id_generated).map(|s| s.id.as_str()).collect();
     let mut found = HashMap::new();
-    let rows = sql::select_in(txn, "SELECT id, body FROM statement WHERE id IN", &ids).await.context("existing ids")?;
+    let rows = sql::select_in(txn, "SELECT id, body FROM statement WHERE id", &ids).await.context("existing ids")?;
     for row in rows {
         let id: String = row.try_get_by_index(0)?;
         let body: String = row.try_get_by_index(1)?;
@@ -360,28 +369,44 @@ async fn insert_keys(
     rows: &[(i64, &PreparedStatement)],
 ) -> anyhow::Result<()> {
     let pairs: Vec<(i64, i64)> = rows.iter().flat_map(|(seq, s)| s.keys.iter().map(move |k| (k.key, *seq))).collect();
-    if backend == DbBackend::Postgres && !pairs.is_empty() {
-        // New seqs cannot conflict (a statement's keys are distinct): a
-        // plain INSERT, since ON CONFLICT makes each row a speculative
-        // insertion, which took most of a group's time.
-        let sql_text = "INSERT INTO statement_key (key, seq) SELECT * FROM unnest($1::bigint[], $2::bigint[])";
-        let values = vec![
-            Value::from(pairs.iter().map(|(k, _)| *k).collect::<Vec<i64>>()),
-            Value::from(pairs.iter().map(|(_, s)| *s).collect::<Vec<i64>>()),
-        ];
-        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert keys")?;
-        return Ok(());
-    }
-    insert_key_pairs(txn, backend, &pairs).await
+    // New seqs cannot conflict (a statement's keys are distinct), and on
+    // PostgreSQL ON CONFLICT makes each row a speculative insertion, which
+    // took most of a group's time.
+    insert_key_pairs(txn, backend, &pairs, false).await
 }
 
-async fn insert_key_pairs(txn: &DatabaseTransaction, backend: DbBackend, pairs: &[(i64, i64)]) -> anyhow::Result<()> {
-    for chunk in sql::chunks(pairs) {
-        let values = chunk.iter().flat_map(|(k, s)| [Value::from(*k), Value::from(*s)]).collect();
-        let sql_text =
-            sql::insert_ignore(backend, "statement_key (key, seq)", &sql::row_placeholders(backend, chunk.len(), 2));
-        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert keys")?;
+/// All `(key, seq)` rows in one statement (chunks of 64 rows were a round
+/// trip each: 63 for a group of 400 statements). `skip_existing` for keys a
+/// referrer inherits, some of which it may have.
+async fn insert_key_pairs(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    pairs: &[(i64, i64)],
+    skip_existing: bool,
+) -> anyhow::Result<()> {
+    if pairs.is_empty() {
+        return Ok(());
     }
+    let (sql_text, values) = match backend {
+        DbBackend::Postgres => (
+            format!(
+                "INSERT INTO statement_key (key, seq) SELECT * FROM unnest($1::bigint[], $2::bigint[]){}",
+                if skip_existing { " ON CONFLICT DO NOTHING" } else { "" }
+            ),
+            vec![
+                Value::from(pairs.iter().map(|(k, _)| *k).collect::<Vec<i64>>()),
+                Value::from(pairs.iter().map(|(_, s)| *s).collect::<Vec<i64>>()),
+            ],
+        ),
+        _ => (
+            format!(
+                "INSERT{} INTO statement_key (key, seq) SELECT value ->> 0, value ->> 1 FROM json_each(?)",
+                if skip_existing { " OR IGNORE" } else { "" }
+            ),
+            vec![Value::from(sql::json_pairs(pairs))],
+        ),
+    };
+    txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert keys")?;
     Ok(())
 }
 
@@ -465,7 +490,7 @@ async fn inherit_keys(
         return Ok(false);
     }
     let pairs: Vec<(i64, i64)> = missing.iter().map(|k| (*k, r.seq)).collect();
-    insert_key_pairs(txn, backend, &pairs).await?;
+    insert_key_pairs(txn, backend, &pairs, true).await?;
     let all = key_list(own_keys.into_iter().chain(missing));
     txn.execute_raw(sql::stmt(
         backend,
@@ -478,7 +503,7 @@ async fn inherit_keys(
 }
 
 async fn referrers_of(txn: &DatabaseTransaction, ids: &[&str]) -> anyhow::Result<Vec<Referrer>> {
-    let select = "SELECT seq, id, voiding, object_ref FROM statement WHERE object_ref IN";
+    let select = "SELECT seq, id, voiding, object_ref FROM statement WHERE object_ref";
     let rows = sql::select_in(txn, select, ids).await.context("referrers")?;
     let referrer = |row: sea_orm::QueryResult| -> anyhow::Result<Referrer> {
         Ok(Referrer {
