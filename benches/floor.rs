@@ -92,9 +92,7 @@ async fn main() {
     let statements = prepared(a.statements, 2);
     let url = server::fresh_database(a.postgres.as_deref(), dir.path(), "floor_writer").await;
     let db = open(&url).await;
-    let writer_db = xlrs::store::connect_writer(&DatabaseArgs { url: url.clone(), pool_size: 8 }, &db).await.unwrap();
-    let rate = through_writer(&writer_db, &db, statements).await;
-    writer_db.close().await.ok();
+    let rate = through_writer(&db, statements).await;
     let bytes = server::database_bytes(a.postgres.as_deref(), &url).await as f64 / a.statements as f64;
     println!("| xlrs writer, batches of 100, 4 tasks | {rate:.0} | {keys:.1} | {bytes:.0} |");
     db.close().await.ok();
@@ -191,13 +189,9 @@ fn copy_text(text: &str) -> String {
     text.replace('\\', "\\\\").replace('\t', "\\t").replace('\n', "\\n").replace('\r', "\\r")
 }
 
-async fn through_writer(
-    db: &sea_orm::DatabaseConnection,
-    pool: &sea_orm::DatabaseConnection,
-    statements: Vec<PreparedStatement>,
-) -> f64 {
+async fn through_writer(db: &sea_orm::DatabaseConnection, statements: Vec<PreparedStatement>) -> f64 {
     let routing = Arc::new(Routing::new(&ForwardingConfig::default()));
-    let (writer, handle) = Writer::spawn(db.clone(), pool, routing, Arc::new(Metrics::new().unwrap()));
+    let (writer, handle) = Writer::spawn(db.clone(), routing, Arc::new(Metrics::new().unwrap())).unwrap();
     let mut batches: Vec<Vec<PreparedStatement>> = Vec::new();
     let mut rest = statements.into_iter();
     loop {

@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
 use serde_json::{Map, Value as Json};
 
 use super::sql::{self, p};
+use super::writer_sql::WriterSql;
 use crate::error::LrsResult;
 use crate::xapi::activity::{definitions_in, merge_definition};
 use crate::xapi::statement::PreparedStatement;
@@ -28,12 +29,12 @@ pub async fn definitions(db: &DatabaseConnection, iris: &[&str]) -> LrsResult<Ha
     Ok(fetch(db, iris).await?)
 }
 
-async fn fetch(db: &impl ConnectionTrait, iris: &[&str]) -> Result<HashMap<String, Map<String, Json>>, sea_orm::DbErr> {
+async fn fetch(db: &impl WriterSql, iris: &[&str]) -> Result<HashMap<String, Map<String, Json>>, sea_orm::DbErr> {
     let mut out = HashMap::new();
-    for row in sql::select_in(db, "SELECT iri, definition FROM activity WHERE iri", iris).await? {
-        let text: String = row.try_get_by_index(1)?;
+    let select = "SELECT iri, definition FROM activity WHERE iri";
+    for (iri, text) in sql::select_in::<_, (String, String)>(db, select, iris).await? {
         if let Ok(definition) = serde_json::from_str(&text) {
-            out.insert(row.try_get_by_index(0)?, definition);
+            out.insert(iri, definition);
         }
     }
     Ok(out)
@@ -41,7 +42,7 @@ async fn fetch(db: &impl ConnectionTrait, iris: &[&str]) -> Result<HashMap<Strin
 
 /// Merges the definitions the new statements carry into the canonical ones
 /// (inside the writer's transaction); writes only those that change.
-pub(super) async fn merge_in(txn: &DatabaseTransaction, statements: &[&PreparedStatement]) -> anyhow::Result<()> {
+pub(super) async fn merge_in(txn: &impl WriterSql, statements: &[&PreparedStatement]) -> anyhow::Result<()> {
     let mut incoming: Vec<(&str, &Map<String, Json>)> = Vec::new();
     for s in statements {
         incoming.extend(definitions_in(&s.statement));
@@ -49,7 +50,7 @@ pub(super) async fn merge_in(txn: &DatabaseTransaction, statements: &[&PreparedS
     if incoming.is_empty() {
         return Ok(());
     }
-    let backend = txn.get_database_backend();
+    let backend = txn.backend();
     let mut iris: Vec<&str> = incoming.iter().map(|(iri, _)| *iri).collect();
     iris.sort_unstable();
     iris.dedup();
@@ -74,12 +75,7 @@ pub(super) async fn merge_in(txn: &DatabaseTransaction, statements: &[&PreparedS
 }
 
 /// One multi-row upsert of `(iri, definition)` rows.
-async fn upsert(
-    txn: &DatabaseTransaction,
-    backend: DbBackend,
-    rows: &[(&str, String)],
-    now: i64,
-) -> anyhow::Result<()> {
+async fn upsert(txn: &impl WriterSql, backend: DbBackend, rows: &[(&str, String)], now: i64) -> anyhow::Result<()> {
     let sql_text = format!(
         "INSERT INTO activity (iri, definition, updated_us) VALUES {} ON CONFLICT (iri) DO UPDATE SET \
          definition = excluded.definition, updated_us = excluded.updated_us",
@@ -91,6 +87,6 @@ async fn upsert(
             [Value::from((*iri).to_owned()), Value::from(definition.clone()), Value::from(now)]
         })
         .collect();
-    txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("upsert activity")?;
+    txn.run(sql::stmt(backend, sql_text, values)).await.context("upsert activity")?;
     Ok(())
 }

@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, Value};
+use sea_orm::{DatabaseConnection, Value};
 
 use super::sql;
+use super::writer_sql::WriterSql;
 use crate::error::LrsResult;
 use crate::xapi::agent::names_in;
 use crate::xapi::statement::PreparedStatement;
@@ -19,18 +20,18 @@ pub async fn names(db: &DatabaseConnection, ifi: &str) -> LrsResult<Vec<String>>
     Ok(fetch(db, &[ifi]).await?.remove(ifi).unwrap_or_default())
 }
 
-async fn fetch(db: &impl ConnectionTrait, ifis: &[&str]) -> Result<HashMap<String, Vec<String>>, sea_orm::DbErr> {
+async fn fetch(db: &impl WriterSql, ifis: &[&str]) -> Result<HashMap<String, Vec<String>>, sea_orm::DbErr> {
     let mut out = HashMap::new();
-    for row in sql::select_in(db, "SELECT ifi, names FROM agent_name WHERE ifi", ifis).await? {
-        let text: String = row.try_get_by_index(1)?;
-        out.insert(row.try_get_by_index(0)?, serde_json::from_str(&text).unwrap_or_default());
+    let select = "SELECT ifi, names FROM agent_name WHERE ifi";
+    for (ifi, text) in sql::select_in::<_, (String, String)>(db, select, ifis).await? {
+        out.insert(ifi, serde_json::from_str(&text).unwrap_or_default());
     }
     Ok(out)
 }
 
 /// Adds the names the new statements give their agents (inside the writer's
 /// transaction); writes only agents that gain a name.
-pub(super) async fn merge_in(txn: &DatabaseTransaction, statements: &[&PreparedStatement]) -> anyhow::Result<()> {
+pub(super) async fn merge_in(txn: &impl WriterSql, statements: &[&PreparedStatement]) -> anyhow::Result<()> {
     let incoming: Vec<(String, &str)> = statements.iter().flat_map(|s| names_in(&s.statement)).collect();
     if incoming.is_empty() {
         return Ok(());
@@ -49,7 +50,7 @@ pub(super) async fn merge_in(txn: &DatabaseTransaction, statements: &[&PreparedS
     }
     changed.sort_unstable();
     changed.dedup();
-    let backend = txn.get_database_backend();
+    let backend = txn.backend();
     let now = chrono::Utc::now().timestamp_micros();
     // Many agents per statement: one multi-row upsert per chunk, not one
     // statement per agent (on PostgreSQL that was a round trip each).
@@ -64,7 +65,7 @@ pub(super) async fn merge_in(txn: &DatabaseTransaction, statements: &[&PreparedS
             let names = serde_json::to_string(&known[*ifi]).context("agent names")?;
             values.extend([Value::from((*ifi).to_owned()), Value::from(names), Value::from(now)]);
         }
-        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("upsert agent names")?;
+        txn.run(sql::stmt(backend, sql_text, values)).await.context("upsert agent names")?;
     }
     Ok(())
 }

@@ -76,13 +76,9 @@ async fn store_one(db: &DatabaseConnection, r: &Received) -> anyhow::Result<()> 
 /// The attachments the LRS holds among these hashes.
 pub async fn by_hashes(db: &DatabaseConnection, hashes: &[String]) -> LrsResult<Vec<StoredAttachment>> {
     let mut out = Vec::new();
-    for row in sql::select_in(db, "SELECT sha2, content_type, length FROM attachment WHERE sha2", hashes).await? {
-        let length: i64 = row.try_get_by_index(2)?;
-        out.push(StoredAttachment {
-            sha2: row.try_get_by_index(0)?,
-            content_type: row.try_get_by_index(1)?,
-            length: length as u64,
-        });
+    let select = "SELECT sha2, content_type, length FROM attachment WHERE sha2";
+    for (sha2, content_type, length) in sql::select_in::<_, (String, String, i64)>(db, select, hashes).await? {
+        out.push(StoredAttachment { sha2, content_type, length: length as u64 });
     }
     Ok(out)
 }

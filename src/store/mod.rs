@@ -15,6 +15,7 @@ mod pg_nodelay;
 mod sql;
 pub mod statements;
 pub mod writer;
+mod writer_sql;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,24 +30,7 @@ use crate::config::DatabaseArgs;
 
 /// Opens the pool for `DATABASE_URL` (creating a SQLite file if missing).
 pub async fn connect(args: &DatabaseArgs) -> anyhow::Result<DatabaseConnection> {
-    open(args, Role::Requests).await
-}
-
-/// The statement writer's connection. On SQLite it is a pool of its own
-/// with one connection that is never handed to anyone else: a connection's
-/// page cache is emptied whenever another connection has written, so with
-/// the writer's groups going to whichever pooled connection was free, each
-/// group began by reading the index pages it needed again, and each took a
-/// health-check round trip to SQLite's thread before it began. One
-/// connection keeps the B-tree pages the writer walks cached from group to
-/// group, in a larger cache. `db` is returned for PostgreSQL, where a
-/// server holds the cache, and for an in-memory database, which lives in
-/// its one connection.
-pub async fn connect_writer(args: &DatabaseArgs, db: &DatabaseConnection) -> anyhow::Result<DatabaseConnection> {
-    if !args.url.starts_with("sqlite:") || in_memory(&args.url) {
-        return Ok(db.clone());
-    }
-    open(&DatabaseArgs { url: args.url.clone(), pool_size: 1 }, Role::Writer).await
+    open(args, true).await
 }
 
 /// A pool whose commits do not wait for the disk: for the forwarding
@@ -60,22 +44,11 @@ pub async fn connect_relaxed(args: &DatabaseArgs) -> anyhow::Result<Option<Datab
     if in_memory(&args.url) {
         return Ok(None);
     }
-    open(&DatabaseArgs { url: args.url.clone(), pool_size: 2 }, Role::Relaxed).await.map(Some)
+    open(&DatabaseArgs { url: args.url.clone(), pool_size: 2 }, false).await.map(Some)
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Role {
-    /// The pool requests read and write documents through.
-    Requests,
-    /// The forwarding dispatchers' pool, whose commits do not wait for the disk.
-    Relaxed,
-    /// The statement writer's one connection.
-    Writer,
-}
-
-async fn open(args: &DatabaseArgs, role: Role) -> anyhow::Result<DatabaseConnection> {
+async fn open(args: &DatabaseArgs, durable: bool) -> anyhow::Result<DatabaseConnection> {
     let url = args.url.as_str();
-    let durable = role != Role::Relaxed;
     if url.starts_with("sqlite:") {
         let in_memory = in_memory(url);
         let options = SqliteConnectOptions::from_str(url)
@@ -90,7 +63,7 @@ async fn open(args: &DatabaseArgs, role: Role) -> anyhow::Result<DatabaseConnect
             // rest of the file). The file is read, not mapped: mapped pages
             // count in the server's memory, and at a million statements they
             // were most of it (480 MiB of RSS).
-            .pragma("cache_size", if role == Role::Writer { "-16384" } else { "-8192" })
+            .pragma("cache_size", "-8192")
             .pragma("temp_store", "memory")
             // The writer's checkpoint task checkpoints, off its commits
             // (`checkpoint.rs`); the WAL file is cut back to this size when
@@ -98,14 +71,12 @@ async fn open(args: &DatabaseArgs, role: Role) -> anyhow::Result<DatabaseConnect
             .pragma("wal_autocheckpoint", "0")
             .pragma("journal_size_limit", "67108864");
         // An in-memory database lives in its one connection.
-        let pool_size = if in_memory || role == Role::Writer { 1 } else { args.pool_size.max(2) };
+        let pool_size = if in_memory { 1 } else { args.pool_size.max(2) };
         let pool = SqlitePoolOptions::new()
             .max_connections(pool_size)
-            // The writer's connection is in use all the time it is up.
-            .test_before_acquire(role != Role::Writer)
-            .min_connections(if in_memory || role == Role::Writer { 1 } else { 0 })
-            .idle_timeout(if in_memory || role == Role::Writer { None } else { Some(Duration::from_secs(600)) })
-            .max_lifetime(if in_memory || role == Role::Writer { None } else { Some(Duration::from_secs(3600)) })
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(3600)) })
             .connect_with(options)
             .await
             .with_context(|| "cannot open the SQLite database")?;
@@ -180,8 +151,20 @@ impl std::ops::Deref for WriteTransaction {
     }
 }
 
+/// The SQLite file `db` opens; `None` for PostgreSQL and for an in-memory
+/// database.
+fn sqlite_file(db: &DatabaseConnection) -> Option<std::path::PathBuf> {
+    use sqlx::ConnectOptions;
+    if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        return None;
+    }
+    let options = db.get_sqlite_connection_pool().connect_options();
+    let in_memory = options.to_url_lossy().query_pairs().any(|(k, v)| k == "mode" && v == "memory");
+    (!in_memory).then(|| options.get_filename().to_path_buf())
+}
+
 /// The lock of the SQLite file `db` opens, shared by every pool of this
-/// process on that file.
+/// process on that file (and by the statement writer's own connection).
 fn sqlite_write_lock(db: &DatabaseConnection) -> std::sync::Arc<tokio::sync::Mutex<()>> {
     use std::collections::HashMap;
     use std::path::PathBuf;

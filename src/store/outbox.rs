@@ -6,6 +6,7 @@
 use anyhow::Context;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
 
+use super::writer_sql::WriterSql;
 use super::{forward_stream, sql};
 
 /// Where a row is in its life.
@@ -77,9 +78,9 @@ pub struct NewRow<'a> {
 
 /// Writes `rows` in the statements' transaction. A row whose (target, op,
 /// statement) exists already is left as it is.
-pub async fn enqueue(txn: &impl ConnectionTrait, rows: &[NewRow<'_>], now_us: i64) -> anyhow::Result<()> {
+pub(crate) async fn enqueue(txn: &impl WriterSql, rows: &[NewRow<'_>], now_us: i64) -> anyhow::Result<()> {
     const COLS: usize = 10;
-    let backend = txn.get_database_backend();
+    let backend = txn.backend();
     for chunk in sql::chunks(rows) {
         let mut values = Vec::with_capacity(chunk.len() * COLS);
         for r in chunk {
@@ -106,7 +107,7 @@ pub async fn enqueue(txn: &impl ConnectionTrait, rows: &[NewRow<'_>], now_us: i6
              created_us, updated_us)",
             &sql::row_placeholders(backend, chunk.len(), COLS),
         );
-        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert outbox rows")?;
+        txn.run(sql::stmt(backend, sql_text, values)).await.context("insert outbox rows")?;
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! SQL text that differs between SQLite and PostgreSQL.
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use sea_orm::{DbBackend, DbErr, Statement, Value};
+
+use super::writer_sql::{FromRow, WriterSql};
 
 /// `(?, ?), (?, ?)` or `($1, $2), ($3, $4)` for `rows` rows of `cols` values.
 pub fn row_placeholders(backend: DbBackend, rows: usize, cols: usize) -> String {
@@ -75,24 +77,24 @@ pub fn stmt(backend: DbBackend, sql: impl Into<String>, values: Vec<Value>) -> S
 /// statements keep the plan made for the first few calls, and `= ANY($1)`
 /// with an array kept the sequential scan made when the table was empty
 /// (6 ms a group at 20,000 statements).
-pub async fn select_in<K: AsRef<str>>(
-    db: &impl ConnectionTrait,
+pub async fn select_in<K: AsRef<str>, R: FromRow>(
+    db: &impl WriterSql,
     select: &str,
     keys: &[K],
-) -> Result<Vec<QueryResult>, DbErr> {
+) -> Result<Vec<R>, DbErr> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let backend = db.get_database_backend();
+    let backend = db.backend();
     if backend != DbBackend::Postgres {
         let sql_text = format!("{select} IN (SELECT value FROM json_each(?))");
-        return db.query_all_raw(stmt(backend, sql_text, vec![Value::from(json_array(keys))])).await;
+        return db.rows(stmt(backend, sql_text, vec![Value::from(json_array(keys))])).await;
     }
     let mut rows = Vec::new();
     for chunk in chunks(keys) {
         let sql_text = format!("{select} IN ({})", list_placeholders(backend, chunk.len(), 1));
         let values = chunk.iter().map(|k| Value::from(k.as_ref().to_owned())).collect();
-        rows.extend(db.query_all_raw(stmt(backend, sql_text, values)).await?);
+        rows.extend(db.rows(stmt(backend, sql_text, values)).await?);
     }
     Ok(rows)
 }
@@ -151,6 +153,7 @@ pub fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
 mod tests {
     use super::*;
     use crate::config::DatabaseArgs;
+    use sea_orm::ConnectionTrait;
 
     async fn sqlite_store() -> sea_orm::DatabaseConnection {
         let db = crate::store::connect(&DatabaseArgs { url: "sqlite::memory:".into(), pool_size: 1 }).await.unwrap();
@@ -171,11 +174,11 @@ mod tests {
             .await
             .unwrap();
         }
-        let rows = select_in(&db, "SELECT id FROM statement WHERE id", &ids).await.unwrap();
-        let mut found: Vec<String> = rows.iter().map(|r| r.try_get_by_index(0).unwrap()).collect();
+        let rows: Vec<(String,)> = select_in(&db, "SELECT id FROM statement WHERE id", &ids).await.unwrap();
+        let mut found: Vec<String> = rows.into_iter().map(|r| r.0).collect();
         found.sort();
         assert_eq!(found, vec!["a\"quoted\\id", "b", "c"]);
-        assert!(select_in::<&str>(&db, "SELECT id FROM statement WHERE id", &[]).await.unwrap().is_empty());
+        assert!(select_in::<&str, (String,)>(&db, "SELECT id FROM statement WHERE id", &[]).await.unwrap().is_empty());
 
         // The writer asks by id and by object_ref in every group: a scan of
         // the statement table would cost more the more is stored.

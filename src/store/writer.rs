@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Context;
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Checkpointer;
 use super::forward_stream::Streamed;
 use super::sql;
+use super::writer_sql::{SqliteWriter, WriterSql};
 use super::{activities, agent_names, outbox};
 use crate::forward::Routing;
 use crate::metrics::Metrics;
@@ -58,22 +59,46 @@ pub struct Writer {
 const IDLE: i64 = i64::MAX;
 
 impl Writer {
-    /// Starts the writer task on `db` (`store::connect_writer`); SQLite's
-    /// background checkpoints take a connection of `pool`, so that they do
-    /// not wait for the writer's. `routing` decides which statements are
-    /// forwarded.
+    /// Starts the writer on `db`. For a SQLite file it runs on a thread of
+    /// its own with a connection of its own (`writer_sql.rs` says why); on
+    /// PostgreSQL and in-memory SQLite it is a task using `db`'s pool.
+    /// `routing` decides which statements are forwarded.
     pub fn spawn(
         db: DatabaseConnection,
-        pool: &DatabaseConnection,
         routing: Arc<Routing>,
         metrics: Arc<Metrics>,
-    ) -> (Writer, WriterHandle) {
+    ) -> anyhow::Result<(Writer, WriterHandle)> {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (stop, stopped) = oneshot::channel();
+        let (done, finished) = oneshot::channel();
         let in_flight = Arc::new(AtomicI64::new(IDLE));
-        let checkpointer = Checkpointer::spawn(pool);
-        let join = tokio::spawn(run(db, checkpointer, routing, metrics, rx, stopped, in_flight.clone()));
-        (Writer { tx, in_flight }, WriterHandle { stop, join })
+        let checkpointer = Checkpointer::spawn(&db);
+        let task =
+            Task { db: db.clone(), checkpointer, routing, metrics, rx, stop: stopped, in_flight: in_flight.clone() };
+        match super::sqlite_file(&db) {
+            Some(path) => {
+                let own = SqliteWriter::open(&path, super::sqlite_write_lock(&db))
+                    .context("cannot open the statement writer's SQLite connection")?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("cannot build the statement writer's runtime")?;
+                std::thread::Builder::new()
+                    .name("xlrs-writer".into())
+                    .spawn(move || {
+                        runtime.block_on(run(own, task));
+                        let _ = done.send(());
+                    })
+                    .context("cannot start the statement writer's thread")?;
+            }
+            None => {
+                tokio::spawn(async move {
+                    run(db, task).await;
+                    let _ = done.send(());
+                });
+            }
+        }
+        Ok((Writer { tx, in_flight }, WriterHandle { stop, finished }))
     }
 
     /// A time (µs) up to which every statement with an earlier `stored` is
@@ -99,27 +124,73 @@ impl Writer {
 /// Stops the writer once what is queued is committed.
 pub struct WriterHandle {
     stop: oneshot::Sender<()>,
-    join: tokio::task::JoinHandle<()>,
+    finished: oneshot::Receiver<()>,
 }
 
 impl WriterHandle {
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
-        if let Err(e) = self.join.await {
-            tracing::error!(error = ?e, "statement writer failed");
+        if self.finished.await.is_err() {
+            tracing::error!("statement writer failed");
         }
     }
 }
 
-async fn run(
+/// Where the writer's transactions go: the pool's (PostgreSQL, in-memory
+/// SQLite), or the writer's own SQLite connection, on the writer's thread.
+trait Store {
+    /// `stage` in one transaction, committed.
+    async fn transact<'a>(
+        &self,
+        routing: &'a Routing,
+        batches: &[&'a [PreparedStatement]],
+    ) -> anyhow::Result<Staged<'a>>;
+}
+
+impl Store for DatabaseConnection {
+    async fn transact<'a>(
+        &self,
+        routing: &'a Routing,
+        batches: &[&'a [PreparedStatement]],
+    ) -> anyhow::Result<Staged<'a>> {
+        let txn = super::begin_write(self).await.context("begin")?;
+        if self.get_database_backend() == DbBackend::Postgres {
+            let lock = format!("SELECT pg_advisory_xact_lock({PG_WRITER_LOCK})");
+            txn.execute_raw(sql::stmt(DbBackend::Postgres, lock, vec![])).await.context("writer lock")?;
+        }
+        let staged = stage(&*txn, routing, batches).await?;
+        txn.commit().await.context("commit")?;
+        Ok(staged)
+    }
+}
+
+impl Store for SqliteWriter {
+    async fn transact<'a>(
+        &self,
+        routing: &'a Routing,
+        batches: &[&'a [PreparedStatement]],
+    ) -> anyhow::Result<Staged<'a>> {
+        let txn = self.begin().await.context("begin")?;
+        let staged = stage(&txn, routing, batches).await?;
+        txn.commit().context("commit")?;
+        Ok(staged)
+    }
+}
+
+/// What the writer's loop runs with.
+struct Task {
+    /// The pool: SQLite's checkpoints use it.
     db: DatabaseConnection,
     checkpointer: Option<Checkpointer>,
     routing: Arc<Routing>,
     metrics: Arc<Metrics>,
-    mut rx: mpsc::Receiver<Job>,
-    mut stop: oneshot::Receiver<()>,
+    rx: mpsc::Receiver<Job>,
+    stop: oneshot::Receiver<()>,
     in_flight: Arc<AtomicI64>,
-) {
+}
+
+async fn run(store: impl Store, task: Task) {
+    let Task { db, checkpointer, routing, metrics, mut rx, mut stop, in_flight } = task;
     let mut stopping = false;
     loop {
         let first = tokio::select! {
@@ -148,7 +219,7 @@ async fn run(
         }
         // Published before `stored` is chosen, so it is never later than it.
         in_flight.store(Utc::now().timestamp_micros(), Ordering::Release);
-        commit_group(&db, &routing, &metrics, group).await;
+        commit_group(&store, &routing, &metrics, group).await;
         in_flight.store(IDLE, Ordering::Release);
         if let Some(c) = &checkpointer {
             c.after_commit(&db).await;
@@ -159,9 +230,9 @@ async fn run(
     }
 }
 
-async fn commit_group(db: &DatabaseConnection, routing: &Routing, metrics: &Metrics, group: Vec<Job>) {
+async fn commit_group(store: &impl Store, routing: &Routing, metrics: &Metrics, group: Vec<Job>) {
     let batches: Vec<&[PreparedStatement]> = group.iter().map(|j| j.statements.as_slice()).collect();
-    match write_group(db, routing, &batches, metrics).await {
+    match write_group(store, routing, &batches, metrics).await {
         Ok(results) => {
             for (job, result) in group.into_iter().zip(results) {
                 let _ = job.reply.send(result);
@@ -171,7 +242,7 @@ async fn commit_group(db: &DatabaseConnection, routing: &Routing, metrics: &Metr
             // One request may have poisoned the group: give each its own transaction.
             tracing::warn!(error = ?e, requests = group.len(), "group commit failed; retrying requests one by one");
             for job in group {
-                let result = match write_group(db, routing, &[&job.statements], metrics).await {
+                let result = match write_group(store, routing, &[&job.statements], metrics).await {
                     Ok(mut r) => r.pop().unwrap_or(Err(WriteError::Closed)),
                     Err(e) => Err(WriteError::Storage(e)),
                 };
@@ -189,39 +260,13 @@ async fn commit_group(db: &DatabaseConnection, routing: &Routing, metrics: &Metr
 /// One transaction for all `batches`; a batch with a conflicting id is left
 /// out (and answered 409) without failing the others.
 async fn write_group(
-    db: &DatabaseConnection,
+    store: &impl Store,
     routing: &Routing,
     batches: &[&[PreparedStatement]],
     metrics: &Metrics,
 ) -> anyhow::Result<Vec<Result<(), WriteError>>> {
-    let backend = db.get_database_backend();
-    let txn = super::begin_write(db).await.context("begin")?;
-    if backend == DbBackend::Postgres {
-        txn.execute_raw(sql::stmt(backend, format!("SELECT pg_advisory_xact_lock({PG_WRITER_LOCK})"), vec![]))
-            .await
-            .context("writer lock")?;
-    }
-    let existing = existing_bodies(&txn, batches).await?;
-    let (accepted, results) = admit(batches, &existing);
-
-    let (last_seq, last_stored) = last_row(&txn, backend).await?;
-    let stored_us = Utc::now().timestamp_micros().max(last_stored);
-    let stored = format_timestamp(chrono::DateTime::from_timestamp_micros(stored_us).unwrap_or_else(Utc::now));
-    let rows: Vec<(i64, &PreparedStatement)> =
-        accepted.iter().enumerate().map(|(i, s)| (last_seq + 1 + i as i64, *s)).collect();
-    // Forwarding is decided with the statement, in its transaction: a
-    // stored statement is never without its outbox rows.
-    let forward = routing.rows(&rows);
-    let bodies: Vec<String> = rows.iter().map(|(_, s)| s.body(&stored)).collect();
-    if !rows.is_empty() {
-        insert_statements(&txn, backend, &rows, &bodies, stored_us).await?;
-        insert_keys(&txn, backend, &rows).await?;
-        activities::merge_in(&txn, &accepted).await?;
-        agent_names::merge_in(&txn, &accepted).await?;
-        resolve_references(&txn, backend, &rows).await?;
-        outbox::enqueue(&*txn, &forward, stored_us).await?;
-    }
-    txn.commit().await.context("commit")?;
+    let staged = store.transact(routing, batches).await?;
+    let Staged { results, rows, bodies, stored_us, forward } = staged;
     metrics.statements_stored.inc_by(rows.len() as u64);
     metrics.group_statements.observe(rows.len() as f64);
     if let Some(feed) = routing.feed() {
@@ -236,19 +281,56 @@ async fn write_group(
     Ok(results)
 }
 
+/// What a group's transaction wrote, for what follows its commit.
+struct Staged<'a> {
+    results: Vec<Result<(), WriteError>>,
+    rows: Vec<(i64, &'a PreparedStatement)>,
+    bodies: Vec<String>,
+    stored_us: i64,
+    forward: Vec<outbox::NewRow<'a>>,
+}
+
+/// Everything a group writes, inside its transaction.
+async fn stage<'a>(
+    txn: &impl WriterSql,
+    routing: &'a Routing,
+    batches: &[&'a [PreparedStatement]],
+) -> anyhow::Result<Staged<'a>> {
+    let existing = existing_bodies(txn, batches).await?;
+    let (accepted, results) = admit(batches, &existing);
+
+    let (last_seq, last_stored) = last_row(txn).await?;
+    let stored_us = Utc::now().timestamp_micros().max(last_stored);
+    let stored = format_timestamp(chrono::DateTime::from_timestamp_micros(stored_us).unwrap_or_else(Utc::now));
+    let rows: Vec<(i64, &PreparedStatement)> =
+        accepted.iter().enumerate().map(|(i, s)| (last_seq + 1 + i as i64, *s)).collect();
+    // Forwarding is decided with the statement, in its transaction: a
+    // stored statement is never without its outbox rows.
+    let forward = routing.rows(&rows);
+    let bodies: Vec<String> = rows.iter().map(|(_, s)| s.body(&stored)).collect();
+    if !rows.is_empty() {
+        insert_statements(txn, &rows, &bodies, stored_us).await?;
+        insert_keys(txn, &rows).await?;
+        activities::merge_in(txn, &accepted).await?;
+        agent_names::merge_in(txn, &accepted).await?;
+        resolve_references(txn, &rows).await?;
+        outbox::enqueue(txn, &forward, stored_us).await?;
+    }
+    Ok(Staged { results, rows, bodies, stored_us, forward })
+}
+
 /// Bodies of already stored statements whose ids the batches use (ids the
 /// LRS generated cannot collide and are not looked up).
 async fn existing_bodies(
-    txn: &DatabaseTransaction,
+    txn: &impl WriterSql,
     batches: &[&[PreparedStatement]],
 ) -> anyhow::Result<HashMap<String, Json>> {
     let ids: Vec<&str> =
         batches.iter().flat_map(|b| b.iter()).filter(|s| !s.id_generated).map(|s| s.id.as_str()).collect();
     let mut found = HashMap::new();
-    let rows = sql::select_in(txn, "SELECT id, body FROM statement WHERE id", &ids).await.context("existing ids")?;
-    for row in rows {
-        let id: String = row.try_get_by_index(0)?;
-        let body: String = row.try_get_by_index(1)?;
+    let rows: Vec<(String, String)> =
+        sql::select_in(txn, "SELECT id, body FROM statement WHERE id", &ids).await.context("existing ids")?;
+    for (id, body) in rows {
         found.insert(id, serde_json::from_str(&body).context("stored body is JSON")?);
     }
     Ok(found)
@@ -291,24 +373,19 @@ fn admit<'a>(
     (accepted, results)
 }
 
-async fn last_row(txn: &DatabaseTransaction, backend: DbBackend) -> anyhow::Result<(i64, i64)> {
-    let row = txn
-        .query_one_raw(sql::stmt(backend, "SELECT seq, stored_us FROM statement ORDER BY seq DESC LIMIT 1", vec![]))
-        .await
-        .context("last statement")?;
-    Ok(match row {
-        Some(r) => (r.try_get_by_index(0)?, r.try_get_by_index(1)?),
-        None => (0, 0),
-    })
+async fn last_row(txn: &impl WriterSql) -> anyhow::Result<(i64, i64)> {
+    let sql_text = "SELECT seq, stored_us FROM statement ORDER BY seq DESC LIMIT 1";
+    let rows: Vec<(i64, i64)> = txn.rows(sql::stmt(txn.backend(), sql_text, vec![])).await.context("last statement")?;
+    Ok(rows.first().copied().unwrap_or((0, 0)))
 }
 
 async fn insert_statements(
-    txn: &DatabaseTransaction,
-    backend: DbBackend,
+    txn: &impl WriterSql,
     rows: &[(i64, &PreparedStatement)],
     bodies: &[String],
     stored_us: i64,
 ) -> anyhow::Result<()> {
+    let backend = txn.backend();
     if backend == DbBackend::Postgres {
         return insert_statements_unnest(txn, rows, bodies, stored_us).await;
     }
@@ -329,7 +406,7 @@ async fn insert_statements(
             "INSERT INTO statement (seq, id, stored_us, voiding, object_ref, key_list, body) VALUES {}",
             sql::row_placeholders(backend, chunk.len(), COLS)
         );
-        txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert statements")?;
+        txn.run(sql::stmt(backend, sql_text, values)).await.context("insert statements")?;
     }
     Ok(())
 }
@@ -337,7 +414,7 @@ async fn insert_statements(
 /// PostgreSQL: all the rows in one statement of column arrays, so a group
 /// is one round trip however large (chunks of 64 rows were one each).
 async fn insert_statements_unnest(
-    txn: &DatabaseTransaction,
+    txn: &impl WriterSql,
     rows: &[(i64, &PreparedStatement)],
     bodies: &[String],
     stored_us: i64,
@@ -359,34 +436,26 @@ async fn insert_statements_unnest(
         ),
         Value::from(bodies.to_vec()),
     ];
-    txn.execute_raw(sql::stmt(DbBackend::Postgres, sql_text, values)).await.context("insert statements")?;
+    txn.run(sql::stmt(DbBackend::Postgres, sql_text, values)).await.context("insert statements")?;
     Ok(())
 }
 
-async fn insert_keys(
-    txn: &DatabaseTransaction,
-    backend: DbBackend,
-    rows: &[(i64, &PreparedStatement)],
-) -> anyhow::Result<()> {
+async fn insert_keys(txn: &impl WriterSql, rows: &[(i64, &PreparedStatement)]) -> anyhow::Result<()> {
     let pairs: Vec<(i64, i64)> = rows.iter().flat_map(|(seq, s)| s.keys.iter().map(move |k| (k.key, *seq))).collect();
     // New seqs cannot conflict (a statement's keys are distinct), and on
     // PostgreSQL ON CONFLICT makes each row a speculative insertion, which
     // took most of a group's time.
-    insert_key_pairs(txn, backend, &pairs, false).await
+    insert_key_pairs(txn, &pairs, false).await
 }
 
 /// All `(key, seq)` rows in one statement (chunks of 64 rows were a round
 /// trip each: 63 for a group of 400 statements). `skip_existing` for keys a
 /// referrer inherits, some of which it may have.
-async fn insert_key_pairs(
-    txn: &DatabaseTransaction,
-    backend: DbBackend,
-    pairs: &[(i64, i64)],
-    skip_existing: bool,
-) -> anyhow::Result<()> {
+async fn insert_key_pairs(txn: &impl WriterSql, pairs: &[(i64, i64)], skip_existing: bool) -> anyhow::Result<()> {
     if pairs.is_empty() {
         return Ok(());
     }
+    let backend = txn.backend();
     let (sql_text, values) = match backend {
         DbBackend::Postgres => (
             format!(
@@ -406,7 +475,7 @@ async fn insert_key_pairs(
             vec![Value::from(sql::json_pairs(pairs))],
         ),
     };
-    txn.execute_raw(sql::stmt(backend, sql_text, values)).await.context("insert keys")?;
+    txn.run(sql::stmt(backend, sql_text, values)).await.context("insert keys")?;
     Ok(())
 }
 
@@ -431,11 +500,8 @@ struct Referrer {
 /// new one (they arrived first). A referrer takes over its target's filter
 /// keys, transitively; a voiding referrer voids its target unless the target
 /// is itself a voiding statement.
-async fn resolve_references(
-    txn: &DatabaseTransaction,
-    backend: DbBackend,
-    rows: &[(i64, &PreparedStatement)],
-) -> anyhow::Result<()> {
+async fn resolve_references(txn: &impl WriterSql, rows: &[(i64, &PreparedStatement)]) -> anyhow::Result<()> {
+    let backend = txn.backend();
     let mut work: Vec<Referrer> = rows
         .iter()
         .filter_map(|(seq, s)| {
@@ -454,11 +520,11 @@ async fn resolve_references(
         if !done.insert((r.seq, r.target.clone())) {
             continue;
         }
-        let Some((target_seq, target_keys, target_voiding)) = statement_by_id(txn, backend, &r.target).await? else {
+        let Some((target_seq, target_keys, target_voiding)) = statement_by_id(txn, &r.target).await? else {
             continue;
         };
         if r.voiding && !target_voiding {
-            txn.execute_raw(sql::stmt(
+            txn.run(sql::stmt(
                 backend,
                 format!("UPDATE statement SET voided = TRUE WHERE seq = {}", sql::p(backend, 1)),
                 vec![Value::from(target_seq)],
@@ -466,7 +532,7 @@ async fn resolve_references(
             .await
             .context("void")?;
         }
-        if !inherit_keys(txn, backend, &r, target_keys).await? {
+        if !inherit_keys(txn, &r, target_keys).await? {
             continue;
         }
         // What this referrer gained, statements referencing it gain too.
@@ -476,13 +542,8 @@ async fn resolve_references(
 }
 
 /// Gives the referrer the target's keys it lacks; true when it gained any.
-async fn inherit_keys(
-    txn: &DatabaseTransaction,
-    backend: DbBackend,
-    r: &Referrer,
-    target_keys: Vec<i64>,
-) -> anyhow::Result<bool> {
-    let Some((_, own_keys, _)) = statement_by_id(txn, backend, &r.id).await? else {
+async fn inherit_keys(txn: &impl WriterSql, r: &Referrer, target_keys: Vec<i64>) -> anyhow::Result<bool> {
+    let Some((_, own_keys, _)) = statement_by_id(txn, &r.id).await? else {
         return Ok(false);
     };
     let missing: Vec<i64> = target_keys.into_iter().filter(|k| !own_keys.contains(k)).collect();
@@ -490,9 +551,10 @@ async fn inherit_keys(
         return Ok(false);
     }
     let pairs: Vec<(i64, i64)> = missing.iter().map(|k| (*k, r.seq)).collect();
-    insert_key_pairs(txn, backend, &pairs, true).await?;
+    insert_key_pairs(txn, &pairs, true).await?;
     let all = key_list(own_keys.into_iter().chain(missing));
-    txn.execute_raw(sql::stmt(
+    let backend = txn.backend();
+    txn.run(sql::stmt(
         backend,
         format!("UPDATE statement SET key_list = {} WHERE seq = {}", sql::p(backend, 1), sql::p(backend, 2)),
         vec![Value::from(all), Value::from(r.seq)],
@@ -502,40 +564,23 @@ async fn inherit_keys(
     Ok(true)
 }
 
-async fn referrers_of(txn: &DatabaseTransaction, ids: &[&str]) -> anyhow::Result<Vec<Referrer>> {
+async fn referrers_of(txn: &impl WriterSql, ids: &[&str]) -> anyhow::Result<Vec<Referrer>> {
     let select = "SELECT seq, id, voiding, object_ref FROM statement WHERE object_ref";
-    let rows = sql::select_in(txn, select, ids).await.context("referrers")?;
-    let referrer = |row: sea_orm::QueryResult| -> anyhow::Result<Referrer> {
-        Ok(Referrer {
-            seq: row.try_get_by_index(0)?,
-            id: row.try_get_by_index(1)?,
-            voiding: row.try_get_by_index(2)?,
-            target: row.try_get_by_index(3)?,
-        })
-    };
-    rows.into_iter().map(referrer).collect()
+    let rows: Vec<(i64, String, bool, String)> = sql::select_in(txn, select, ids).await.context("referrers")?;
+    Ok(rows.into_iter().map(|(seq, id, voiding, target)| Referrer { seq, id, voiding, target }).collect())
 }
 
-async fn statement_by_id(
-    txn: &DatabaseTransaction,
-    backend: DbBackend,
-    id: &str,
-) -> anyhow::Result<Option<(i64, Vec<i64>, bool)>> {
-    let row = txn
-        .query_one_raw(sql::stmt(
+async fn statement_by_id(txn: &impl WriterSql, id: &str) -> anyhow::Result<Option<(i64, Vec<i64>, bool)>> {
+    let backend = txn.backend();
+    let rows: Vec<(i64, String, bool)> = txn
+        .rows(sql::stmt(
             backend,
             format!("SELECT seq, key_list, voiding FROM statement WHERE id = {}", sql::p(backend, 1)),
             vec![Value::from(id.to_owned())],
         ))
         .await
         .context("statement by id")?;
-    Ok(match row {
-        Some(r) => {
-            let keys: String = r.try_get_by_index(1)?;
-            Some((r.try_get_by_index(0)?, parse_key_list(&keys), r.try_get_by_index(2)?))
-        }
-        None => None,
-    })
+    Ok(rows.into_iter().next().map(|(seq, keys, voiding)| (seq, parse_key_list(&keys), voiding)))
 }
 
 #[cfg(test)]
