@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::checkpoint::Checkpointer;
 use super::forward_stream::Streamed;
 use super::sql;
-use super::writer_sql::{PlannedPerCall, SqliteWriter, WriterSql};
+use super::writer_sql::{SqliteWriter, WriterSql};
 use super::{activities, agent_names, outbox};
 use crate::forward::Routing;
 use crate::metrics::Metrics;
@@ -154,18 +154,11 @@ impl Store for DatabaseConnection {
         batches: &[&'a [PreparedStatement]],
     ) -> anyhow::Result<Staged<'a>> {
         let txn = super::begin_write(self).await.context("begin")?;
-        let staged = if self.get_database_backend() == DbBackend::Postgres {
-            // With the lock, in the same round trip: plans per call, so the
-            // group's lookups can each be one statement of an array.
-            let lock = format!(
-                "SELECT pg_advisory_xact_lock({PG_WRITER_LOCK}), \
-                 set_config('plan_cache_mode', 'force_custom_plan', true)"
-            );
+        if self.get_database_backend() == DbBackend::Postgres {
+            let lock = format!("SELECT pg_advisory_xact_lock({PG_WRITER_LOCK})");
             txn.execute_raw(sql::stmt(DbBackend::Postgres, lock, vec![])).await.context("writer lock")?;
-            stage(&PlannedPerCall(&*txn), routing, batches).await?
-        } else {
-            stage(&*txn, routing, batches).await?
-        };
+        }
+        let staged = stage(&*txn, routing, batches).await?;
         txn.commit().await.context("commit")?;
         Ok(staged)
     }

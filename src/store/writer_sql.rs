@@ -27,13 +27,6 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, TryGeta
 pub(crate) trait WriterSql {
     fn backend(&self) -> DbBackend;
 
-    /// PostgreSQL plans each statement for its parameters here, rather than
-    /// reusing the plan a prepared statement made for earlier ones (which
-    /// may have been made on an empty table).
-    fn plans_per_call(&self) -> bool {
-        false
-    }
-
     /// Runs `stmt`; the number of rows it changed.
     fn run(&self, stmt: Statement) -> impl Future<Output = Result<u64, DbErr>>;
 
@@ -52,28 +45,6 @@ impl<C: ConnectionTrait> WriterSql for C {
 
     async fn rows<R: FromRow>(&self, stmt: Statement) -> Result<Vec<R>, DbErr> {
         self.query_all_raw(stmt).await?.iter().map(R::from_result).collect()
-    }
-}
-
-/// A PostgreSQL transaction in which `plan_cache_mode` is
-/// `force_custom_plan` (the writer sets it with its advisory lock).
-pub(crate) struct PlannedPerCall<'a, C>(pub &'a C);
-
-impl<C: ConnectionTrait> WriterSql for PlannedPerCall<'_, C> {
-    fn backend(&self) -> DbBackend {
-        self.0.get_database_backend()
-    }
-
-    fn plans_per_call(&self) -> bool {
-        true
-    }
-
-    async fn run(&self, stmt: Statement) -> Result<u64, DbErr> {
-        self.0.run(stmt).await
-    }
-
-    async fn rows<R: FromRow>(&self, stmt: Statement) -> Result<Vec<R>, DbErr> {
-        self.0.rows(stmt).await
     }
 }
 
