@@ -101,7 +101,7 @@ impl Application {
         let forward_db =
             if forwarding.targets.is_empty() { None } else { store::connect_relaxed(&args.database).await? };
         let dispatchers = Dispatchers::start(forward_db.as_ref().unwrap_or(&db), &forwarding, &routing, &metrics)?;
-        let (writer, writer_handle) = Writer::spawn(db.clone(), routing.clone(), metrics.clone())?;
+        let (writer, writer_handle) = Writer::spawn(db.clone(), routing.clone(), metrics.clone()).await?;
         let state = web::Data::new(AppState {
             db: db.clone(),
             writer,

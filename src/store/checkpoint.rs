@@ -34,8 +34,9 @@ pub(super) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts checkpointing `db` when it is SQLite (an in-memory database
-    /// has no WAL; a checkpoint of it does nothing).
+    /// Starts checkpointing `db`, a SQLite file (an in-memory database has
+    /// no WAL, and its one connection is better left to the requests than
+    /// taken four times a second for nothing).
     pub(super) fn spawn(db: &DatabaseConnection) -> Option<Checkpointer> {
         Checkpointer::spawn_with(db, RESTART_FRAMES)
     }

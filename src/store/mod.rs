@@ -151,16 +151,23 @@ impl std::ops::Deref for WriteTransaction {
     }
 }
 
-/// The SQLite file `db` opens; `None` for PostgreSQL and for an in-memory
-/// database.
-fn sqlite_file(db: &DatabaseConnection) -> Option<std::path::PathBuf> {
-    use sqlx::ConnectOptions;
+/// The file of the SQLite database `db` opens; `None` for PostgreSQL and
+/// for an in-memory database, for which SQLite names no file. (Asked of
+/// SQLite: sqlx's options cannot say, and turning an in-memory database's
+/// options into a URL panics.)
+pub(crate) async fn sqlite_file(db: &DatabaseConnection) -> anyhow::Result<Option<std::path::PathBuf>> {
+    use sea_orm::ConnectionTrait;
     if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
-        return None;
+        return Ok(None);
     }
-    let options = db.get_sqlite_connection_pool().connect_options();
-    let in_memory = options.to_url_lossy().query_pairs().any(|(k, v)| k == "mode" && v == "memory");
-    (!in_memory).then(|| options.get_filename().to_path_buf())
+    let list = sea_orm::Statement::from_string(sea_orm::DbBackend::Sqlite, "PRAGMA database_list");
+    for row in db.query_all_raw(list).await.context("the SQLite database's file")? {
+        let (name, file): (String, String) = (row.try_get_by_index(1)?, row.try_get_by_index(2)?);
+        if name == "main" {
+            return Ok((!file.is_empty()).then(|| file.into()));
+        }
+    }
+    Ok(None)
 }
 
 /// The lock of the SQLite file `db` opens, shared by every pool of this

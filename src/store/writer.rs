@@ -63,7 +63,7 @@ impl Writer {
     /// its own with a connection of its own (`writer_sql.rs` says why); on
     /// PostgreSQL and in-memory SQLite it is a task using `db`'s pool.
     /// `routing` decides which statements are forwarded.
-    pub fn spawn(
+    pub async fn spawn(
         db: DatabaseConnection,
         routing: Arc<Routing>,
         metrics: Arc<Metrics>,
@@ -72,10 +72,11 @@ impl Writer {
         let (stop, stopped) = oneshot::channel();
         let (done, finished) = oneshot::channel();
         let in_flight = Arc::new(AtomicI64::new(IDLE));
-        let checkpointer = Checkpointer::spawn(&db);
+        let file = super::sqlite_file(&db).await?;
+        let checkpointer = file.as_ref().and_then(|_| Checkpointer::spawn(&db));
         let task =
             Task { db: db.clone(), checkpointer, routing, metrics, rx, stop: stopped, in_flight: in_flight.clone() };
-        match super::sqlite_file(&db) {
+        match file {
             Some(path) => {
                 let own = SqliteWriter::open(&path, super::sqlite_write_lock(&db))
                     .context("cannot open the statement writer's SQLite connection")?;
@@ -595,6 +596,42 @@ mod tests {
         assert!(writer.consistent_through_us() >= before);
         writer.in_flight.store(before - 5_000_000, Ordering::Release);
         assert_eq!(writer.consistent_through_us(), before - 5_000_001);
+    }
+
+    async fn store_one_and_count(url: &str) -> (Option<std::path::PathBuf>, i64) {
+        use crate::config::DatabaseArgs;
+        use crate::xapi::XapiVersion;
+        use crate::xapi::statement::{StoreContext, prepare};
+        let db = crate::store::connect(&DatabaseArgs { url: url.to_owned(), pool_size: 2 }).await.unwrap();
+        crate::store::migrate(&db).await.unwrap();
+        let file = crate::store::sqlite_file(&db).await.unwrap();
+        let routing = Arc::new(Routing::new(&crate::forward::ForwardingConfig::default()));
+        let (writer, handle) = Writer::spawn(db.clone(), routing, Arc::new(Metrics::new().unwrap())).await.unwrap();
+        let authority = serde_json::json!({"objectType": "Agent", "account": {"homePage": "http://lrs", "name": "t"}});
+        let ctx = StoreContext { version: XapiVersion::V1_0, authority: &authority, credential_key: "t" };
+        let statement = serde_json::json!({
+            "actor": {"mbox": "mailto:a@example.com"},
+            "verb": {"id": "http://adlnet.gov/expapi/verbs/experienced"},
+            "object": {"id": "http://example.com/a"}
+        });
+        writer.write(vec![prepare(statement, None, &ctx).unwrap()]).await.unwrap();
+        handle.shutdown().await;
+        let rows: Vec<(i64,)> =
+            db.rows(sql::stmt(DbBackend::Sqlite, "SELECT count(*) FROM statement", vec![])).await.unwrap();
+        (file, rows[0].0)
+    }
+
+    /// An in-memory database lives in the pool's one connection: the writer
+    /// must use it, not a connection of its own (which would open another,
+    /// empty database), and nothing may panic telling the two apart.
+    #[tokio::test]
+    async fn the_writer_stores_in_an_in_memory_database_and_in_a_file() {
+        assert_eq!(store_one_and_count("sqlite::memory:").await, (None, 1));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let (file, count) = store_one_and_count(&format!("sqlite://{}", path.display())).await;
+        assert_eq!(count, 1);
+        assert_eq!(file.map(|f| f.canonicalize().unwrap()), Some(path.canonicalize().unwrap()));
     }
 
     #[test]
