@@ -15,6 +15,7 @@ mod attachments;
 mod auth;
 mod cli;
 mod definitions;
+mod deployment;
 mod documents;
 mod headers;
 mod metrics;
