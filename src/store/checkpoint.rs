@@ -28,31 +28,30 @@ const INTERVAL: Duration = Duration::from_millis(250);
 const RESTART_FRAMES: i64 = 8_192;
 
 pub(super) struct Checkpointer {
+    /// A connection of the pool, for the writer's own checkpoints.
+    db: DatabaseConnection,
     stop: oneshot::Sender<()>,
     join: tokio::task::JoinHandle<()>,
     restart: Arc<AtomicBool>,
 }
 
 impl Checkpointer {
-    /// Starts checkpointing `db`, a SQLite file (an in-memory database has
-    /// no WAL, and its one connection is better left to the requests than
-    /// taken four times a second for nothing).
-    pub(super) fn spawn(db: &DatabaseConnection) -> Option<Checkpointer> {
+    /// Starts checkpointing `db`, a SQLite file: the caller knows (an
+    /// in-memory database has no WAL, and its one connection is better left
+    /// to the requests than taken four times a second for nothing).
+    pub(super) fn spawn(db: &DatabaseConnection) -> Checkpointer {
         Checkpointer::spawn_with(db, RESTART_FRAMES)
     }
 
-    fn spawn_with(db: &DatabaseConnection, restart_frames: i64) -> Option<Checkpointer> {
-        if db.get_database_backend() != DbBackend::Sqlite {
-            return None;
-        }
+    fn spawn_with(db: &DatabaseConnection, restart_frames: i64) -> Checkpointer {
         let (stop, mut stopped) = oneshot::channel();
         let restart = Arc::new(AtomicBool::new(false));
-        let (db, wanted) = (db.clone(), restart.clone());
+        let (task_db, wanted) = (db.clone(), restart.clone());
         let join = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(INTERVAL) => {
-                        if checkpoint(&db).await.is_some_and(|frames| frames > restart_frames) {
+                        if checkpoint(&task_db).await.is_some_and(|frames| frames > restart_frames) {
                             wanted.store(true, Ordering::Relaxed);
                         }
                     }
@@ -60,22 +59,22 @@ impl Checkpointer {
                 }
             }
         });
-        Some(Checkpointer { stop, join, restart })
+        Checkpointer { db: db.clone(), stop, join, restart }
     }
 
     /// Called by the writer after each commit: checkpoints when the WAL
     /// should start over.
-    pub(super) async fn after_commit(&self, db: &DatabaseConnection) {
+    pub(super) async fn after_commit(&self) {
         if self.restart.swap(false, Ordering::Relaxed) {
-            checkpoint(db).await;
+            checkpoint(&self.db).await;
         }
     }
 
     /// Stops the task, after a last checkpoint of everything committed.
-    pub(super) async fn stop(self, db: &DatabaseConnection) {
+    pub(super) async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.join.await;
-        checkpoint(db).await;
+        checkpoint(&self.db).await;
     }
 }
 
@@ -112,7 +111,7 @@ mod tests {
         let db = crate::store::connect(&DatabaseArgs { url, pool_size: 4 }).await.unwrap();
         let run = |sql: &str| db.execute_raw(Statement::from_string(DbBackend::Sqlite, sql.to_owned()));
         run("CREATE TABLE t (x BLOB)").await.unwrap();
-        let checkpointer = Checkpointer::spawn_with(&db, 200).unwrap();
+        let checkpointer = Checkpointer::spawn_with(&db, 200);
         let (mut written, mut largest) = (0, 0);
         let began = std::time::Instant::now();
         while began.elapsed() < Duration::from_secs(3) {
@@ -123,12 +122,12 @@ mod tests {
             .await
             .unwrap();
             written += 20;
-            checkpointer.after_commit(&db).await;
+            checkpointer.after_commit().await;
         }
         for _ in 0..3 {
             largest = largest.max(frames_in_wal(&db).await);
         }
-        checkpointer.stop(&db).await;
+        checkpointer.stop().await;
         assert!(written > 5_000, "only {written} frames written: the test proves nothing");
         // Between two starts over it grows by what a check interval brings.
         assert!(

@@ -24,7 +24,7 @@ use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 use crate::config::DatabaseArgs;
 
@@ -51,25 +51,13 @@ async fn open(args: &DatabaseArgs, durable: bool) -> anyhow::Result<DatabaseConn
     let url = args.url.as_str();
     if url.starts_with("sqlite:") {
         let in_memory = in_memory(url);
-        let options = SqliteConnectOptions::from_str(url)
+        let mut options = SqliteConnectOptions::from_str(url)
             .with_context(|| "invalid SQLite DATABASE_URL")?
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a statement is acknowledged only once its commit is on disk.
-            .synchronous(if durable { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
-            .busy_timeout(Duration::from_secs(10))
-            // Index inserts touch pages all over the file: keep more of them
-            // in SQLite's cache (8 MiB per connection; the OS caches the
-            // rest of the file). The file is read, not mapped: mapped pages
-            // count in the server's memory, and at a million statements they
-            // were most of it (480 MiB of RSS).
-            .pragma("cache_size", "-8192")
-            .pragma("temp_store", "memory")
-            // The writer's checkpoint task checkpoints, off its commits
-            // (`checkpoint.rs`); the WAL file is cut back to this size when
-            // it starts over.
-            .pragma("wal_autocheckpoint", "0")
-            .pragma("journal_size_limit", "67108864");
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        for (name, value) in sqlite_pragmas(durable, POOL_CACHE_KIB) {
+            options = options.pragma(name, value);
+        }
         // An in-memory database lives in its one connection.
         let pool_size = if in_memory { 1 } else { args.pool_size.max(2) };
         let pool = SqlitePoolOptions::new()
@@ -103,6 +91,33 @@ async fn open(args: &DatabaseArgs, durable: bool) -> anyhow::Result<DatabaseConn
     } else {
         anyhow::bail!("DATABASE_URL must start with sqlite: or postgres:")
     }
+}
+
+/// How long a SQLite connection waits for another process's write lock.
+pub(super) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Page cache of each pooled SQLite connection.
+const POOL_CACHE_KIB: u32 = 8 * 1024;
+
+/// What every SQLite connection of xlrs runs with: the request pools'
+/// (sqlx) and the statement writer's own (`writer_sql.rs`). `durable`:
+/// `synchronous = FULL`, so a commit is on disk when it returns (the
+/// forwarders' relaxed pool has NORMAL).
+pub(super) fn sqlite_pragmas(durable: bool, cache_kib: u32) -> [(&'static str, String); 6] {
+    [
+        ("journal_mode", "WAL".into()),
+        ("synchronous", if durable { "FULL" } else { "NORMAL" }.into()),
+        // Index inserts touch pages all over the file: keep more of them in
+        // SQLite's cache (the OS caches the rest of the file). The file is
+        // read, not mapped: mapped pages count in the server's memory, and
+        // at a million statements they were most of it (480 MiB of RSS).
+        ("cache_size", format!("-{cache_kib}")),
+        ("temp_store", "memory".into()),
+        // The writer's checkpoint task checkpoints, off its commits
+        // (`checkpoint.rs`); the WAL file is cut back to this size when it
+        // starts over.
+        ("wal_autocheckpoint", "0".into()),
+        ("journal_size_limit", "67108864".into()),
+    ]
 }
 
 /// An in-memory SQLite database: one connection, no WAL, no file.

@@ -101,17 +101,9 @@ pub async fn select_in<K: AsRef<str>, R: FromRow>(
 
 /// `["a","b"]`: strings as one JSON array, for SQLite's `json_each`.
 fn json_array<K: AsRef<str>>(keys: &[K]) -> String {
-    let mut out = String::with_capacity(keys.iter().map(|k| k.as_ref().len() + 3).sum::<usize>() + 2);
-    out.push('[');
-    for (i, k) in keys.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        // A string serialises without error.
-        out.push_str(&serde_json::to_string(k.as_ref()).unwrap_or_default());
-    }
-    out.push(']');
-    out
+    let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+    // A list of strings serialises without error.
+    serde_json::to_string(&keys).unwrap_or_default()
 }
 
 /// `[[1,2],[3,4]]`: integer pairs as one JSON array, for SQLite's `json_each`.

@@ -73,9 +73,8 @@ impl Writer {
         let (done, finished) = oneshot::channel();
         let in_flight = Arc::new(AtomicI64::new(IDLE));
         let file = super::sqlite_file(&db).await?;
-        let checkpointer = file.as_ref().and_then(|_| Checkpointer::spawn(&db));
-        let task =
-            Task { db: db.clone(), checkpointer, routing, metrics, rx, stop: stopped, in_flight: in_flight.clone() };
+        let checkpointer = file.as_ref().map(|_| Checkpointer::spawn(&db));
+        let task = Task { checkpointer, routing, metrics, rx, stop: stopped, in_flight: in_flight.clone() };
         match file {
             Some(path) => {
                 let own = SqliteWriter::open(&path, super::sqlite_write_lock(&db))
@@ -180,8 +179,7 @@ impl Store for SqliteWriter {
 
 /// What the writer's loop runs with.
 struct Task {
-    /// The pool: SQLite's checkpoints use it.
-    db: DatabaseConnection,
+    /// A SQLite file's checkpoints.
     checkpointer: Option<Checkpointer>,
     routing: Arc<Routing>,
     metrics: Arc<Metrics>,
@@ -191,7 +189,7 @@ struct Task {
 }
 
 async fn run(store: impl Store, task: Task) {
-    let Task { db, checkpointer, routing, metrics, mut rx, mut stop, in_flight } = task;
+    let Task { checkpointer, routing, metrics, mut rx, mut stop, in_flight } = task;
     let mut stopping = false;
     loop {
         let first = tokio::select! {
@@ -223,11 +221,11 @@ async fn run(store: impl Store, task: Task) {
         commit_group(&store, &routing, &metrics, group).await;
         in_flight.store(IDLE, Ordering::Release);
         if let Some(c) = &checkpointer {
-            c.after_commit(&db).await;
+            c.after_commit().await;
         }
     }
     if let Some(c) = checkpointer {
-        c.stop(&db).await;
+        c.stop().await;
     }
 }
 

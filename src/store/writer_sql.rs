@@ -14,11 +14,9 @@
 //! a connection's cache when another connection has written, which pooled
 //! connections taking turns always had.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, TryGetable, Value};
 
@@ -73,6 +71,9 @@ tuple_from_row!(A 0, B 1);
 tuple_from_row!(A 0, B 1, C 2);
 tuple_from_row!(A 0, B 1, C 2, D 3);
 
+/// Page cache of the writer's connection.
+const WRITER_CACHE_KIB: u32 = 16 * 1024;
+
 /// The writer's own connection to a SQLite file. Not `Sync`: it lives on
 /// the writer's thread.
 pub(crate) struct SqliteWriter {
@@ -82,16 +83,15 @@ pub(crate) struct SqliteWriter {
 }
 
 impl SqliteWriter {
-    /// Opens `path` as the request pool does (`store::connect`): WAL, a
-    /// commit is on disk when it returns, checkpoints left to the
-    /// checkpoint task; and a larger cache, since it is one connection.
+    /// Opens `path` with the pragmas of the request pool's durable
+    /// connections (`store::sqlite_pragmas`), and a larger cache, since it
+    /// is one connection.
     pub(crate) fn open(path: &Path, lock: Arc<tokio::sync::Mutex<()>>) -> rusqlite::Result<SqliteWriter> {
         let conn = rusqlite::Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -16384; \
-             PRAGMA temp_store = memory; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;",
-        )?;
+        conn.busy_timeout(super::SQLITE_BUSY_TIMEOUT)?;
+        let pragmas: String =
+            super::sqlite_pragmas(true, WRITER_CACHE_KIB).iter().map(|(k, v)| format!("PRAGMA {k} = {v};")).collect();
+        conn.execute_batch(&pragmas)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(SqliteWriter { conn, lock })
     }
@@ -100,20 +100,20 @@ impl SqliteWriter {
     pub(crate) async fn begin(&self) -> Result<SqliteTransaction<'_>, DbErr> {
         let guard = self.lock.clone().lock_owned().await;
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
-        Ok(SqliteTransaction { conn: &self.conn, open: Cell::new(true), _lock: guard })
+        Ok(SqliteTransaction { conn: &self.conn, open: true, _lock: guard })
     }
 }
 
 /// A transaction of the writer's connection; rolled back unless committed.
 pub(crate) struct SqliteTransaction<'a> {
     conn: &'a rusqlite::Connection,
-    open: Cell<bool>,
+    open: bool,
     _lock: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl SqliteTransaction<'_> {
-    pub(crate) fn commit(self) -> Result<(), DbErr> {
-        self.open.set(false);
+    pub(crate) fn commit(mut self) -> Result<(), DbErr> {
+        self.open = false;
         if let Err(e) = self.conn.execute_batch("COMMIT") {
             // A COMMIT that failed may leave the transaction open.
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -125,7 +125,7 @@ impl SqliteTransaction<'_> {
 
 impl Drop for SqliteTransaction<'_> {
     fn drop(&mut self) {
-        if self.open.get() {
+        if self.open {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
     }
@@ -233,6 +233,23 @@ mod tests {
         assert!(w.lock.try_lock().is_err(), "a document PUT could begin meanwhile");
         drop(txn);
         assert!(w.lock.try_lock().is_ok());
+    }
+
+    /// An acknowledged statement is on disk: the writer's connection has
+    /// the pool's durable pragmas (one list, `store::sqlite_pragmas`).
+    #[test]
+    fn the_writers_connection_commits_to_disk_and_leaves_checkpoints_to_the_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(dir.path());
+        let pragma = |name: &str| match w.conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).unwrap() {
+            rusqlite::types::Value::Integer(i) => i.to_string(),
+            rusqlite::types::Value::Text(t) => t,
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(pragma("journal_mode"), "wal");
+        assert_eq!(pragma("synchronous"), "2", "FULL");
+        assert_eq!(pragma("wal_autocheckpoint"), "0");
+        assert_eq!(pragma("cache_size"), format!("-{WRITER_CACHE_KIB}"));
     }
 
     #[test]
