@@ -37,6 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(activities::configure)
             .configure(agents::configure)
             .configure(about::configure)
+            // xlrs's own resources for providers and analysts (not xAPI).
+            .service(web::scope("/extensions"))
             .default_service(web::to(not_found)),
     );
 }

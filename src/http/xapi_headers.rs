@@ -4,7 +4,8 @@
 //! included) gets `X-Experience-API-Consistent-Through`. Alternate-syntax
 //! requests are rewritten here first, since their headers arrive in the form.
 //! Paths outside `/xapi` (the admin API, `/metrics`) are not xAPI and pass
-//! through untouched.
+//! through untouched; `/xapi/extensions/` (progress, export, live stream) is
+//! ours, not the specification's, so it asks for no version header.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -20,6 +21,9 @@ use crate::xapi::XapiVersion;
 use crate::xapi::formats::format_timestamp;
 use crate::xapi::version::HEADER;
 
+/// Where xlrs's own resources live, beside the xAPI ones.
+pub const EXTENSIONS: &str = "/xapi/extensions/";
+
 pub async fn xapi_headers(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -29,7 +33,10 @@ pub async fn xapi_headers(
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let is_statements = path.starts_with("/xapi/statements");
-    let is_xapi = path.starts_with("/xapi/") && path != "/xapi/about" && req.method() != Method::OPTIONS;
+    let is_xapi = path.starts_with("/xapi/")
+        && path != "/xapi/about"
+        && !path.starts_with(EXTENSIONS)
+        && req.method() != Method::OPTIONS;
     let version = if is_xapi { checked_version(&mut req).await } else { Ok(XapiVersion::V1_0) };
     match version {
         Ok(version) => {
