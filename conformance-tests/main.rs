@@ -20,6 +20,7 @@ mod documents;
 mod headers;
 mod metrics;
 mod process_memory;
+mod progress;
 mod statement_formats;
 mod statement_queries;
 mod statement_validation;

@@ -75,6 +75,10 @@ impl Application {
     pub async fn build(args: ServeArgs) -> anyhow::Result<Application> {
         let db = store::connect(&args.database).await?;
         store::migrate(&db).await?;
+        let counted = store::progress::backfill(&db).await?;
+        if counted > 0 {
+            tracing::info!(statements = counted, "progress: counted the statements stored before it was kept");
+        }
         if let (Some(key), Some(secret)) = (&args.admin_key, &args.admin_secret) {
             credentials::upsert_admin(&db, key, secret).await?;
         }

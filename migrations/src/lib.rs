@@ -14,6 +14,7 @@ mod m0007_forwarding;
 mod m0008_forward_mapping;
 mod m0009_outbox_lean_indexes;
 mod m0010_forward_stream;
+mod m0011_progress;
 
 pub struct Migrator;
 
@@ -56,6 +57,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_forward_mapping::Migration),
             Box::new(m0009_outbox_lean_indexes::Migration),
             Box::new(m0010_forward_stream::Migration),
+            Box::new(m0011_progress::Migration),
         ]
     }
 }

@@ -11,6 +11,7 @@ pub mod documents;
 pub mod metrics;
 pub mod multipart;
 pub mod params;
+pub mod progress;
 pub mod statement_query;
 pub mod statement_upload;
 pub mod statements;
@@ -38,7 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(agents::configure)
             .configure(about::configure)
             // xlrs's own resources for providers and analysts (not xAPI).
-            .service(web::scope("/extensions"))
+            .service(web::scope("/extensions").configure(progress::configure))
             .default_service(web::to(not_found)),
     );
 }

@@ -12,6 +12,7 @@ pub mod forward_stream;
 pub mod identities;
 pub mod outbox;
 mod pg_nodelay;
+pub mod progress;
 mod sql;
 pub mod statements;
 pub mod writer;

@@ -17,7 +17,7 @@ use super::checkpoint::Checkpointer;
 use super::forward_stream::Streamed;
 use super::sql;
 use super::writer_sql::{SqliteWriter, WriterSql};
-use super::{activities, agent_names, outbox};
+use super::{activities, agent_names, outbox, progress};
 use crate::forward::Routing;
 use crate::metrics::Metrics;
 use crate::xapi::formats::format_timestamp;
@@ -30,7 +30,7 @@ const MAX_GROUP_STATEMENTS: usize = 5_000;
 const QUEUE_DEPTH: usize = 4_096;
 /// Serialises group commits across `xlrs serve` nodes sharing a PostgreSQL
 /// database, so `seq` order is commit order (keyset paging relies on it).
-const PG_WRITER_LOCK: i64 = 0x786c_7273; // "xlrs"
+pub(super) const PG_WRITER_LOCK: i64 = 0x786c_7273; // "xlrs"
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -312,7 +312,9 @@ async fn stage<'a>(
         insert_keys(txn, &rows).await?;
         activities::merge_in(txn, &accepted).await?;
         agent_names::merge_in(txn, &accepted).await?;
-        resolve_references(txn, &rows).await?;
+        progress::count_in(txn, &rows, stored_us).await?;
+        let voided = resolve_references(txn, &rows).await?;
+        progress::recount(txn, &voided).await?;
         outbox::enqueue(txn, &forward, stored_us).await?;
     }
     Ok(Staged { results, rows, bodies, stored_us, forward })
@@ -498,8 +500,8 @@ struct Referrer {
 /// statement referencing a stored one, and stored statements referencing a
 /// new one (they arrived first). A referrer takes over its target's filter
 /// keys, transitively; a voiding referrer voids its target unless the target
-/// is itself a voiding statement.
-async fn resolve_references(txn: &impl WriterSql, rows: &[(i64, &PreparedStatement)]) -> anyhow::Result<()> {
+/// is itself a voiding statement. Returns the `seq`s of the statements voided.
+async fn resolve_references(txn: &impl WriterSql, rows: &[(i64, &PreparedStatement)]) -> anyhow::Result<Vec<i64>> {
     let backend = txn.backend();
     let mut work: Vec<Referrer> = rows
         .iter()
@@ -515,6 +517,7 @@ async fn resolve_references(txn: &impl WriterSql, rows: &[(i64, &PreparedStateme
     let new_ids: Vec<&str> = rows.iter().map(|(_, s)| s.id.as_str()).collect();
     work.extend(referrers_of(txn, &new_ids).await?);
     let mut done: HashSet<(i64, String)> = HashSet::new();
+    let mut voided = Vec::new();
     while let Some(r) = work.pop() {
         if !done.insert((r.seq, r.target.clone())) {
             continue;
@@ -530,6 +533,7 @@ async fn resolve_references(txn: &impl WriterSql, rows: &[(i64, &PreparedStateme
             ))
             .await
             .context("void")?;
+            voided.push(target_seq);
         }
         if !inherit_keys(txn, &r, target_keys).await? {
             continue;
@@ -537,7 +541,7 @@ async fn resolve_references(txn: &impl WriterSql, rows: &[(i64, &PreparedStateme
         // What this referrer gained, statements referencing it gain too.
         work.extend(referrers_of(txn, &[r.id.as_str()]).await?);
     }
-    Ok(())
+    Ok(voided)
 }
 
 /// Gives the referrer the target's keys it lacks; true when it gained any.

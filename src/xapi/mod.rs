@@ -7,6 +7,7 @@ pub mod document;
 pub mod formats;
 pub mod keys;
 pub mod output;
+pub mod progress;
 pub mod rules;
 pub mod same;
 pub mod schema;

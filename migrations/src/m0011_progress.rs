@@ -1,0 +1,65 @@
+//! Learner progress, kept by the writer in each group's transaction: one row
+//! per (learner, activity, registration), where `learner` is the actor's
+//! canonical IFI, `registration` is '' for statements without one, and
+//! `activity` is the statement's object or one of its context parents (a
+//! course row sums what its children's statements say).
+//!
+//! `progress_backfill` says which statements stored before this table
+//! existed are counted yet: those up to `through_seq`, out of those up to
+//! `to_seq` (the last statement when the table was made). The writer counts
+//! every statement after `to_seq`; start-up counts the rest in batches.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+fn table(bigint: &str, real: &str, without_rowid: &str) -> String {
+    format!(
+        "CREATE TABLE progress (
+            learner TEXT NOT NULL,
+            activity TEXT NOT NULL,
+            registration TEXT NOT NULL,
+            statements {bigint} NOT NULL,
+            completed BOOLEAN NOT NULL,
+            passed BOOLEAN NOT NULL,
+            failed BOOLEAN NOT NULL,
+            best_score {real},
+            last_score {real},
+            last_score_us {bigint},
+            last_score_seq {bigint},
+            first_us {bigint} NOT NULL,
+            last_us {bigint} NOT NULL,
+            last_seq {bigint} NOT NULL,
+            last_id TEXT NOT NULL,
+            attempts {bigint} NOT NULL,
+            duration_ms {bigint} NOT NULL,
+            PRIMARY KEY (learner, activity, registration)
+        ){without_rowid}"
+    )
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let bigint = crate::column_types(manager)?.bigint;
+        let create = match manager.get_database_backend() {
+            // The primary key is the table: one B-tree write per row.
+            DbBackend::Sqlite => table(bigint, "REAL", " WITHOUT ROWID"),
+            _ => table(bigint, "DOUBLE PRECISION", ""),
+        };
+        let statements = [
+            create,
+            "CREATE INDEX progress_activity ON progress (activity, learner, registration)".to_owned(),
+            // Most statements have no registration: those are not indexed.
+            "CREATE INDEX progress_registration ON progress (registration, learner, activity) \
+             WHERE registration <> ''"
+                .to_owned(),
+            format!("CREATE TABLE progress_backfill (through_seq {bigint} NOT NULL, to_seq {bigint} NOT NULL)"),
+            "INSERT INTO progress_backfill (through_seq, to_seq) SELECT 0, COALESCE(MAX(seq), 0) FROM statement"
+                .to_owned(),
+        ];
+        crate::execute_all(manager, &statements).await
+    }
+}

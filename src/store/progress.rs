@@ -1,0 +1,347 @@
+//! The `progress` table: kept by the writer inside each group's transaction
+//! (`count_in`), corrected when a statement is voided (`recount`), filled
+//! for statements stored before it existed (`backfill`), and read in pages
+//! (`page`). What a statement adds is decided in `xapi/progress.rs`; the
+//! upsert below adds tallies exactly as `Tally::add` does.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Value};
+use serde_json::Value as Json;
+
+use super::sql::{self, p};
+use super::writer_sql::WriterSql;
+use crate::error::LrsResult;
+use crate::xapi::keys::{KeyKind, key};
+use crate::xapi::progress::{RowKey, Status, Tally, contributions};
+use crate::xapi::statement::PreparedStatement;
+
+/// Statements read per transaction while backfilling.
+const BACKFILL_BATCH: i64 = 5_000;
+
+const COLUMNS: &str = "learner, activity, registration, statements, completed, passed, failed, best_score, \
+     last_score, last_score_us, last_score_seq, first_us, last_us, last_seq, last_id, attempts, duration_ms";
+
+/// Where a row's new tally is "later" than the stored one: `Tally::add`'s rules.
+const MERGE: &str = "ON CONFLICT (learner, activity, registration) DO UPDATE SET \
+     statements = progress.statements + excluded.statements, \
+     completed = progress.completed OR excluded.completed, \
+     passed = progress.passed OR excluded.passed, \
+     failed = progress.failed OR excluded.failed, \
+     best_score = CASE WHEN progress.best_score IS NULL OR excluded.best_score > progress.best_score \
+         THEN excluded.best_score ELSE progress.best_score END, \
+     last_score = CASE WHEN {later_score} THEN excluded.last_score ELSE progress.last_score END, \
+     last_score_us = CASE WHEN {later_score} THEN excluded.last_score_us ELSE progress.last_score_us END, \
+     last_score_seq = CASE WHEN {later_score} THEN excluded.last_score_seq ELSE progress.last_score_seq END, \
+     first_us = CASE WHEN excluded.first_us < progress.first_us THEN excluded.first_us ELSE progress.first_us END, \
+     last_us = CASE WHEN {later} THEN excluded.last_us ELSE progress.last_us END, \
+     last_seq = CASE WHEN {later} THEN excluded.last_seq ELSE progress.last_seq END, \
+     last_id = CASE WHEN {later} THEN excluded.last_id ELSE progress.last_id END, \
+     attempts = progress.attempts + excluded.attempts, \
+     duration_ms = progress.duration_ms + excluded.duration_ms";
+
+const LATER_SCORE: &str = "(excluded.last_score_us IS NOT NULL AND (progress.last_score_us IS NULL \
+     OR excluded.last_score_us > progress.last_score_us \
+     OR (excluded.last_score_us = progress.last_score_us AND excluded.last_score_seq > progress.last_score_seq)))";
+const LATER: &str = "(excluded.last_us > progress.last_us \
+     OR (excluded.last_us = progress.last_us AND excluded.last_seq > progress.last_seq))";
+
+/// The upsert of a JSON array of rows (`json_row`), one statement however
+/// many rows: SQLite reads it with `json_each`, PostgreSQL with
+/// `jsonb_array_elements`.
+fn upsert_sql(backend: DbBackend) -> String {
+    let casts = [
+        "text", "text", "text", "bigint", "boolean", "boolean", "boolean", "float8", "float8", "bigint", "bigint",
+        "bigint", "bigint", "bigint", "text", "bigint", "bigint",
+    ];
+    let merge = MERGE.replace("{later_score}", LATER_SCORE).replace("{later}", LATER);
+    let (fields, from): (Vec<String>, &str) = match backend {
+        DbBackend::Postgres => (
+            casts.iter().enumerate().map(|(i, t)| format!("(value ->> {i})::{t}")).collect(),
+            "jsonb_array_elements($1::jsonb) AS t(value)",
+        ),
+        // `WHERE true` tells SQLite's parser the ON CONFLICT is the upsert's.
+        _ => ((0..casts.len()).map(|i| format!("value ->> {i}")).collect(), "json_each(?) WHERE true"),
+    };
+    format!("INSERT INTO progress ({COLUMNS}) SELECT {} FROM {from} {merge}", fields.join(", "))
+}
+
+fn json_row(key: &RowKey, t: &Tally) -> Json {
+    let ((last_us, last_seq), last_id) = &t.last;
+    serde_json::json!([
+        key.learner,
+        key.activity,
+        key.registration,
+        t.statements,
+        t.completed,
+        t.passed,
+        t.failed,
+        t.best_score,
+        t.last_score.map(|(s, _)| s),
+        t.last_score.map(|(_, (us, _))| us),
+        t.last_score.map(|(_, (_, seq))| seq),
+        t.first_us,
+        last_us,
+        last_seq,
+        last_id,
+        t.attempts,
+        t.duration_ms,
+    ])
+}
+
+async fn upsert(txn: &impl WriterSql, tallies: &BTreeMap<RowKey, Tally>) -> anyhow::Result<()> {
+    if tallies.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Json> = tallies.iter().map(|(k, t)| json_row(k, t)).collect();
+    let backend = txn.backend();
+    let values = vec![Value::from(Json::Array(rows).to_string())];
+    txn.run(sql::stmt(backend, upsert_sql(backend), values)).await.context("upsert progress")?;
+    Ok(())
+}
+
+/// Adds statements, `(seq, stored_us, statement)`, to the tallies (sorted:
+/// rows are written in key order).
+fn tally_into<'a>(tallies: &mut BTreeMap<RowKey, Tally>, statements: impl IntoIterator<Item = (i64, i64, &'a Json)>) {
+    for (seq, stored_us, statement) in statements {
+        for (key, tally) in contributions(statement, seq, stored_us) {
+            match tallies.get_mut(&key) {
+                Some(sum) => sum.add(&tally),
+                None => {
+                    tallies.insert(key, tally);
+                }
+            }
+        }
+    }
+}
+
+/// Stored rows `(seq, stored_us, body)` with their bodies parsed.
+fn parsed(rows: Vec<(i64, i64, String)>) -> anyhow::Result<Vec<(i64, i64, Json)>> {
+    rows.into_iter()
+        .map(|(seq, us, body)| Ok((seq, us, serde_json::from_str(&body).context("stored body is JSON")?)))
+        .collect()
+}
+
+/// Counts the group's new statements (inside the writer's transaction).
+pub(super) async fn count_in(
+    txn: &impl WriterSql,
+    rows: &[(i64, &PreparedStatement)],
+    stored_us: i64,
+) -> anyhow::Result<()> {
+    let mut tallies = BTreeMap::new();
+    tally_into(&mut tallies, rows.iter().map(|(seq, s)| (*seq, stored_us, &s.statement)));
+    upsert(txn, &tallies).await
+}
+
+/// Which statements are counted: `(through_seq, to_seq)` of `progress_backfill`.
+async fn backfill_state(db: &impl WriterSql) -> anyhow::Result<(i64, i64)> {
+    let select = "SELECT through_seq, to_seq FROM progress_backfill";
+    let rows: Vec<(i64, i64)> = db.rows(sql::stmt(db.backend(), select, vec![])).await.context("progress backfill")?;
+    rows.first().copied().context("progress_backfill has no row")
+}
+
+/// Recomputes, from the statements still counted, every row the voided
+/// statements (`seqs`, already marked voided) counted for. Voiding is rare;
+/// a row's statements are found through the filter keys of its learner and
+/// activity.
+pub(super) async fn recount(txn: &impl WriterSql, seqs: &[i64]) -> anyhow::Result<()> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    let backend = txn.backend();
+    let mut rows: Vec<RowKey> = Vec::new();
+    for seq in seqs {
+        let select = format!("SELECT seq, stored_us, body FROM statement WHERE seq = {}", p(backend, 1));
+        let found = txn.rows(sql::stmt(backend, select, vec![(*seq).into()])).await.context("voided statement")?;
+        for (seq, stored_us, statement) in parsed(found)? {
+            rows.extend(contributions(&statement, seq, stored_us).into_iter().map(|(k, _)| k));
+        }
+    }
+    rows.sort();
+    rows.dedup();
+    let (through, to) = backfill_state(txn).await?;
+    for row in rows {
+        let mut tallies = BTreeMap::new();
+        let counted = parsed(row_statements(txn, &row, through, to).await?)?;
+        tally_into(&mut tallies, counted.iter().map(|(seq, us, s)| (*seq, *us, s)));
+        tallies.retain(|k, _| *k == row);
+        let delete = format!(
+            "DELETE FROM progress WHERE learner = {} AND activity = {} AND registration = {}",
+            p(backend, 1),
+            p(backend, 2),
+            p(backend, 3)
+        );
+        let values = vec![row.learner.clone().into(), row.activity.clone().into(), row.registration.clone().into()];
+        txn.run(sql::stmt(backend, delete, values)).await.context("delete progress row")?;
+        upsert(txn, &tallies).await?;
+    }
+    Ok(())
+}
+
+/// The counted, non-voided statements by `row.learner` that name
+/// `row.activity` (any registration; `contributions` sorts them out):
+/// `(seq, stored_us, body)`.
+async fn row_statements(
+    txn: &impl WriterSql,
+    row: &RowKey,
+    through: i64,
+    to: i64,
+) -> anyhow::Result<Vec<(i64, i64, String)>> {
+    let backend = txn.backend();
+    let select = format!(
+        "SELECT s.seq, s.stored_us, s.body FROM statement_key k0 JOIN statement s ON s.seq = k0.seq \
+         WHERE k0.key = {} AND s.voided = FALSE AND (s.seq <= {} OR s.seq > {}) AND EXISTS \
+         (SELECT 1 FROM statement_key k1 WHERE k1.key = {} AND k1.seq = k0.seq) ORDER BY s.seq",
+        p(backend, 1),
+        p(backend, 2),
+        p(backend, 3),
+        p(backend, 4)
+    );
+    let values = vec![
+        key(KeyKind::Agent, &row.learner).into(),
+        through.into(),
+        to.into(),
+        key(KeyKind::RelatedActivity, &row.activity).into(),
+    ];
+    txn.rows(sql::stmt(backend, select, values)).await.context("a progress row's statements")
+}
+
+/// Counts the statements stored before the progress table existed, a batch
+/// per transaction, each under the writer's lock so that nodes starting
+/// together never count a statement twice. Returns how many it counted.
+pub async fn backfill(db: &DatabaseConnection) -> anyhow::Result<i64> {
+    let mut counted = 0;
+    loop {
+        let txn = super::begin_write(db).await.context("begin")?;
+        if db.get_database_backend() == DbBackend::Postgres {
+            let lock = format!("SELECT pg_advisory_xact_lock({})", super::writer::PG_WRITER_LOCK);
+            txn.execute_raw(sql::stmt(DbBackend::Postgres, lock, vec![])).await.context("writer lock")?;
+        }
+        let (through, to) = backfill_state(&*txn).await?;
+        if through >= to {
+            txn.rollback().await.context("rollback")?;
+            return Ok(counted);
+        }
+        let end = to.min(through + BACKFILL_BATCH);
+        let backend = db.get_database_backend();
+        let select = format!(
+            "SELECT seq, stored_us, body FROM statement WHERE seq > {} AND seq <= {} AND voided = FALSE",
+            p(backend, 1),
+            p(backend, 2)
+        );
+        let batch: Vec<(i64, i64, String)> =
+            (*txn).rows(sql::stmt(backend, select, vec![through.into(), end.into()])).await.context("backfill read")?;
+        let batch = parsed(batch)?;
+        let mut tallies = BTreeMap::new();
+        tally_into(&mut tallies, batch.iter().map(|(seq, us, s)| (*seq, *us, s)));
+        upsert(&*txn, &tallies).await?;
+        let update = format!("UPDATE progress_backfill SET through_seq = {}", p(backend, 1));
+        txn.execute_raw(sql::stmt(backend, update, vec![end.into()])).await.context("backfill mark")?;
+        txn.commit().await.context("commit")?;
+        counted += batch.len() as i64;
+        tracing::info!(through = end, of = to, "progress: counted statements stored before it existed");
+    }
+}
+
+/// A page request of progress rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProgressQuery {
+    pub learner: Option<String>,
+    pub activity: Option<String>,
+    pub registration: Option<String>,
+    pub status: Option<Status>,
+    /// Keyset cursor: the last row served.
+    pub after: Option<RowKey>,
+    pub limit: u32,
+}
+
+/// A stored progress row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressRow {
+    pub key: RowKey,
+    /// `None` for a learner with no statement on the activity yet.
+    pub tally: Option<Tally>,
+}
+
+/// One page of rows in (learner, activity, registration) order, and whether
+/// more follow.
+pub async fn page(db: &DatabaseConnection, q: &ProgressQuery) -> LrsResult<(Vec<ProgressRow>, bool)> {
+    let backend = db.get_database_backend();
+    let mut values: Vec<Value> = Vec::new();
+    let mut bind = |v: Value| {
+        values.push(v);
+        p(backend, values.len())
+    };
+    let mut conditions = Vec::new();
+    let mut free = Vec::new();
+    for (column, fixed, cursor) in [
+        ("learner", &q.learner, q.after.as_ref().map(|a| &a.learner)),
+        ("activity", &q.activity, q.after.as_ref().map(|a| &a.activity)),
+        ("registration", &q.registration, q.after.as_ref().map(|a| &a.registration)),
+    ] {
+        match fixed {
+            Some(v) => conditions.push(format!("{column} = {}", bind(v.clone().into()))),
+            None => free.push((column, cursor)),
+        }
+    }
+    if q.registration.is_some() {
+        // Lets SQLite use the partial index of rows with a registration.
+        conditions.push("registration <> ''".into());
+    }
+    if let Some(status) = q.status {
+        conditions.push(status_condition(status).into());
+    }
+    let order: Vec<&str> = free.iter().map(|(c, _)| *c).collect();
+    let resume: Vec<&String> = free.iter().filter_map(|(_, v)| *v).collect();
+    if !order.is_empty() && resume.len() == order.len() {
+        // A row value: one range of the index whose prefix is the fixed columns.
+        let marks: Vec<String> = resume.into_iter().map(|v| bind(v.clone().into())).collect();
+        conditions.push(format!("({}) > ({})", order.join(", "), marks.join(", ")));
+    }
+    let limit = bind((i64::from(q.limit) + 1).into());
+    let where_clause =
+        if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+    let order_clause = if order.is_empty() { String::new() } else { format!(" ORDER BY {}", order.join(", ")) };
+    let select = format!("SELECT {COLUMNS} FROM progress{where_clause}{order_clause} LIMIT {limit}");
+    let rows = db.query_all_raw(sql::stmt(backend, select, values)).await?;
+    let more = rows.len() > q.limit as usize;
+    let out = rows.iter().take(q.limit as usize).map(read_row).collect::<Result<Vec<_>, _>>()?;
+    Ok((out, more))
+}
+
+fn status_condition(status: Status) -> &'static str {
+    match status {
+        Status::Passed => "passed = TRUE",
+        Status::Failed => "failed = TRUE AND passed = FALSE",
+        Status::Completed => "completed = TRUE AND passed = FALSE AND failed = FALSE",
+        Status::InProgress => "completed = FALSE AND passed = FALSE AND failed = FALSE",
+        // A stored row has at least one statement.
+        Status::NotAttempted => "1 = 0",
+    }
+}
+
+fn read_row(r: &QueryResult) -> Result<ProgressRow, sea_orm::DbErr> {
+    let last_score: Option<f64> = r.try_get_by_index(8)?;
+    let last_score_us: Option<i64> = r.try_get_by_index(9)?;
+    let last_score_seq: Option<i64> = r.try_get_by_index(10)?;
+    Ok(ProgressRow {
+        key: RowKey {
+            learner: r.try_get_by_index(0)?,
+            activity: r.try_get_by_index(1)?,
+            registration: r.try_get_by_index(2)?,
+        },
+        tally: Some(Tally {
+            statements: r.try_get_by_index(3)?,
+            completed: r.try_get_by_index(4)?,
+            passed: r.try_get_by_index(5)?,
+            failed: r.try_get_by_index(6)?,
+            best_score: r.try_get_by_index(7)?,
+            last_score: last_score.zip(last_score_us.zip(last_score_seq)),
+            first_us: r.try_get_by_index(11)?,
+            last: ((r.try_get_by_index(12)?, r.try_get_by_index(13)?), r.try_get_by_index(14)?),
+            attempts: r.try_get_by_index(15)?,
+            duration_ms: r.try_get_by_index(16)?,
+        }),
+    })
+}
