@@ -19,7 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve xAPI under /xapi/ (applies migrations first).
     Serve(ServeArgs),
-    /// Apply database migrations and exit.
+    /// Apply database migrations (and count earlier statements into learner
+    /// progress) and exit.
     Migrate(DatabaseArgs),
     /// Manage the credentials clients authenticate with.
     Credentials {
@@ -129,7 +130,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(db_args) => {
             let db = store::connect(&db_args).await?;
             store::migrate(&db).await?;
+            let counted = store::progress::backfill(&db).await?;
             println!("migrations applied");
+            if counted > 0 {
+                println!("progress: counted {counted} statements stored before it was kept");
+            }
             Ok(())
         }
         Command::Credentials { database, action } => {

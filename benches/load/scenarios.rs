@@ -89,6 +89,27 @@ impl Lrs {
     }
 }
 
+impl Lrs {
+    /// GET a progress page; counts its rows (at least one row is expected:
+    /// the queries name learners and courses the fill stored).
+    async fn progress(&self, path_and_query: &str) -> Done {
+        match self.request(Method::GET, path_and_query).send().await {
+            Ok(r) if r.status().is_success() => {
+                #[derive(serde::Deserialize, Default)]
+                struct Page {
+                    progress: Vec<serde::de::IgnoredAny>,
+                }
+                let page: Page = r.json().await.unwrap_or_default();
+                match page.progress.len() {
+                    0 => Done::refused("no progress rows".into()),
+                    n => Done::ok(n as u64),
+                }
+            }
+            other => answered(other, 0).await,
+        }
+    }
+}
+
 async fn answered(res: reqwest::Result<reqwest::Response>, statements: u64) -> Done {
     match res {
         Ok(r) if r.status().is_success() => {
@@ -123,6 +144,8 @@ enum Kind {
     },
     StatePut,
     StateGet,
+    /// A progress query (`/extensions/progress`), counting its rows.
+    Progress(fn() -> String),
 }
 
 pub fn all(a: &Args) -> Vec<Scenario> {
@@ -165,6 +188,23 @@ pub fn all(a: &Args) -> Vec<Scenario> {
         ),
         s("GET page 1", 8, Kind::Page { deep: false }),
         s(&format!("GET page {} via more", a.depth), 8, Kind::Page { deep: true }),
+        s("GET progress of a learner", 8, Kind::Progress(|| format!("learner={}", q(&stored_sample()["actor"])))),
+        s(
+            "GET progress of a course (first 500 learners)",
+            8,
+            Kind::Progress(|| format!("activity={}", q(&generator::course_iri(0)))),
+        ),
+        s(
+            "GET progress of a learner on a course",
+            8,
+            Kind::Progress(|| {
+                let s = stored_sample();
+                // The course: the last parent (a module comes before it).
+                let parents = s["context"]["contextActivities"]["parent"].as_array().cloned().unwrap_or_default();
+                let course = parents.last().map(|p| p["id"].clone()).unwrap_or_default();
+                format!("learner={}&activity={}", q(&s["actor"]), q(&course))
+            }),
+        ),
         s("PUT state", 8, Kind::StatePut),
         s("GET state", 8, Kind::StateGet),
     ]
@@ -235,6 +275,15 @@ impl Scenario {
                 drive(c, secs, move |_, _| {
                     let (lrs, path) = (lrs.clone(), path.clone());
                     async move { lrs.get(&path).await.0 }
+                })
+                .await
+            }
+            Kind::Progress(query) => {
+                let path = format!("/extensions/progress?{}", query());
+                let lrs = lrs.clone();
+                drive(c, secs, move |_, _| {
+                    let (lrs, path) = (lrs.clone(), path.clone());
+                    async move { lrs.progress(&path).await }
                 })
                 .await
             }
