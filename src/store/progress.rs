@@ -345,3 +345,50 @@ fn read_row(r: &QueryResult) -> Result<ProgressRow, sea_orm::DbErr> {
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseArgs;
+
+    /// A tally with every field set from `n` (some scores missing, some
+    /// times equal), so that merging exercises NULLs and ties.
+    fn tally(n: i64) -> Tally {
+        let when = ((n % 4) * 1_000, n);
+        Tally {
+            statements: 1,
+            completed: n % 5 == 0,
+            passed: n % 7 == 0,
+            failed: n % 3 == 0,
+            best_score: (n % 2 == 0).then_some((n % 9) as f64 / 10.0),
+            last_score: (n % 2 == 0).then_some(((n % 9) as f64 / 10.0, when)),
+            first_us: when.0,
+            last: (when, format!("id-{n}")),
+            attempts: n % 2,
+            duration_ms: n * 10,
+        }
+    }
+
+    /// The SQL upsert must add tallies exactly as `Tally::add` does: one
+    /// upsert per tally (the conflict path every time) against the sum in Rust.
+    #[tokio::test]
+    async fn the_upsert_adds_as_tally_add_does() {
+        let db = super::super::connect(&DatabaseArgs { url: "sqlite::memory:".into(), pool_size: 1 }).await.unwrap();
+        super::super::migrate(&db).await.unwrap();
+        let key =
+            RowKey { learner: "mbox:mailto:a@x".into(), activity: "http://a".into(), registration: String::new() };
+        let mut expected: Option<Tally> = None;
+        for n in [6, 3, 14, 9, 1, 21, 10, 4, 35, 2, 12] {
+            let t = tally(n);
+            upsert(&db, &BTreeMap::from([(key.clone(), t.clone())])).await.unwrap();
+            match &mut expected {
+                Some(sum) => sum.add(&t),
+                None => expected = Some(t),
+            }
+            let q = ProgressQuery { learner: Some(key.learner.clone()), limit: 10, ..Default::default() };
+            let (rows, _) = page(&db, &q).await.unwrap();
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].tally, expected, "after adding {n}");
+        }
+    }
+}
