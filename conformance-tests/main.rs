@@ -24,5 +24,6 @@ mod statement_formats;
 mod statement_queries;
 mod statement_validation;
 mod statement_writes;
+mod stream;
 mod versions;
 mod voiding;

@@ -14,6 +14,7 @@ use crate::helpers::*;
 use crate::on_both_backends;
 use crate::simulators::Simulator;
 use crate::simulators::lrs::Lrs;
+use crate::stream::{WAIT as STREAM_WAIT, open, stream_request};
 
 /// One sample: metric name and labels.
 pub struct Sample {
@@ -174,4 +175,25 @@ async fn pool_gauges_show_the_database_pool(app: TestApp) {
     let in_use = value(&m, "xlrs_db_pool_connections", &[("state", "in_use")]).expect("connections in use");
     assert!(idle >= 0.0 && in_use >= 0.0, "{text}");
     assert!((1.0..=4.0).contains(&(idle + in_use)), "at least one connection open, at most the pool: {text}");
+}
+
+on_both_backends!(the_stream_consumer_gauge_follows_consumers);
+async fn the_stream_consumer_gauge_follows_consumers(app: TestApp) {
+    let consumers = |m: &[Sample]| value(m, "xlrs_stream_consumers", &[]);
+    assert_eq!(consumers(&scrape(&app).await.1), Some(0.0));
+    let mut first = open(stream_request(&app, "")).await;
+    let second = open(stream_request(&app, "")).await;
+    assert_eq!(consumers(&scrape(&app).await.1), Some(2.0));
+    app.store(&statement()).await;
+    first.take(1).await;
+    drop(first);
+    drop(second);
+    // A gone client is noticed when an event to it fails to go out.
+    let deadline = std::time::Instant::now() + STREAM_WAIT;
+    while consumers(&scrape(&app).await.1) != Some(0.0) {
+        assert!(std::time::Instant::now() < deadline, "the consumers were never let go");
+        app.store(&statement()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(value(&scrape(&app).await.1, "xlrs_stream_dropped_total", &[]), Some(0.0), "gone, not dropped");
 }

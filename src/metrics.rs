@@ -1,7 +1,7 @@
 //! Prometheus metrics, in one registry per app (tests run many apps in one
 //! process; a global registry would mix their counts). Counters and
 //! histograms are updated where things happen (writer, dispatchers, the
-//! request middleware); the outbox gauges are read from the
+//! request middleware, live streams); the outbox gauges are read from the
 //! database when `/metrics` is scraped, so every node reports the shared
 //! queue as it is, and the pool gauges from the pool at that moment.
 //!
@@ -37,6 +37,10 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// Time to the response head, per route pattern and method.
     pub http_duration: HistogramVec,
+    /// Live-stream consumers connected now.
+    pub stream_consumers: IntGauge,
+    /// Live-stream consumers dropped for leaving their events unread.
+    pub stream_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -70,6 +74,13 @@ impl Metrics {
             &["route", "method"],
         )?;
         registry.register(Box::new(http_duration.clone()))?;
+        let stream_consumers = IntGauge::new("xlrs_stream_consumers", "Live-stream consumers connected")?;
+        registry.register(Box::new(stream_consumers.clone()))?;
+        let stream_dropped = IntCounter::new(
+            "xlrs_stream_dropped_total",
+            "Live-stream consumers dropped because they left their events unread too long",
+        )?;
+        registry.register(Box::new(stream_dropped.clone()))?;
         Ok(Metrics {
             forward_attempts: counter(
                 "xlrs_forward_attempts_total",
@@ -104,6 +115,8 @@ impl Metrics {
                 &["route", "status"],
             )?,
             http_duration,
+            stream_consumers,
+            stream_dropped,
             registry,
         })
     }

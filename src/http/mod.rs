@@ -14,6 +14,7 @@ pub mod params;
 pub mod statement_query;
 pub mod statement_upload;
 pub mod statements;
+pub mod stream;
 pub mod xapi_headers;
 
 use actix_web::http::header::{self, HeaderValue};
@@ -38,7 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(agents::configure)
             .configure(about::configure)
             // xlrs's own resources for providers and analysts (not xAPI).
-            .service(web::scope("/extensions"))
+            .service(web::scope("/extensions").configure(stream::configure))
             .default_service(web::to(not_found)),
     );
 }
