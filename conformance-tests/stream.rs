@@ -295,7 +295,7 @@ fn large_statement() -> Value {
 
 forwarding_test!(a_consumer_that_stops_reading_is_dropped_while_ingest_goes_on);
 async fn a_consumer_that_stops_reading_is_dropped_while_ingest_goes_on(backend: Backend) {
-    const STALL_SECS: u64 = 3;
+    const STALL_SECS: u64 = 5;
     let Some(app) = spawn_app_with(backend, |a| a.stream_stall_secs = STALL_SECS).await else { return };
     let mut stalled = open(stream_request(&app, "")).await;
     let dropped = |m: &[crate::metrics::Sample]| value(m, "xlrs_stream_dropped_total", &[]).unwrap_or(0.0);
