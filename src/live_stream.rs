@@ -18,7 +18,7 @@ use std::time::Duration;
 use actix_web::web::Bytes;
 use futures_util::Stream;
 use prometheus::{IntCounter, IntGauge};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until};
 
@@ -35,9 +35,11 @@ const CHANNEL_EVENTS: usize = 32;
 /// However busy ingest is, a consumer reads at most this often (20 times a
 /// second) when it is not catching up: the commits in between coalesce.
 const MIN_READ_INTERVAL: Duration = Duration::from_millis(50);
-/// Commits of other nodes sharing the database wake nobody here: looked for
-/// this often.
-const POLL: Duration = Duration::from_secs(1);
+/// Commits of other nodes sharing a PostgreSQL database wake nobody here:
+/// looked for this often. A SQLite database has one writer, this node's,
+/// whose commits wake every consumer; there a consumer only looks again
+/// after `KEEP_ALIVE`, to send one.
+const POLL_SHARED: Duration = Duration::from_secs(1);
 /// An idle stream sends a comment this often, so proxies keep the
 /// connection and a client that is gone is noticed (the write fails).
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -132,8 +134,10 @@ impl LiveStreams {
             ..PageQuery::default()
         };
         let (events, body) = mpsc::channel(CHANNEL_EVENTS);
+        let shared = self.db.get_database_backend() == DbBackend::Postgres;
         let consumer = Consumer {
             db: self.db.clone(),
+            poll: if shared { POLL_SHARED } else { KEEP_ALIVE },
             query,
             committed: self.committed.clone(),
             closing: self.closing.subscribe(),
@@ -214,6 +218,7 @@ impl End {
 /// One consumer's reader: its cursor (`query.after_seq`) and its channel.
 struct Consumer {
     db: DatabaseConnection,
+    poll: Duration,
     query: PageQuery,
     committed: watch::Receiver<i64>,
     closing: watch::Receiver<bool>,
@@ -253,11 +258,11 @@ impl Consumer {
         }
     }
 
-    /// Until a commit of this node, or the poll for other nodes' commits.
+    /// Until a commit of this node, or the next look for other nodes' commits.
     async fn wait(&mut self) -> Result<(), End> {
         tokio::select! {
             changed = self.committed.changed() => changed.map_err(|_| End::Closing),
-            _ = sleep(POLL) => Ok(()),
+            _ = sleep(self.poll) => Ok(()),
             _ = self.closing.wait_for(|c| *c) => Err(End::Closing),
             _ = self.events.closed() => Err(End::Gone),
         }
