@@ -15,7 +15,7 @@ async fn db(app: &TestApp) -> DatabaseConnection {
 }
 
 /// Creates a credential with these scopes; returns (key, secret).
-async fn credential(app: &TestApp, scopes: &str) -> (String, String) {
+pub async fn credential(app: &TestApp, scopes: &str) -> (String, String) {
     let (c, secret) = credentials::create(&db(app).await, "test", scopes, None).await.unwrap();
     (c.key, secret)
 }

@@ -110,6 +110,8 @@ pub fn serve_args(database_url: &str) -> ServeArgs {
         authority_home_page: "https://lrs.example.com/credentials".into(),
         auth_cache_secs: 30,
         forwarders: None,
+        max_stream_consumers: 16,
+        stream_stall_secs: 10,
         workers: Some(1),
     }
 }

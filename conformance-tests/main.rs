@@ -25,5 +25,6 @@ mod statement_formats;
 mod statement_queries;
 mod statement_validation;
 mod statement_writes;
+mod stream;
 mod versions;
 mod voiding;

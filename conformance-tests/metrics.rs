@@ -11,11 +11,13 @@ use serde_json::json;
 use crate::admin::{admin, base, call};
 use crate::forwarding::{Forwarding, LRS_SECRETS, WAIT, lrs_target, with_verb};
 use crate::helpers::*;
+use crate::on_both_backends;
 use crate::simulators::Simulator;
 use crate::simulators::lrs::Lrs;
+use crate::stream::{WAIT as STREAM_WAIT, open, stream_request};
 
 /// One sample: metric name and labels.
-struct Sample {
+pub struct Sample {
     name: String,
     labels: HashMap<String, String>,
     value: f64,
@@ -43,14 +45,14 @@ fn parse(text: &str) -> Vec<Sample> {
 }
 
 /// The value of `name` with (at least) these labels, if exposed.
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples
         .iter()
         .find(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
         .map(|s| s.value)
 }
 
-async fn scrape(app: &TestApp) -> (String, Vec<Sample>) {
+pub async fn scrape(app: &TestApp) -> (String, Vec<Sample>) {
     let res = app.client.get(format!("{}/metrics", base(app))).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK, "unauthenticated scrape");
     let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
@@ -144,4 +146,54 @@ async fn a_stream_target_takes_what_this_node_just_stored_from_memory(backend: B
     let (feed, database) = (reads("feed").unwrap_or(0.0), reads("database").unwrap_or(0.0));
     assert_eq!(feed + database, 6.0, "each statement read once: {text}");
     assert!(feed >= 5.0, "what this node stored is taken from memory: {text}");
+}
+
+on_both_backends!(request_latency_is_a_histogram_per_route_and_method);
+async fn request_latency_is_a_histogram_per_route_and_method(app: TestApp) {
+    app.store(&statement()).await;
+    app.store(&statement()).await;
+    app.ids("limit=1").await;
+    let (text, m) = scrape(&app).await;
+    let name = "xlrs_http_request_duration_seconds";
+    let posts = [("route", "/xapi/statements"), ("method", "POST")];
+    assert_eq!(value(&m, &format!("{name}_count"), &posts), Some(2.0), "{text}");
+    let gets = [("route", "/xapi/statements"), ("method", "GET")];
+    assert_eq!(value(&m, &format!("{name}_count"), &gets), Some(1.0), "{text}");
+    let sum = value(&m, &format!("{name}_sum"), &posts).unwrap();
+    assert!(sum > 0.0 && sum < 60.0, "{sum}");
+    let everything = [("route", "/xapi/statements"), ("method", "POST"), ("le", "+Inf")];
+    assert_eq!(value(&m, &format!("{name}_bucket"), &everything), Some(2.0), "{text}");
+}
+
+on_both_backends!(pool_gauges_show_the_database_pool);
+async fn pool_gauges_show_the_database_pool(app: TestApp) {
+    app.store(&statement()).await;
+    let (text, m) = scrape(&app).await;
+    // helpers::serve_args sets a pool of 4.
+    assert_eq!(value(&m, "xlrs_db_pool_max_connections", &[]), Some(4.0), "{text}");
+    let idle = value(&m, "xlrs_db_pool_connections", &[("state", "idle")]).expect("idle connections");
+    let in_use = value(&m, "xlrs_db_pool_connections", &[("state", "in_use")]).expect("connections in use");
+    assert!(idle >= 0.0 && in_use >= 0.0, "{text}");
+    assert!((1.0..=4.0).contains(&(idle + in_use)), "at least one connection open, at most the pool: {text}");
+}
+
+on_both_backends!(the_stream_consumer_gauge_follows_consumers);
+async fn the_stream_consumer_gauge_follows_consumers(app: TestApp) {
+    let consumers = |m: &[Sample]| value(m, "xlrs_stream_consumers", &[]);
+    assert_eq!(consumers(&scrape(&app).await.1), Some(0.0));
+    let mut first = open(stream_request(&app, "")).await;
+    let second = open(stream_request(&app, "")).await;
+    assert_eq!(consumers(&scrape(&app).await.1), Some(2.0));
+    app.store(&statement()).await;
+    first.take(1).await;
+    drop(first);
+    drop(second);
+    // A gone client is noticed when an event to it fails to go out.
+    let deadline = std::time::Instant::now() + STREAM_WAIT;
+    while consumers(&scrape(&app).await.1) != Some(0.0) {
+        assert!(std::time::Instant::now() < deadline, "the consumers were never let go");
+        app.store(&statement()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(value(&scrape(&app).await.1, "xlrs_stream_dropped_total", &[]), Some(0.0), "gone, not dropped");
 }

@@ -10,7 +10,7 @@ use crate::on_both_backends;
 const VOIDED: &str = "http://adlnet.gov/expapi/verbs/voided";
 
 /// A statement voiding `target`.
-fn voiding(target: &str) -> Value {
+pub fn voiding(target: &str) -> Value {
     json!({
         "actor": agent(&format!("admin-{}", uuid())),
         "verb": {"id": VOIDED, "display": {"en-US": "voided"}},

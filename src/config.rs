@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::http::statement_upload::UploadLimits;
+use crate::live_stream::StreamLimits;
 use crate::spool::SpoolSettings;
 
 #[derive(Debug, Clone, Args)]
@@ -62,6 +63,16 @@ pub struct ServeArgs {
     #[arg(long, env = "XLRS_FORWARDERS")]
     pub forwarders: Option<std::path::PathBuf>,
 
+    /// Most live-stream consumers (`/xapi/extensions/stream`) at once; 503 beyond.
+    #[arg(long, env = "XLRS_MAX_STREAM_CONSUMERS", default_value_t = 256)]
+    pub max_stream_consumers: usize,
+
+    /// Seconds a live-stream consumer may leave its events unread before it
+    /// is dropped (it resumes with Last-Event-ID). Long enough for a client's
+    /// pause, short enough that a stuck one does not hold its slot.
+    #[arg(long, env = "XLRS_STREAM_STALL_SECS", default_value_t = 10)]
+    pub stream_stall_secs: u64,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "XLRS_WORKERS")]
     pub workers: Option<usize>,
@@ -87,6 +98,13 @@ impl ServeArgs {
                 buffer_bytes: self.attachment_buffer_bytes.max(1024),
                 dir: self.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
             },
+        }
+    }
+
+    pub fn stream_limits(&self) -> StreamLimits {
+        StreamLimits {
+            max_consumers: self.max_stream_consumers,
+            stall: Duration::from_secs(self.stream_stall_secs.max(1)),
         }
     }
 

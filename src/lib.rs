@@ -3,7 +3,8 @@
 //! `xapi` is the pure domain (validation, keys, formats), `store` the only
 //! place that knows SQL, `http` the actix-web layer, `spool` where received
 //! attachment content waits until it is stored, `forward` the forwarders,
-//! `metrics` what `/metrics` exposes. `startup` wires them into
+//! `live_stream` the consumers of the live stream, `metrics` what
+//! `/metrics` exposes. `startup` wires them into
 //! one app factory shared by `main` and the tests.
 
 pub mod auth;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod http;
+pub mod live_stream;
 pub mod metrics;
 pub mod spool;
 pub mod startup;

@@ -1,8 +1,9 @@
 //! Prometheus metrics, in one registry per app (tests run many apps in one
 //! process; a global registry would mix their counts). Counters and
 //! histograms are updated where things happen (writer, dispatchers, the
-//! request middleware); the outbox gauges are read from the database when
-//! `/metrics` is scraped, so every node reports the shared queue as it is.
+//! request middleware, live streams); the outbox gauges are read from the
+//! database when `/metrics` is scraped, so every node reports the shared
+//! queue as it is, and the pool gauges from the pool at that moment.
 //!
 //! Labels are target names, outcome and status words, and route patterns:
 //! never credentials, actors or raw paths.
@@ -10,10 +11,10 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbBackend};
 
 use crate::store::outbox;
 
@@ -34,6 +35,12 @@ pub struct Metrics {
     pub group_statements: Histogram,
     /// Requests per route pattern and status.
     pub http_requests: IntCounterVec,
+    /// Time to the response head, per route pattern and method.
+    pub http_duration: HistogramVec,
+    /// Live-stream consumers connected now.
+    pub stream_consumers: IntGauge,
+    /// Live-stream consumers dropped for leaving their events unread.
+    pub stream_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -57,6 +64,23 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(1.0, 2.0, 14)?),
         )?;
         registry.register(Box::new(group_statements.clone()))?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "xlrs_http_request_duration_seconds",
+                "Time from a request's arrival to its response head, by route pattern and method (for a \
+                 streamed body, such as the live stream or attachments, the head comes before the body)",
+            )
+            .buckets(seconds(0.001, 2.0, 15)?),
+            &["route", "method"],
+        )?;
+        registry.register(Box::new(http_duration.clone()))?;
+        let stream_consumers = IntGauge::new("xlrs_stream_consumers", "Live-stream consumers connected")?;
+        registry.register(Box::new(stream_consumers.clone()))?;
+        let stream_dropped = IntCounter::new(
+            "xlrs_stream_dropped_total",
+            "Live-stream consumers dropped because they left their events unread too long",
+        )?;
+        registry.register(Box::new(stream_dropped.clone()))?;
         Ok(Metrics {
             forward_attempts: counter(
                 "xlrs_forward_attempts_total",
@@ -90,6 +114,9 @@ impl Metrics {
                 "HTTP requests by route pattern and status",
                 &["route", "status"],
             )?,
+            http_duration,
+            stream_consumers,
+            stream_dropped,
             registry,
         })
     }
@@ -104,6 +131,7 @@ impl Metrics {
     pub async fn render(&self, db: &DatabaseConnection, targets: &[&str]) -> anyhow::Result<String> {
         let mut families = self.registry.gather();
         families.extend(outbox_gauges(db, targets).await?.gather());
+        families.extend(pool_gauges(db)?.gather());
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::new();
         TextEncoder::new().encode(&families, &mut out)?;
@@ -146,5 +174,35 @@ async fn outbox_gauges(db: &DatabaseConnection, targets: &[&str]) -> anyhow::Res
         let is_paused = pauses.iter().any(|(t, until, _)| t == target && *until > now_us);
         paused.with_label_values(&[*target]).set(i64::from(is_paused));
     }
+    Ok(registry)
+}
+
+/// The request pool of `db` as it is now (the SQLite writer's own
+/// connection and the forwarders' pool are not in it).
+fn pool_gauges(db: &DatabaseConnection) -> anyhow::Result<Registry> {
+    let (size, idle, max) = match db.get_database_backend() {
+        DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+        }
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+        }
+        _ => return Ok(Registry::new()),
+    };
+    let registry = Registry::new();
+    let connections = IntGaugeVec::new(
+        Opts::new("xlrs_db_pool_connections", "Open connections of the database pool, idle or in use"),
+        &["state"],
+    )?;
+    let most = IntGauge::new("xlrs_db_pool_max_connections", "Connections the database pool may open")?;
+    registry.register(Box::new(connections.clone()))?;
+    registry.register(Box::new(most.clone()))?;
+    // Read one after the other, the two can disagree for a moment.
+    let idle = (idle as i64).min(i64::from(size));
+    connections.with_label_values(&["idle"]).set(idle);
+    connections.with_label_values(&["in_use"]).set(i64::from(size) - idle);
+    most.set(i64::from(max));
     Ok(registry)
 }

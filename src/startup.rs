@@ -19,6 +19,7 @@ use crate::forward::dispatch::Dispatchers;
 use crate::forward::{ForwardingConfig, Routing};
 use crate::http;
 use crate::http::statement_upload::UploadLimits;
+use crate::live_stream::LiveStreams;
 use crate::metrics::Metrics;
 use crate::store::{self, credentials, writer::Writer, writer::WriterHandle};
 use crate::xapi::schema;
@@ -35,6 +36,7 @@ pub struct AppState {
     /// To wake a target's dispatcher when an operator made rows due.
     pub routing: Arc<Routing>,
     pub metrics: Arc<Metrics>,
+    pub streams: Arc<LiveStreams>,
 }
 
 pub fn create_app(
@@ -69,6 +71,7 @@ pub struct Application {
     server: Server,
     writer: WriterHandle,
     dispatchers: Dispatchers,
+    streams: Arc<LiveStreams>,
 }
 
 impl Application {
@@ -106,6 +109,7 @@ impl Application {
             if forwarding.targets.is_empty() { None } else { store::connect_relaxed(&args.database).await? };
         let dispatchers = Dispatchers::start(forward_db.as_ref().unwrap_or(&db), &forwarding, &routing, &metrics)?;
         let (writer, writer_handle) = Writer::spawn(db.clone(), routing.clone(), metrics.clone()).await?;
+        let streams = Arc::new(LiveStreams::new(db.clone(), writer.committed(), args.stream_limits(), &metrics));
         let state = web::Data::new(AppState {
             db: db.clone(),
             writer,
@@ -115,6 +119,7 @@ impl Application {
             forwarding: Arc::new(forwarding),
             routing,
             metrics,
+            streams: streams.clone(),
         });
         let listener = TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
         let port = listener.local_addr()?.port();
@@ -125,7 +130,7 @@ impl Application {
             server = server.workers(workers);
         }
         tracing::info!(listen = %args.listen, port, "xlrs is serving xAPI under /xapi/");
-        Ok(Application { port, server: server.run(), writer: writer_handle, dispatchers })
+        Ok(Application { port, server: server.run(), writer: writer_handle, dispatchers, streams })
     }
 
     pub fn port(&self) -> u16 {
@@ -135,10 +140,37 @@ impl Application {
     /// Serves until the server stops (SIGTERM/SIGINT drain in-flight
     /// requests first), then lets the writer commit what it holds.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await?;
+        // A live stream never ends by itself: left open, actix would wait
+        // its whole shutdown timeout for it. The signal that stops actix
+        // also ends the streams (actix hears it too; tokio tells every
+        // listener).
+        let streams = self.streams.clone();
+        let end_streams = tokio::spawn(async move {
+            if stop_signal().await.is_ok() {
+                streams.close();
+            }
+        });
+        let served = self.server.await;
+        end_streams.abort();
+        self.streams.close();
+        served?;
         self.writer.shutdown().await;
         self.dispatchers.stop().await;
         tracing::info!("xlrs stopped");
         Ok(())
     }
+}
+
+/// One of the signals on which actix stops the server (SIGTERM, SIGINT, SIGQUIT).
+async fn stop_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = quit.recv() => {}
+    }
+    Ok(())
 }

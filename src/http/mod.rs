@@ -15,6 +15,7 @@ pub mod progress;
 pub mod statement_query;
 pub mod statement_upload;
 pub mod statements;
+pub mod stream;
 pub mod xapi_headers;
 
 use actix_web::http::header::{self, HeaderValue};
@@ -39,7 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(agents::configure)
             .configure(about::configure)
             // xlrs's own resources for providers and analysts (not xAPI).
-            .service(web::scope("/extensions").configure(progress::configure))
+            .service(web::scope("/extensions").configure(progress::configure).configure(stream::configure))
             .default_service(web::to(not_found)),
     );
 }

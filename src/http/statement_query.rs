@@ -31,6 +31,10 @@ pub const GET_PARAMS: &[&str] = &[
     "more",
 ];
 
+/// The parameters that select statements by what they carry.
+pub const FILTER_PARAMS: &[&str] =
+    &["agent", "verb", "activity", "registration", "related_activities", "related_agents"];
+
 #[derive(Debug)]
 pub enum StatementGet {
     /// `statementId` (voided = false) or `voidedStatementId` (voided = true).
@@ -83,17 +87,14 @@ pub fn parse(
         }
         return decode_cursor(token, access, credential_key);
     }
-    let mut keys = filter_keys(params)?;
-    if access == ReadAccess::Mine {
-        keys.push(key(KeyKind::Credential, credential_key));
-    }
     let query = PageQuery {
-        keys,
+        keys: reader_keys(params, access, credential_key)?,
         since_us: time_param(params, "since")?,
         until_us: time_param(params, "until")?,
         ascending: params.bool("ascending")?,
         after_seq: None,
         limit: limit_param(params, page_limit)?,
+        include_voided: false,
     };
     Ok(StatementGet::Page { query, format, attachments })
 }
@@ -115,6 +116,16 @@ fn single(params: &Params, format: Format, attachments: bool) -> Result<Statemen
         return Err(LrsError::invalid(name, "query:uuid", format!("{name} must be a UUID")));
     }
     Ok(StatementGet::Single { id: id.to_lowercase(), voided, format, attachments })
+}
+
+/// The filter parameters (`FILTER_PARAMS`) as keys, plus the reader's own
+/// restriction: what GET /statements and the live stream both select by.
+pub fn reader_keys(params: &Params, access: ReadAccess, credential_key: &str) -> Result<Vec<i64>, LrsError> {
+    let mut keys = filter_keys(params)?;
+    if access == ReadAccess::Mine {
+        keys.push(key(KeyKind::Credential, credential_key));
+    }
+    Ok(keys)
 }
 
 /// The filter parameters as keys, most selective first (the first drives the scan).
@@ -190,6 +201,7 @@ fn decode_cursor(token: &str, access: ReadAccess, credential_key: &str) -> Resul
             ascending: c.a,
             after_seq: Some(c.q),
             limit: c.l.max(1),
+            include_voided: false,
         },
         format,
         attachments: c.t,

@@ -61,9 +61,14 @@ pub struct PageQuery {
     /// Keyset cursor: continue after this `seq` (in the query's direction).
     pub after_seq: Option<i64>,
     pub limit: u32,
+    /// Voided statements too: the live stream is the log of what was
+    /// stored, where a voided statement keeps its place (its voiding
+    /// statement follows it). Statement queries never set it.
+    pub include_voided: bool,
 }
 
-/// One page of non-voided statements matching `q`, plus whether more follow.
+/// One page of statements matching `q` (non-voided ones unless
+/// `include_voided`), plus whether more follow.
 pub async fn page(db: &DatabaseConnection, q: &PageQuery) -> LrsResult<(Vec<StoredRow>, bool)> {
     let backend = db.get_database_backend();
     let Some(bounds) = seq_bounds(db, backend, q).await? else {
@@ -76,7 +81,7 @@ pub async fn page(db: &DatabaseConnection, q: &PageQuery) -> LrsResult<(Vec<Stor
         out.push(StoredRow {
             seq: r.try_get_by_index(0)?,
             stored_us: r.try_get_by_index(1)?,
-            voided: false,
+            voided: r.try_get_by_index(3)?,
             body: r.try_get_by_index(2)?,
         });
     }
@@ -93,7 +98,10 @@ fn page_sql(backend: DbBackend, q: &PageQuery, (lo, hi): (Option<i64>, Option<i6
         p(backend, values.len())
     };
     let seq_col = if q.keys.is_empty() { "s.seq" } else { "k0.seq" };
-    let mut conditions = vec!["s.voided = FALSE".to_owned()];
+    let mut conditions = Vec::new();
+    if !q.include_voided {
+        conditions.push("s.voided = FALSE".to_owned());
+    }
     let mut from = match q.keys.first() {
         Some(first) => {
             conditions.push(format!("k0.key = {}", bind(*first)));
@@ -129,8 +137,8 @@ fn page_sql(backend: DbBackend, q: &PageQuery, (lo, hi): (Option<i64>, Option<i6
     let order = if q.ascending { "ASC" } else { "DESC" };
     let limit = bind(i64::from(q.limit) + 1);
     let sql_text = format!(
-        "SELECT s.seq, s.stored_us, s.body FROM {from} WHERE {} ORDER BY {seq_col} {order} LIMIT {limit}",
-        conditions.join(" AND ")
+        "SELECT s.seq, s.stored_us, s.body, s.voided FROM {from}{} ORDER BY {seq_col} {order} LIMIT {limit}",
+        if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) }
     );
     sql::stmt(backend, sql_text, values)
 }

@@ -11,7 +11,7 @@ use anyhow::Context;
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
 use serde_json::Value as Json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checkpoint::Checkpointer;
 use super::forward_stream::Streamed;
@@ -53,6 +53,10 @@ struct Job {
 pub struct Writer {
     tx: mpsc::Sender<Job>,
     in_flight: Arc<AtomicI64>,
+    /// The last `seq` this writer committed (0 before its first commit);
+    /// it changes after every commit that stored statements, and its sender
+    /// is gone once the writer stopped.
+    committed: watch::Receiver<i64>,
 }
 
 /// No commit is under way.
@@ -72,9 +76,10 @@ impl Writer {
         let (stop, stopped) = oneshot::channel();
         let (done, finished) = oneshot::channel();
         let in_flight = Arc::new(AtomicI64::new(IDLE));
+        let (commits, committed) = watch::channel(0);
         let file = super::sqlite_file(&db).await?;
         let checkpointer = file.as_ref().map(|_| Checkpointer::spawn(&db));
-        let task = Task { checkpointer, routing, metrics, rx, stop: stopped, in_flight: in_flight.clone() };
+        let task = Task { checkpointer, routing, metrics, rx, stop: stopped, in_flight: in_flight.clone(), commits };
         match file {
             Some(path) => {
                 let own = SqliteWriter::open(&path, super::sqlite_write_lock(&db))
@@ -98,7 +103,13 @@ impl Writer {
                 });
             }
         }
-        Ok((Writer { tx, in_flight }, WriterHandle { stop, finished }))
+        Ok((Writer { tx, in_flight, committed }, WriterHandle { stop, finished }))
+    }
+
+    /// Follows this writer's commits (the live stream's wake-up): setting a
+    /// watch never waits for whoever reads it.
+    pub fn committed(&self) -> watch::Receiver<i64> {
+        self.committed.clone()
     }
 
     /// A time (µs) up to which every statement with an earlier `stored` is
@@ -186,10 +197,11 @@ struct Task {
     rx: mpsc::Receiver<Job>,
     stop: oneshot::Receiver<()>,
     in_flight: Arc<AtomicI64>,
+    commits: watch::Sender<i64>,
 }
 
 async fn run(store: impl Store, task: Task) {
-    let Task { checkpointer, routing, metrics, mut rx, mut stop, in_flight } = task;
+    let Task { checkpointer, routing, metrics, mut rx, mut stop, in_flight, commits } = task;
     let mut stopping = false;
     loop {
         let first = tokio::select! {
@@ -218,7 +230,7 @@ async fn run(store: impl Store, task: Task) {
         }
         // Published before `stored` is chosen, so it is never later than it.
         in_flight.store(Utc::now().timestamp_micros(), Ordering::Release);
-        commit_group(&store, &routing, &metrics, group).await;
+        commit_group(&store, &routing, &metrics, &commits, group).await;
         in_flight.store(IDLE, Ordering::Release);
         if let Some(c) = &checkpointer {
             c.after_commit().await;
@@ -229,9 +241,15 @@ async fn run(store: impl Store, task: Task) {
     }
 }
 
-async fn commit_group(store: &impl Store, routing: &Routing, metrics: &Metrics, group: Vec<Job>) {
+async fn commit_group(
+    store: &impl Store,
+    routing: &Routing,
+    metrics: &Metrics,
+    commits: &watch::Sender<i64>,
+    group: Vec<Job>,
+) {
     let batches: Vec<&[PreparedStatement]> = group.iter().map(|j| j.statements.as_slice()).collect();
-    match write_group(store, routing, &batches, metrics).await {
+    match write_group(store, routing, &batches, metrics, commits).await {
         Ok(results) => {
             for (job, result) in group.into_iter().zip(results) {
                 let _ = job.reply.send(result);
@@ -241,7 +259,7 @@ async fn commit_group(store: &impl Store, routing: &Routing, metrics: &Metrics, 
             // One request may have poisoned the group: give each its own transaction.
             tracing::warn!(error = ?e, requests = group.len(), "group commit failed; retrying requests one by one");
             for job in group {
-                let result = match write_group(store, routing, &[&job.statements], metrics).await {
+                let result = match write_group(store, routing, &[&job.statements], metrics, commits).await {
                     Ok(mut r) => r.pop().unwrap_or(Err(WriteError::Closed)),
                     Err(e) => Err(WriteError::Storage(e)),
                 };
@@ -263,11 +281,15 @@ async fn write_group(
     routing: &Routing,
     batches: &[&[PreparedStatement]],
     metrics: &Metrics,
+    commits: &watch::Sender<i64>,
 ) -> anyhow::Result<Vec<Result<(), WriteError>>> {
     let staged = store.transact(routing, batches).await?;
     let Staged { results, rows, bodies, stored_us, forward } = staged;
     metrics.statements_stored.inc_by(rows.len() as u64);
     metrics.group_statements.observe(rows.len() as f64);
+    if let Some((last_seq, _)) = rows.last() {
+        commits.send_replace(*last_seq);
+    }
     if let Some(feed) = routing.feed() {
         let committed =
             rows.iter().zip(bodies).map(|((seq, s), body)| Streamed { seq: *seq, id: s.id.clone(), stored_us, body });
@@ -593,7 +615,7 @@ mod tests {
     #[test]
     fn consistent_through_stops_before_an_in_flight_commit() {
         let (tx, _rx) = mpsc::channel(1);
-        let writer = Writer { tx, in_flight: Arc::new(AtomicI64::new(IDLE)) };
+        let writer = Writer { tx, in_flight: Arc::new(AtomicI64::new(IDLE)), committed: watch::channel(0).1 };
         let before = Utc::now().timestamp_micros();
         assert!(writer.consistent_through_us() >= before);
         writer.in_flight.store(before - 5_000_000, Ordering::Release);
