@@ -83,14 +83,11 @@ pub fn parse(
         }
         return decode_cursor(token, access, credential_key);
     }
-    let mut keys = filter_keys(params)?;
-    if access == ReadAccess::Mine {
-        keys.push(key(KeyKind::Credential, credential_key));
-    }
+    let filters = filters(params, access, credential_key)?;
     let query = PageQuery {
-        keys,
-        since_us: time_param(params, "since")?,
-        until_us: time_param(params, "until")?,
+        keys: filters.keys,
+        since_us: filters.since_us,
+        until_us: filters.until_us,
         ascending: params.bool("ascending")?,
         after_seq: None,
         limit: limit_param(params, page_limit)?,
@@ -115,6 +112,34 @@ fn single(params: &Params, format: Format, attachments: bool) -> Result<Statemen
         return Err(LrsError::invalid(name, "query:uuid", format!("{name} must be a UUID")));
     }
     Ok(StatementGet::Single { id: id.to_lowercase(), voided, format, attachments })
+}
+
+/// The filter parameters GET /statements shares with the export.
+pub const FILTER_PARAMS: &[&str] =
+    &["agent", "verb", "activity", "registration", "related_activities", "related_agents", "since", "until"];
+
+/// What the filter parameters select, with the reader's own restriction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filters {
+    pub keys: Vec<i64>,
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+}
+
+/// Parses the `FILTER_PARAMS` present in `params` (others are the caller's).
+pub fn filters(params: &Params, access: ReadAccess, credential_key: &str) -> Result<Filters, LrsError> {
+    let mut keys = filter_keys(params)?;
+    restrict_to_reader(&mut keys, access, credential_key);
+    Ok(Filters { keys, since_us: time_param(params, "since")?, until_us: time_param(params, "until")? })
+}
+
+/// A `read/mine` reader sees only its own statements, whatever a cursor says:
+/// a cursor is not a capability.
+pub fn restrict_to_reader(keys: &mut Vec<i64>, access: ReadAccess, credential_key: &str) {
+    let mine = key(KeyKind::Credential, credential_key);
+    if access == ReadAccess::Mine && !keys.contains(&mine) {
+        keys.push(mine);
+    }
 }
 
 /// The filter parameters as keys, most selective first (the first drives the scan).
@@ -177,11 +202,7 @@ fn decode_cursor(token: &str, access: ReadAccess, credential_key: &str) -> Resul
     let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     let format = Format::parse(&c.f).ok_or_else(bad)?;
     let mut keys = c.k;
-    // A cursor is not a capability: the reader's own restriction still applies.
-    let mine = key(KeyKind::Credential, credential_key);
-    if access == ReadAccess::Mine && !keys.contains(&mine) {
-        keys.push(mine);
-    }
+    restrict_to_reader(&mut keys, access, credential_key);
     Ok(StatementGet::Page {
         query: PageQuery {
             keys,
