@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use sea_orm::DatabaseConnection;
 
@@ -34,6 +34,10 @@ pub struct Metrics {
     pub group_statements: Histogram,
     /// Requests per route pattern and status.
     pub http_requests: IntCounterVec,
+    /// Exports being streamed now.
+    pub export_consumers: IntGauge,
+    /// Statements sent by exports.
+    pub export_statements: IntCounter,
 }
 
 impl Metrics {
@@ -57,6 +61,10 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(1.0, 2.0, 14)?),
         )?;
         registry.register(Box::new(group_statements.clone()))?;
+        let export_consumers = IntGauge::new("xlrs_export_consumers", "Exports being streamed now")?;
+        registry.register(Box::new(export_consumers.clone()))?;
+        let export_statements = IntCounter::new("xlrs_export_statements_total", "Statements sent by exports")?;
+        registry.register(Box::new(export_statements.clone()))?;
         Ok(Metrics {
             forward_attempts: counter(
                 "xlrs_forward_attempts_total",
@@ -90,6 +98,8 @@ impl Metrics {
                 "HTTP requests by route pattern and status",
                 &["route", "status"],
             )?,
+            export_consumers,
+            export_statements,
             registry,
         })
     }

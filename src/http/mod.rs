@@ -8,6 +8,7 @@ pub mod agents;
 pub mod alternate_syntax;
 pub mod body;
 pub mod documents;
+pub mod export;
 pub mod metrics;
 pub mod multipart;
 pub mod params;
@@ -38,7 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(agents::configure)
             .configure(about::configure)
             // xlrs's own resources for providers and analysts (not xAPI).
-            .service(web::scope("/extensions"))
+            .service(web::scope("/extensions").configure(export::configure))
             .default_service(web::to(not_found)),
     );
 }
