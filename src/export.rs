@@ -167,3 +167,32 @@ impl Drop for Consumer {
         self.metrics.export_consumers.dec();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_read_ends_the_stream_with_an_error() {
+        // No tables: every read fails, as with a database gone mid-export.
+        let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let body = ExportBody {
+            db,
+            query: PageQuery { ascending: true, limit: 10, ..PageQuery::default() },
+            bounds: Some((None, None)),
+            format: ExportFormat::Ndjson,
+            csv_header: false,
+            gzip: true,
+            metrics: metrics.clone(),
+        };
+        let mut stream = Box::pin(body.into_stream());
+        assert_eq!(metrics.export_consumers.get(), 1);
+        assert!(matches!(stream.next().await, Some(Err(_))), "an error, not an end that looks complete");
+        assert!(stream.next().await.is_none());
+        drop(stream);
+        assert_eq!(metrics.export_consumers.get(), 0);
+    }
+}
