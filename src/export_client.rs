@@ -139,9 +139,13 @@ fn progress_bar(quiet: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    let template = "{wide_bar} {human_pos}/{human_len} statements, {per_sec}, ETA {eta}";
+    let template = "{wide_bar} {human_pos}/{human_len} statements, {rate}, ETA {eta}";
     if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style);
+        // Whole statements per second (indicatif's own shows four decimals).
+        let rate = |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0}/s", state.per_sec());
+        };
+        bar.set_style(style.with_key("rate", rate));
     }
     bar
 }
