@@ -97,6 +97,18 @@ async fn ndjson_is_the_stored_statements_in_stored_order(app: TestApp) {
         expected.push('\n');
     }
     assert_eq!(text, expected, "each line the stored statement, byte for byte, the voided one left out");
+
+    let metrics_url = format!("{}/metrics", app.endpoint.trim_end_matches("/xapi"));
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = app.client.get(&metrics_url).send().await.unwrap().text().await.unwrap();
+        if metrics.contains("\nxlrs_export_consumers 0\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(metrics.contains("\nxlrs_export_consumers 0\n"), "the finished export is no consumer: {metrics}");
+    assert!(metrics.contains("\nxlrs_export_statements_total 4\n"), "{metrics}");
 }
 
 on_both_backends!(filters_select_what_get_statements_selects);
