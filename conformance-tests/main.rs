@@ -17,6 +17,7 @@ mod cli;
 mod definitions;
 mod deployment;
 mod documents;
+mod export;
 mod headers;
 mod metrics;
 mod process_memory;

@@ -1,8 +1,9 @@
-//! The command line: `serve`, `migrate`, `credentials`, `forward`.
+//! The command line: `serve`, `migrate`, `credentials`, `forward`, `export`.
 
 use clap::{Parser, Subcommand};
 
 use crate::config::{DatabaseArgs, ServeArgs};
+use crate::export_client::{self, ExportArgs};
 use crate::forward::ForwardingConfig;
 use crate::forward::operations::{self, DEFAULT_PAUSE_REASON, Operations};
 use crate::startup::Application;
@@ -40,6 +41,9 @@ pub enum Command {
         #[command(subcommand)]
         action: ForwardAction,
     },
+    /// Export statements from an LRS over HTTP as NDJSON or CSV, to a file
+    /// (resumable) or stdout; credentials from XLRS_KEY / XLRS_SECRET.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = forwarders.as_deref().map(ForwardingConfig::load).transpose()?;
             forward(&Operations::new(&db, config.as_ref()), action).await
         }
+        Command::Export(args) => export_client::run(args).await,
     }
 }
 

@@ -11,6 +11,8 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod export;
+pub mod export_client;
 pub mod forward;
 pub mod http;
 pub mod live_stream;

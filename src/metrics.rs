@@ -41,6 +41,10 @@ pub struct Metrics {
     pub stream_consumers: IntGauge,
     /// Live-stream consumers dropped for leaving their events unread.
     pub stream_dropped: IntCounter,
+    /// Exports being streamed now.
+    pub export_consumers: IntGauge,
+    /// Statements sent by exports.
+    pub export_statements: IntCounter,
 }
 
 impl Metrics {
@@ -68,7 +72,7 @@ impl Metrics {
             HistogramOpts::new(
                 "xlrs_http_request_duration_seconds",
                 "Time from a request's arrival to its response head, by route pattern and method (for a \
-                 streamed body, such as the live stream or attachments, the head comes before the body)",
+                 streamed body, such as the live stream, an export or attachments, the head comes before the body)",
             )
             .buckets(seconds(0.001, 2.0, 15)?),
             &["route", "method"],
@@ -81,6 +85,10 @@ impl Metrics {
             "Live-stream consumers dropped because they left their events unread too long",
         )?;
         registry.register(Box::new(stream_dropped.clone()))?;
+        let export_consumers = IntGauge::new("xlrs_export_consumers", "Exports being streamed now")?;
+        registry.register(Box::new(export_consumers.clone()))?;
+        let export_statements = IntCounter::new("xlrs_export_statements_total", "Statements sent by exports")?;
+        registry.register(Box::new(export_statements.clone()))?;
         Ok(Metrics {
             forward_attempts: counter(
                 "xlrs_forward_attempts_total",
@@ -117,6 +125,8 @@ impl Metrics {
             http_duration,
             stream_consumers,
             stream_dropped,
+            export_consumers,
+            export_statements,
             registry,
         })
     }

@@ -65,6 +65,8 @@ pub struct Stats {
     pub latencies: Vec<u64>,
     /// The first refusal, to show.
     pub first_error: Option<String>,
+    /// The server's peak RSS during the scenario, where it was watched.
+    pub peak_rss_mib: Option<f64>,
 }
 
 impl Stats {
@@ -155,7 +157,7 @@ async fn main() {
     let backend = if a.postgres.is_some() { "PostgreSQL" } else { "SQLite" };
     let url = server::fresh_database(a.postgres.as_deref(), dir.path(), "load").await;
     let served = server::serve(&url, &[]);
-    let lrs = scenarios::Lrs::new(served.port);
+    let lrs = scenarios::Lrs::new(served.port, served.child.id());
     println!("{backend}, {} s per scenario, read scenarios on {} statements\n", a.seconds, a.fill);
     println!(
         "| scenario | c | requests/s | statements/s | p50 ms | p90 ms | p99 ms | max ms | errors | server RSS MiB | statements per commit |"
@@ -185,7 +187,7 @@ async fn main() {
             stats.percentile_ms(0.99),
             stats.percentile_ms(1.0),
             stats.errors,
-            server::rss_mib(served.child.id()),
+            stats.peak_rss_mib.unwrap_or_else(|| server::rss_mib(served.child.id())),
         );
         if let Some(e) = &stats.first_error {
             eprintln!("{}: first refusal: {e}", scenario.name);

@@ -18,16 +18,19 @@ use crate::{Args, Done, Stats, drive};
 pub struct Lrs {
     client: reqwest::Client,
     base: String,
+    /// The server process, whose memory the export scenario watches.
+    pid: u32,
     stored: Arc<AtomicU64>,
     /// `since` and `until` around statements stored in the middle of the fill.
     window: Arc<Mutex<Option<(String, String)>>>,
 }
 
 impl Lrs {
-    pub fn new(port: u16) -> Lrs {
+    pub fn new(port: u16, pid: u32) -> Lrs {
         Lrs {
             client: reqwest::Client::new(),
             base: format!("http://127.0.0.1:{port}/xapi"),
+            pid,
             stored: Arc::default(),
             window: Arc::default(),
         }
@@ -146,6 +149,8 @@ enum Kind {
     StateGet,
     /// A progress query (`/extensions/progress`), counting its rows.
     Progress(fn() -> String),
+    /// One export of the whole store as NDJSON, read as it arrives.
+    Export,
 }
 
 pub fn all(a: &Args) -> Vec<Scenario> {
@@ -205,6 +210,7 @@ pub fn all(a: &Args) -> Vec<Scenario> {
                 format!("learner={}&activity={}", q(&s["actor"]), q(&course))
             }),
         ),
+        s("export all, NDJSON", 1, Kind::Export),
         s("PUT state", 8, Kind::StatePut),
         s("GET state", 8, Kind::StateGet),
     ]
@@ -287,6 +293,7 @@ impl Scenario {
                 })
                 .await
             }
+            Kind::Export => export_all(lrs).await,
             Kind::StatePut | Kind::StateGet => {
                 let (lrs, put) = (lrs.clone(), matches!(self.kind, Kind::StatePut));
                 drive(c, secs, move |w, n| {
@@ -343,6 +350,44 @@ async fn fill(lrs: &Lrs, a: &Args) -> Stats {
     stats.latencies.sort_unstable();
     stats.first_error = stats.first_error.or(second.first_error);
     stats.secs = started.elapsed().as_secs_f64();
+    stats
+}
+
+/// Exports every statement once, counting lines as they arrive, while a
+/// task samples the server's RSS for its peak.
+async fn export_all(lrs: &Lrs) -> Stats {
+    let pid = lrs.pid;
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut peak = 0.0_f64;
+            while sampling.load(Ordering::Relaxed) {
+                peak = peak.max(crate::server::rss_mib(pid));
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            peak
+        })
+    };
+    let started = Instant::now();
+    let mut stats = Stats { requests: 1, ..Stats::default() };
+    match lrs.client.get(format!("{}/extensions/export", lrs.base)).basic_auth(KEY, Some(SECRET)).send().await {
+        Ok(mut r) if r.status().is_success() => loop {
+            match r.chunk().await {
+                Ok(Some(chunk)) => stats.statements += memchr::memchr_iter(b'\n', &chunk).count() as u64,
+                Ok(None) => break,
+                Err(e) => {
+                    (stats.errors, stats.first_error) = (1, Some(e.to_string()));
+                    break;
+                }
+            }
+        },
+        other => (stats.errors, stats.first_error) = (1, answered(other, 0).await.error),
+    }
+    stats.secs = started.elapsed().as_secs_f64();
+    stats.latencies.push(started.elapsed().as_micros() as u64);
+    sampling.store(false, Ordering::Relaxed);
+    stats.peak_rss_mib = sampler.await.ok();
     stats
 }
 

@@ -8,6 +8,7 @@ pub mod agents;
 pub mod alternate_syntax;
 pub mod body;
 pub mod documents;
+pub mod export;
 pub mod metrics;
 pub mod multipart;
 pub mod params;
@@ -40,7 +41,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(agents::configure)
             .configure(about::configure)
             // xlrs's own resources for providers and analysts (not xAPI).
-            .service(web::scope("/extensions").configure(progress::configure).configure(stream::configure))
+            .service(
+                web::scope("/extensions")
+                    .configure(progress::configure)
+                    .configure(export::configure)
+                    .configure(stream::configure),
+            )
             .default_service(web::to(not_found)),
     );
 }

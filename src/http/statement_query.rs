@@ -35,6 +35,9 @@ pub const GET_PARAMS: &[&str] = &[
 pub const FILTER_PARAMS: &[&str] =
     &["agent", "verb", "activity", "registration", "related_activities", "related_agents"];
 
+/// The parameters that select statements by when they were stored.
+pub const TIME_PARAMS: &[&str] = &["since", "until"];
+
 #[derive(Debug)]
 pub enum StatementGet {
     /// `statementId` (voided = false) or `voidedStatementId` (voided = true).
@@ -87,10 +90,11 @@ pub fn parse(
         }
         return decode_cursor(token, access, credential_key);
     }
+    let filters = filters(params, access, credential_key)?;
     let query = PageQuery {
-        keys: reader_keys(params, access, credential_key)?,
-        since_us: time_param(params, "since")?,
-        until_us: time_param(params, "until")?,
+        keys: filters.keys,
+        since_us: filters.since_us,
+        until_us: filters.until_us,
         ascending: params.bool("ascending")?,
         after_seq: None,
         limit: limit_param(params, page_limit)?,
@@ -118,14 +122,36 @@ fn single(params: &Params, format: Format, attachments: bool) -> Result<Statemen
     Ok(StatementGet::Single { id: id.to_lowercase(), voided, format, attachments })
 }
 
-/// The filter parameters (`FILTER_PARAMS`) as keys, plus the reader's own
-/// restriction: what GET /statements and the live stream both select by.
+/// The key filters (`FILTER_PARAMS`) as keys, plus the reader's own
+/// restriction: what GET /statements, the export and the live stream select by.
 pub fn reader_keys(params: &Params, access: ReadAccess, credential_key: &str) -> Result<Vec<i64>, LrsError> {
     let mut keys = filter_keys(params)?;
-    if access == ReadAccess::Mine {
-        keys.push(key(KeyKind::Credential, credential_key));
-    }
+    restrict_to_reader(&mut keys, access, credential_key);
     Ok(keys)
+}
+
+/// What the filter parameters select, with the reader's own restriction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filters {
+    pub keys: Vec<i64>,
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+}
+
+/// Parses the `FILTER_PARAMS` and `TIME_PARAMS` present in `params` (others
+/// are the caller's).
+pub fn filters(params: &Params, access: ReadAccess, credential_key: &str) -> Result<Filters, LrsError> {
+    let keys = reader_keys(params, access, credential_key)?;
+    Ok(Filters { keys, since_us: time_param(params, "since")?, until_us: time_param(params, "until")? })
+}
+
+/// A `read/mine` reader sees only its own statements, whatever a cursor says:
+/// a cursor is not a capability.
+pub fn restrict_to_reader(keys: &mut Vec<i64>, access: ReadAccess, credential_key: &str) {
+    let mine = key(KeyKind::Credential, credential_key);
+    if access == ReadAccess::Mine && !keys.contains(&mine) {
+        keys.push(mine);
+    }
 }
 
 /// The filter parameters as keys, most selective first (the first drives the scan).
@@ -188,11 +214,7 @@ fn decode_cursor(token: &str, access: ReadAccess, credential_key: &str) -> Resul
     let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     let format = Format::parse(&c.f).ok_or_else(bad)?;
     let mut keys = c.k;
-    // A cursor is not a capability: the reader's own restriction still applies.
-    let mine = key(KeyKind::Credential, credential_key);
-    if access == ReadAccess::Mine && !keys.contains(&mine) {
-        keys.push(mine);
-    }
+    restrict_to_reader(&mut keys, access, credential_key);
     Ok(StatementGet::Page {
         query: PageQuery {
             keys,

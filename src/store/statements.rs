@@ -67,14 +67,28 @@ pub struct PageQuery {
     pub include_voided: bool,
 }
 
+/// A `seq` range, both ends inclusive and optional; `None` as a whole when
+/// the time range holds no statement.
+pub type SeqBounds = (Option<i64>, Option<i64>);
+
 /// One page of statements matching `q` (non-voided ones unless
 /// `include_voided`), plus whether more follow.
 pub async fn page(db: &DatabaseConnection, q: &PageQuery) -> LrsResult<(Vec<StoredRow>, bool)> {
+    match seq_bounds(db, q).await? {
+        Some(bounds) => page_within(db, q, bounds).await,
+        None => Ok((Vec::new(), false)),
+    }
+}
+
+/// `page` for a caller that resolved `q`'s time range once (an export reads
+/// many pages of one range).
+pub async fn page_within(
+    db: &DatabaseConnection,
+    q: &PageQuery,
+    bounds: SeqBounds,
+) -> LrsResult<(Vec<StoredRow>, bool)> {
     let backend = db.get_database_backend();
-    let Some(bounds) = seq_bounds(db, backend, q).await? else {
-        return Ok((Vec::new(), false));
-    };
-    let rows = db.query_all_raw(page_sql(backend, q, bounds)).await?;
+    let rows = db.query_all_raw(filtered_sql(backend, q, bounds, Select::Page)).await?;
     let more = rows.len() > q.limit as usize;
     let mut out = Vec::with_capacity(rows.len().min(q.limit as usize));
     for r in rows.into_iter().take(q.limit as usize) {
@@ -88,10 +102,27 @@ pub async fn page(db: &DatabaseConnection, q: &PageQuery) -> LrsResult<(Vec<Stor
     Ok((out, more))
 }
 
-/// The page query: a scan of the first key's `(key, seq)` range (or of
+/// How many non-voided statements match `q` within `bounds` (after `q.after_seq`).
+pub async fn count_within(db: &DatabaseConnection, q: &PageQuery, bounds: SeqBounds) -> LrsResult<i64> {
+    let backend = db.get_database_backend();
+    let row = db.query_one_raw(filtered_sql(backend, q, bounds, Select::Count)).await?;
+    Ok(match row {
+        Some(r) => r.try_get_by_index(0)?,
+        None => 0,
+    })
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Select {
+    /// Rows in `seq` order, one more than the limit.
+    Page,
+    Count,
+}
+
+/// The filtered query: a scan of the first key's `(key, seq)` range (or of
 /// `statement` by `seq` without keys), the other keys checked by primary-key
-/// lookups, one row more than the limit to know whether more follow.
-fn page_sql(backend: DbBackend, q: &PageQuery, (lo, hi): (Option<i64>, Option<i64>)) -> sea_orm::Statement {
+/// lookups; a page reads one row more than the limit to know whether more follow.
+fn filtered_sql(backend: DbBackend, q: &PageQuery, (lo, hi): SeqBounds, select: Select) -> sea_orm::Statement {
     let mut values: Vec<Value> = Vec::new();
     let mut bind = |v: i64| {
         values.push(Value::from(v));
@@ -134,22 +165,24 @@ fn page_sql(backend: DbBackend, q: &PageQuery, (lo, hi): (Option<i64>, Option<i6
             _ => conditions.push(format!("EXISTS ({probe})")),
         }
     }
+    // Without keys, bounds or voided ones left out there is no condition.
+    let where_clause =
+        if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+    if select == Select::Count {
+        return sql::stmt(backend, format!("SELECT COUNT(*) FROM {from}{where_clause}"), values);
+    }
     let order = if q.ascending { "ASC" } else { "DESC" };
     let limit = bind(i64::from(q.limit) + 1);
     let sql_text = format!(
-        "SELECT s.seq, s.stored_us, s.body, s.voided FROM {from}{} ORDER BY {seq_col} {order} LIMIT {limit}",
-        if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) }
+        "SELECT s.seq, s.stored_us, s.body, s.voided FROM {from}{where_clause} ORDER BY {seq_col} {order} LIMIT {limit}"
     );
     sql::stmt(backend, sql_text, values)
 }
 
 /// `since`/`until` as a `seq` range (`stored` grows with `seq`, so a time
 /// range is a seq range). `None` when the range holds no statement at all.
-async fn seq_bounds(
-    db: &DatabaseConnection,
-    backend: DbBackend,
-    q: &PageQuery,
-) -> LrsResult<Option<(Option<i64>, Option<i64>)>> {
+pub async fn seq_bounds(db: &DatabaseConnection, q: &PageQuery) -> LrsResult<Option<SeqBounds>> {
+    let backend = db.get_database_backend();
     let mut lo = None;
     let mut hi = None;
     if let Some(since) = q.since_us {

@@ -230,8 +230,14 @@ async fn run(store: impl Store, task: Task) {
         }
         // Published before `stored` is chosen, so it is never later than it.
         in_flight.store(Utc::now().timestamp_micros(), Ordering::Release);
-        commit_group(&store, &routing, &metrics, &commits, group).await;
+        let replies = commit_group(&store, &routing, &metrics, &commits, group).await;
+        // Idle before anyone hears of the commit: a client that stored a
+        // statement and then asks (an export's fixed end, Consistent-Through)
+        // must get a time that covers it.
         in_flight.store(IDLE, Ordering::Release);
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
         if let Some(c) = &checkpointer {
             c.after_commit().await;
         }
@@ -241,38 +247,37 @@ async fn run(store: impl Store, task: Task) {
     }
 }
 
+/// Commits the group; the answer to each request, to send once the commit is over.
 async fn commit_group(
     store: &impl Store,
     routing: &Routing,
     metrics: &Metrics,
     commits: &watch::Sender<i64>,
     group: Vec<Job>,
-) {
+) -> Vec<Reply> {
     let batches: Vec<&[PreparedStatement]> = group.iter().map(|j| j.statements.as_slice()).collect();
     match write_group(store, routing, &batches, metrics, commits).await {
-        Ok(results) => {
-            for (job, result) in group.into_iter().zip(results) {
-                let _ = job.reply.send(result);
-            }
-        }
+        Ok(results) => group.into_iter().map(|job| job.reply).zip(results).collect(),
         Err(e) if group.len() > 1 => {
             // One request may have poisoned the group: give each its own transaction.
             tracing::warn!(error = ?e, requests = group.len(), "group commit failed; retrying requests one by one");
+            let mut replies = Vec::with_capacity(group.len());
             for job in group {
                 let result = match write_group(store, routing, &[&job.statements], metrics, commits).await {
                     Ok(mut r) => r.pop().unwrap_or(Err(WriteError::Closed)),
                     Err(e) => Err(WriteError::Storage(e)),
                 };
-                let _ = job.reply.send(result);
+                replies.push((job.reply, result));
             }
+            replies
         }
         Err(e) => {
-            for job in group {
-                let _ = job.reply.send(Err(WriteError::Storage(anyhow::anyhow!("{e:#}"))));
-            }
+            group.into_iter().map(|job| (job.reply, Err(WriteError::Storage(anyhow::anyhow!("{e:#}"))))).collect()
         }
     }
 }
+
+type Reply = (oneshot::Sender<Result<(), WriteError>>, Result<(), WriteError>);
 
 /// One transaction for all `batches`; a batch with a conflicting id is left
 /// out (and answered 409) without failing the others.

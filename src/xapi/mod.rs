@@ -4,6 +4,7 @@ pub mod activity;
 pub mod agent;
 pub mod attachment;
 pub mod document;
+pub mod flatten;
 pub mod formats;
 pub mod keys;
 pub mod output;
