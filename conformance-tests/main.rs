@@ -19,6 +19,7 @@ mod deployment;
 mod documents;
 mod headers;
 mod metrics;
+mod openapi;
 mod process_memory;
 mod progress;
 mod statement_formats;
