@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::Value;
+use xlrs::store::identities::{self, Source};
+use xlrs::store::outbox::Status;
 
 use crate::admin::base;
-use crate::forwarding::{Forwarding, LRS_SECRETS, lrs_target};
+use crate::forwarding::{Forwarding, LRS_SECRETS, lrs_target, with_verb};
 use crate::helpers::*;
 use crate::on_both_backends;
 use crate::simulators::Simulator;
@@ -59,6 +61,11 @@ fn parameters<'a>(doc: &'a Value, operation: &'a Value) -> Vec<&'a Value> {
     list.iter().map(|p| resolve(doc, p)).collect()
 }
 
+/// A key as a JSON pointer writes it.
+fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
 /// Every `$ref` anywhere under `value`, with where it is.
 fn references(value: &Value, at: &str, out: &mut Vec<(String, String)>) {
     match value {
@@ -69,7 +76,7 @@ fn references(value: &Value, at: &str, out: &mut Vec<(String, String)>) {
                 {
                     out.push((at.to_owned(), reference.to_owned()));
                 }
-                references(child, &format!("{at}/{}", key.replace('~', "~0").replace('/', "~1")), out);
+                references(child, &format!("{at}/{}", pointer_token(key)), out);
             }
         }
         Value::Array(items) => {
@@ -163,6 +170,7 @@ fn document_problems(doc: &Value) -> Vec<String> {
             problems.push(format!("{at}: path parameters {declared:?}, but the path has {in_template:?}"));
         }
     }
+    examples_problems(doc, doc, "#", &mut problems);
     let mut refs = Vec::new();
     references(doc, "#", &mut refs);
     for (at, reference) in refs {
@@ -172,6 +180,34 @@ fn document_problems(doc: &Value) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Examples that their schema refuses: a parameter's or a media type's
+/// against its `schema`, a schema's own (`example`, `examples`) against it.
+fn examples_problems(doc: &Value, value: &Value, at: &str, problems: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            let examples = map
+                .get("example")
+                .into_iter()
+                .chain(map.get("examples").and_then(Value::as_array).into_iter().flatten());
+            let schema = map.get("schema").unwrap_or(value);
+            for example in examples {
+                for error in schema_errors(doc, schema, example) {
+                    problems.push(format!("{at}: the example {example} breaks its schema: {error}"));
+                }
+            }
+            for (key, child) in map {
+                examples_problems(doc, child, &format!("{at}/{}", pointer_token(key)), problems);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                examples_problems(doc, child, &format!("{at}/{i}"), problems);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The `{name}`s of a path template.
@@ -247,27 +283,60 @@ fn documented_request(
     (method, format!("{}{url}", base(app)), body)
 }
 
-fn documented_statuses(operation: &Value) -> Vec<u16> {
-    let responses = operation["responses"].as_object().expect("responses");
-    responses.keys().filter_map(|s| s.parse().ok()).collect()
-}
-
 /// Whether the operation asks for a credential with the scope `all`.
 fn needs_operator(operation: &Value) -> bool {
     let requirements = operation["security"].as_array().into_iter().flatten();
     requirements.filter_map(|r| r["basicAuth"].as_array()).any(|roles| roles.iter().any(|role| role == "all"))
 }
 
-/// Sends; the status, and for an error the message of its JSON body. A
-/// success's body is not read: a stream's would not end.
-async fn status_and_message(request: RequestBuilder) -> (StatusCode, String) {
+/// What an operation answered; `json` when its body is JSON (others are not
+/// read: a stream's would not end).
+struct Answer {
+    status: StatusCode,
+    json: Option<Value>,
+}
+
+impl Answer {
+    fn message(&self) -> &str {
+        self.json.as_ref().and_then(|b| b["message"].as_str()).unwrap_or_default()
+    }
+}
+
+async fn answer(request: RequestBuilder) -> Answer {
     let res = request.send().await.expect("request");
     let status = res.status();
-    if status.is_success() {
-        return (status, String::new());
+    let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !content_type.starts_with("application/json") {
+        return Answer { status, json: None };
     }
-    let body: Value = res.json().await.unwrap_or(Value::Null);
-    (status, body["message"].as_str().unwrap_or_default().to_owned())
+    let json = res.json().await.expect("a JSON body, as its content type says");
+    Answer { status, json: Some(json) }
+}
+
+/// How `instance` breaks `schema`, a schema of the document: OpenAPI 3.1
+/// schemas are JSON Schema 2020-12, their `$ref`s pointing into the
+/// document's components.
+fn schema_errors(doc: &Value, schema: &Value, instance: &Value) -> Vec<String> {
+    let mut schema = schema.clone();
+    schema["components"] = doc["components"].clone();
+    let validator = jsonschema::draft202012::options().build(&schema).expect("a schema of the document");
+    validator.iter_errors(instance).map(|e| format!("{} at '{}'", e, e.instance_path())).collect()
+}
+
+/// Whether `answer` is what the operation documents for its status.
+fn undocumented_answer(doc: &Value, operation: &Value, answer: &Answer) -> Option<String> {
+    let status = answer.status.as_str();
+    let Some(response) = operation["responses"].get(status).map(|r| resolve(doc, r)) else {
+        let documented: Vec<&String> = operation["responses"].as_object().into_iter().flat_map(|r| r.keys()).collect();
+        return Some(format!("{} {}, not a documented status ({documented:?})", answer.status, answer.message()));
+    };
+    let json = answer.json.as_ref()?;
+    let Some(schema) = response["content"]["application/json"].get("schema") else {
+        return Some(format!("{}: a JSON body the response does not document: {json}", answer.status));
+    };
+    let errors = schema_errors(doc, schema, json);
+    (!errors.is_empty())
+        .then(|| format!("{}: the body {json} is not as documented: {}", answer.status, errors.join("; ")))
 }
 
 forwarding_test!(every_documented_operation_is_served);
@@ -279,6 +348,18 @@ async fn every_documented_operation_is_served(backend: Backend) {
             xlrs::store::credentials::create(&f.db, "reader", "statements/read", None).await.unwrap();
         (credential.key, secret)
     };
+    // Something in every list the operations answer with, so their bodies
+    // are checked beyond empty lists: a statement the target refuses (a
+    // dead outbox row, a progress row) and a remembered lookup (one that
+    // found the learner: a retry forgets the others).
+    let refused = "http://example.com/verbs/refused";
+    sim.behaviour.refused_verbs.lock().unwrap().push(refused.into());
+    f.app.store(&with_verb(refused)).await;
+    assert_eq!(f.settled().await, vec![(TARGET.to_owned(), Status::Dead, 1)]);
+    let now = chrono::Utc::now().timestamp_micros();
+    let lookup = "mbox:mailto:cy@example.com";
+    identities::put(&f.db, TARGET, lookup, Some("u-7"), Source::Lookup, Some(now + 3_600_000_000), now).await.unwrap();
+
     let doc = document();
     let mut failures = Vec::new();
     for (path, method, operation) in operations(&doc) {
@@ -294,27 +375,34 @@ async fn every_documented_operation_is_served(backend: Backend) {
             }
             request
         };
-        let documented = documented_statuses(&operation);
-
         let public = operation["security"].as_array().is_some_and(Vec::is_empty);
-        let (status, message) = status_and_message(request(None)).await;
-        if public == (status == StatusCode::UNAUTHORIZED) {
-            failures.push(format!("{at} without credentials: {status} {message} (documented public: {public})"));
+        let anonymous = answer(request(None)).await;
+        if public == (anonymous.status == StatusCode::UNAUTHORIZED) {
+            failures.push(format!("{at} without credentials: {} (documented public: {public})", anonymous.status));
         }
+        let mut answers = vec![anonymous];
         if needs_operator(&operation) {
-            let (status, message) = status_and_message(request(Some((&reader, &reader_secret)))).await;
-            if status != StatusCode::FORBIDDEN {
-                failures.push(format!("{at} without the scope all: {status} {message}, not 403"));
+            let reading = answer(request(Some((&reader, &reader_secret)))).await;
+            if reading.status != StatusCode::FORBIDDEN {
+                failures.push(format!("{at} without the scope all: {} {}, not 403", reading.status, reading.message()));
             }
+            answers.push(reading);
         }
-        let (status, message) = status_and_message(request(Some((ADMIN_KEY, ADMIN_SECRET)))).await;
-        let unrouted = status == StatusCode::METHOD_NOT_ALLOWED
-            || (status == StatusCode::NOT_FOUND && message == xlrs::http::NO_SUCH_RESOURCE);
+        let operator = answer(request(Some((ADMIN_KEY, ADMIN_SECRET)))).await;
+        let unrouted = operator.status == StatusCode::METHOD_NOT_ALLOWED
+            || (operator.status == StatusCode::NOT_FOUND && operator.message() == xlrs::http::NO_SUCH_RESOURCE);
         if unrouted {
-            failures.push(format!("{at}: {status} {message}: the server has no such operation"));
-        } else if !documented.contains(&status.as_u16()) {
-            failures.push(format!("{at}: {status} {message}, not a documented status ({documented:?})"));
+            failures.push(format!(
+                "{at}: {} {}: the server has no such operation",
+                operator.status,
+                operator.message()
+            ));
+            continue;
         }
+        answers.push(operator);
+        failures.extend(
+            answers.iter().filter_map(|a| undocumented_answer(&doc, &operation, a)).map(|f| format!("{at}: {f}")),
+        );
     }
 
     // Requests are counted under their route's pattern, which is written as
