@@ -10,9 +10,9 @@ use actix_web::http::header::{self, CacheControl, CacheDirective, EntityTag, IfN
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use sha2::{Digest, Sha256};
 
-pub const DOCUMENT: &str = include_str!("openapi.json");
+const DOCUMENT: &str = include_str!("openapi.json");
 
-/// The same for the life of the process, so a client revalidates for free.
+/// The document is fixed at build time, so its tag is computed once.
 static DOCUMENT_TAG: LazyLock<EntityTag> = LazyLock::new(|| {
     let digest = Sha256::digest(DOCUMENT.as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
