@@ -20,6 +20,7 @@ mod documents;
 mod export;
 mod headers;
 mod metrics;
+mod openapi;
 mod process_memory;
 mod progress;
 mod statement_formats;

@@ -11,6 +11,7 @@ pub mod documents;
 pub mod export;
 pub mod metrics;
 pub mod multipart;
+pub mod openapi;
 pub mod params;
 pub mod progress;
 pub mod statement_query;
@@ -45,7 +46,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::scope("/extensions")
                     .configure(progress::configure)
                     .configure(export::configure)
-                    .configure(stream::configure),
+                    .configure(stream::configure)
+                    .configure(openapi::configure),
             )
             .default_service(web::to(not_found)),
     );
@@ -59,8 +61,12 @@ pub fn last_modified(response: &mut HttpResponse, us: Option<i64>) {
     }
 }
 
+/// What the router answers (404) for a path no route matches: resources'
+/// own 404s name what they did not find instead.
+pub const NO_SUCH_RESOURCE: &str = "no such resource";
+
 pub async fn not_found() -> Result<HttpResponse, LrsError> {
-    Err(LrsError::NotFound("no such resource".into()))
+    Err(LrsError::NotFound(NO_SUCH_RESOURCE.into()))
 }
 
 pub async fn method_not_allowed() -> Result<HttpResponse, LrsError> {
