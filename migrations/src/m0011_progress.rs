@@ -4,6 +4,14 @@
 //! `activity` is the statement's object or one of its context parents (a
 //! course row sums what its children's statements say).
 //!
+//! The primary key leads with the learner and the registration, so a
+//! statement's rows (its object and its parents) share a page. Every other
+//! index costs a page write for each new row, so there are only two ways
+//! in besides it: by activity (an index), and by registration through
+//! `progress_registration`, which gains a row only when a learner starts a
+//! registration (an index on `progress.registration` would have been written
+//! for every new row).
+//!
 //! `progress_backfill` says which statements stored before this table
 //! existed are counted yet: those up to `through_seq`, out of those up to
 //! `to_seq` (the last statement when the table was made). The writer counts
@@ -15,7 +23,7 @@ use sea_orm_migration::sea_orm::DbBackend;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-fn table(bigint: &str, real: &str, without_rowid: &str) -> String {
+fn table(bigint: &str, real: &str, storage: &str) -> String {
     format!(
         "CREATE TABLE progress (
             learner TEXT NOT NULL,
@@ -35,8 +43,8 @@ fn table(bigint: &str, real: &str, without_rowid: &str) -> String {
             last_id TEXT NOT NULL,
             attempts {bigint} NOT NULL,
             duration_ms {bigint} NOT NULL,
-            PRIMARY KEY (learner, activity, registration)
-        ){without_rowid}"
+            PRIMARY KEY (learner, registration, activity)
+        ){storage}"
     )
 }
 
@@ -44,18 +52,23 @@ fn table(bigint: &str, real: &str, without_rowid: &str) -> String {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let bigint = crate::column_types(manager)?.bigint;
-        let create = match manager.get_database_backend() {
+        let (create, without_rowid) = match manager.get_database_backend() {
             // The primary key is the table: one B-tree write per row.
-            DbBackend::Sqlite => table(bigint, "REAL", " WITHOUT ROWID"),
-            _ => table(bigint, "DOUBLE PRECISION", ""),
+            DbBackend::Sqlite => (table(bigint, "REAL", " WITHOUT ROWID"), " WITHOUT ROWID"),
+            // Room on each page for HOT updates: a row's update (its key
+            // never changes) then writes no index.
+            _ => (table(bigint, "DOUBLE PRECISION", " WITH (fillfactor = 80)"), ""),
         };
         let statements = [
             create,
             "CREATE INDEX progress_activity ON progress (activity, learner, registration)".to_owned(),
-            // Most statements have no registration: those are not indexed.
-            "CREATE INDEX progress_registration ON progress (registration, learner, activity) \
-             WHERE registration <> ''"
-                .to_owned(),
+            format!(
+                "CREATE TABLE progress_registration (
+                    registration TEXT NOT NULL,
+                    learner TEXT NOT NULL,
+                    PRIMARY KEY (registration, learner)
+                ){without_rowid}"
+            ),
             format!("CREATE TABLE progress_backfill (through_seq {bigint} NOT NULL, to_seq {bigint} NOT NULL)"),
             "INSERT INTO progress_backfill (through_seq, to_seq) SELECT 0, COALESCE(MAX(seq), 0) FROM statement"
                 .to_owned(),

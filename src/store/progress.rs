@@ -24,7 +24,7 @@ const COLUMNS: &str = "learner, activity, registration, statements, completed, p
      last_score, last_score_us, last_score_seq, first_us, last_us, last_seq, last_id, attempts, duration_ms";
 
 /// Where a row's new tally is "later" than the stored one: `Tally::add`'s rules.
-const MERGE: &str = "ON CONFLICT (learner, activity, registration) DO UPDATE SET \
+const MERGE: &str = "ON CONFLICT (learner, registration, activity) DO UPDATE SET \
      statements = progress.statements + excluded.statements, \
      completed = progress.completed OR excluded.completed, \
      passed = progress.passed OR excluded.passed, \
@@ -98,6 +98,29 @@ async fn upsert(txn: &impl WriterSql, tallies: &BTreeMap<RowKey, Tally>) -> anyh
     let backend = txn.backend();
     let values = vec![Value::from(Json::Array(rows).to_string())];
     txn.run(sql::stmt(backend, upsert_sql(backend), values)).await.context("upsert progress")?;
+    let mut starts: Vec<[&str; 2]> = tallies
+        .keys()
+        .filter(|k| !k.registration.is_empty())
+        .map(|k| [k.registration.as_str(), k.learner.as_str()])
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
+    if starts.is_empty() {
+        return Ok(());
+    }
+    // A pair already there is only looked up: no page is written for it.
+    let sql_text = match backend {
+        DbBackend::Postgres => {
+            "INSERT INTO progress_registration (registration, learner) \
+             SELECT value ->> 0, value ->> 1 FROM jsonb_array_elements($1::jsonb) AS t(value) ON CONFLICT DO NOTHING"
+        }
+        _ => {
+            "INSERT OR IGNORE INTO progress_registration (registration, learner) \
+             SELECT value ->> 0, value ->> 1 FROM json_each(?)"
+        }
+    };
+    let values = vec![Value::from(serde_json::to_string(&starts).context("registrations")?)];
+    txn.run(sql::stmt(backend, sql_text, values)).await.context("progress registrations")?;
     Ok(())
 }
 
@@ -264,58 +287,135 @@ pub struct ProgressRow {
     pub tally: Option<Tally>,
 }
 
-/// One page of rows in (learner, activity, registration) order, and whether
-/// more follow.
-pub async fn page(db: &DatabaseConnection, q: &ProgressQuery) -> LrsResult<(Vec<ProgressRow>, bool)> {
-    let backend = db.get_database_backend();
-    let mut values: Vec<Value> = Vec::new();
-    let mut bind = |v: Value| {
-        values.push(v);
-        p(backend, values.len())
-    };
-    let mut conditions = Vec::new();
-    let mut free = Vec::new();
-    for (column, fixed, cursor) in [
-        ("learner", &q.learner, q.after.as_ref().map(|a| &a.learner)),
-        ("activity", &q.activity, q.after.as_ref().map(|a| &a.activity)),
-        ("registration", &q.registration, q.after.as_ref().map(|a| &a.registration)),
-    ] {
-        match fixed {
-            Some(v) => conditions.push(format!("{column} = {}", bind(v.clone().into()))),
-            None => free.push((column, cursor)),
+/// Which index a query reads, and so the order its rows come in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Path {
+    /// The registration's learners (`progress_registration`), then each
+    /// one's rows by primary key: (learner, activity).
+    Registration,
+    /// `progress_activity`: (learner, registration).
+    Activity,
+    /// The primary key: (learner, registration, activity).
+    Key,
+}
+
+impl Path {
+    fn of(q: &ProgressQuery) -> Path {
+        if q.registration.is_some() && q.learner.is_none() {
+            Path::Registration
+        } else if q.activity.is_some() {
+            Path::Activity
+        } else {
+            Path::Key
         }
     }
-    if q.registration.is_some() {
-        // Lets SQLite use the partial index of rows with a registration.
-        conditions.push("registration <> ''".into());
+
+    /// The columns rows are ordered by, fixed ones included.
+    fn order(self) -> &'static [Column] {
+        match self {
+            Path::Registration => &[Column::Learner, Column::Activity],
+            Path::Activity => &[Column::Learner, Column::Registration],
+            Path::Key => &[Column::Learner, Column::Registration, Column::Activity],
+        }
     }
-    if let Some(status) = q.status {
-        conditions.push(status_condition(status).into());
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Column {
+    Learner,
+    Registration,
+    Activity,
+}
+
+impl Column {
+    fn name(self, path: Path) -> &'static str {
+        match (self, path) {
+            // The registration's table is what is read in order.
+            (Column::Learner, Path::Registration) => "r.learner",
+            (Column::Learner, _) => "p.learner",
+            (Column::Registration, _) => "p.registration",
+            (Column::Activity, _) => "p.activity",
+        }
     }
-    let order: Vec<&str> = free.iter().map(|(c, _)| *c).collect();
-    let resume: Vec<&String> = free.iter().filter_map(|(_, v)| *v).collect();
-    if !order.is_empty() && resume.len() == order.len() {
-        // A row value: one range of the index whose prefix is the fixed columns.
-        let marks: Vec<String> = resume.into_iter().map(|v| bind(v.clone().into())).collect();
-        conditions.push(format!("({}) > ({})", order.join(", "), marks.join(", ")));
+
+    fn of(self, q: &ProgressQuery) -> Option<&String> {
+        match self {
+            Column::Learner => q.learner.as_ref(),
+            Column::Registration => q.registration.as_ref(),
+            Column::Activity => q.activity.as_ref(),
+        }
     }
-    let limit = bind((i64::from(q.limit) + 1).into());
-    let where_clause =
-        if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
-    let order_clause = if order.is_empty() { String::new() } else { format!(" ORDER BY {}", order.join(", ")) };
-    let select = format!("SELECT {COLUMNS} FROM progress{where_clause}{order_clause} LIMIT {limit}");
-    let rows = db.query_all_raw(sql::stmt(backend, select, values)).await?;
+
+    fn of_key(self, k: &RowKey) -> &String {
+        match self {
+            Column::Learner => &k.learner,
+            Column::Registration => &k.registration,
+            Column::Activity => &k.activity,
+        }
+    }
+}
+
+/// One page of rows, in the order of the index the query reads (see
+/// `Path`), and whether more follow.
+pub async fn page(db: &DatabaseConnection, q: &ProgressQuery) -> LrsResult<(Vec<ProgressRow>, bool)> {
+    let rows = db.query_all_raw(page_sql(db.get_database_backend(), q)).await?;
     let more = rows.len() > q.limit as usize;
     let out = rows.iter().take(q.limit as usize).map(read_row).collect::<Result<Vec<_>, _>>()?;
     Ok((out, more))
 }
 
+fn page_sql(backend: DbBackend, q: &ProgressQuery) -> sea_orm::Statement {
+    let path = Path::of(q);
+    let mut values: Vec<Value> = Vec::new();
+    let mut bind = |v: &String| {
+        values.push(v.clone().into());
+        p(backend, values.len())
+    };
+    let mut conditions = Vec::new();
+    for column in [Column::Learner, Column::Registration, Column::Activity] {
+        if let Some(v) = column.of(q) {
+            conditions.push(format!("{} = {}", column.name(path), bind(v)));
+        }
+    }
+    if let Some(status) = q.status {
+        conditions.push(status_condition(status).into());
+    }
+    // The order is the index's with the fixed columns left out; the cursor
+    // continues after the last row in it (a row value: one range of the index).
+    let free: Vec<Column> = path.order().iter().copied().filter(|c| c.of(q).is_none()).collect();
+    let order: Vec<&str> = free.iter().map(|c| c.name(path)).collect();
+    if let Some(after) = &q.after
+        && !free.is_empty()
+    {
+        let marks: Vec<String> = free.iter().map(|c| bind(c.of_key(after))).collect();
+        conditions.push(format!("({}) > ({})", order.join(", "), marks.join(", ")));
+    }
+    values.push((i64::from(q.limit) + 1).into());
+    let limit = p(backend, values.len());
+    let from = match (path, backend) {
+        (Path::Registration, _) => {
+            "progress_registration r JOIN progress p ON p.learner = r.learner AND p.registration = r.registration"
+        }
+        // Without statistics SQLite reads a learner's rows by primary key to
+        // find one activity's (thousands of rows for a busy learner); the
+        // activity index finds them directly.
+        (Path::Activity, DbBackend::Sqlite) => "progress p INDEXED BY progress_activity",
+        _ => "progress p",
+    };
+    let where_clause =
+        if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+    let order_clause = if order.is_empty() { String::new() } else { format!(" ORDER BY {}", order.join(", ")) };
+    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("p.{c}")).collect();
+    let select = format!("SELECT {} FROM {from}{where_clause}{order_clause} LIMIT {limit}", columns.join(", "));
+    sql::stmt(backend, select, values)
+}
+
 fn status_condition(status: Status) -> &'static str {
     match status {
-        Status::Passed => "passed = TRUE",
-        Status::Failed => "failed = TRUE AND passed = FALSE",
-        Status::Completed => "completed = TRUE AND passed = FALSE AND failed = FALSE",
-        Status::InProgress => "completed = FALSE AND passed = FALSE AND failed = FALSE",
+        Status::Passed => "p.passed = TRUE",
+        Status::Failed => "p.failed = TRUE AND p.passed = FALSE",
+        Status::Completed => "p.completed = TRUE AND p.passed = FALSE AND p.failed = FALSE",
+        Status::InProgress => "p.completed = FALSE AND p.passed = FALSE AND p.failed = FALSE",
         // A stored row has at least one statement.
         Status::NotAttempted => "1 = 0",
     }
@@ -366,6 +466,53 @@ mod tests {
             last: (when, format!("id-{n}")),
             attempts: n % 2,
             duration_ms: n * 10,
+        }
+    }
+
+    /// Each kind of query reads its index in order: no sort, and the cursor
+    /// starts where the last page ended.
+    #[tokio::test]
+    async fn each_query_reads_an_index_in_order() {
+        let db = super::super::connect(&DatabaseArgs { url: "sqlite::memory:".into(), pool_size: 1 }).await.unwrap();
+        super::super::migrate(&db).await.unwrap();
+        let some = |v: &str| Some(v.to_owned());
+        let after = RowKey { learner: "l".into(), registration: "r".into(), activity: "a".into() };
+        let cases = [
+            (ProgressQuery { learner: some("l"), ..Default::default() }, "PRIMARY KEY"),
+            (ProgressQuery { learner: some("l"), registration: some("r"), ..Default::default() }, "PRIMARY KEY"),
+            (ProgressQuery { activity: some("a"), ..Default::default() }, "progress_activity"),
+            (ProgressQuery { activity: some("a"), learner: some("l"), ..Default::default() }, "progress_activity"),
+            (
+                ProgressQuery { registration: some("r"), ..Default::default() },
+                "SEARCH r USING PRIMARY KEY (registration=?",
+            ),
+            (
+                ProgressQuery { registration: some("r"), activity: some("a"), ..Default::default() },
+                "SEARCH r USING PRIMARY KEY (registration=?",
+            ),
+            (ProgressQuery::default(), "PRIMARY KEY"),
+        ];
+        for (mut q, index) in cases {
+            q.limit = 10;
+            q.after = Some(after.clone());
+            let statement = page_sql(DbBackend::Sqlite, &q);
+            let explain = sql::stmt(
+                DbBackend::Sqlite,
+                format!("EXPLAIN QUERY PLAN {}", statement.sql),
+                statement.values.map(|v| v.0).unwrap_or_default(),
+            );
+            let plan: Vec<String> = db
+                .query_all_raw(explain)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get_by_index::<String>(3).unwrap())
+                .collect();
+            let plan = plan.join(" / ");
+            assert!(plan.contains(index), "{q:?}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{q:?} sorts: {plan}");
+            // With a cursor every page starts where the last ended: a search.
+            assert!(!plan.contains("SCAN"), "{q:?} scans: {plan}");
         }
     }
 

@@ -29,9 +29,9 @@ const ATTEMPT_VERBS: &[&str] =
 pub struct RowKey {
     /// The actor's canonical IFI (`agent::ifi`).
     pub learner: String,
-    pub activity: String,
     /// Lower-cased; empty for statements without one.
     pub registration: String,
+    pub activity: String,
 }
 
 /// A point in a learner's history: the statement's timestamp (µs), then its
