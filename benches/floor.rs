@@ -191,7 +191,7 @@ fn copy_text(text: &str) -> String {
 
 async fn through_writer(db: &sea_orm::DatabaseConnection, statements: Vec<PreparedStatement>) -> f64 {
     let routing = Arc::new(Routing::new(&ForwardingConfig::default()));
-    let (writer, handle) = Writer::spawn(db.clone(), routing, Arc::new(Metrics::new().unwrap())).await.unwrap();
+    let (writer, handle) = Writer::spawn(db.clone(), routing, Arc::new(Metrics::new().unwrap()), true).await.unwrap();
     let mut batches: Vec<Vec<PreparedStatement>> = Vec::new();
     let mut rest = statements.into_iter();
     loop {

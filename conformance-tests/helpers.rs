@@ -112,6 +112,7 @@ pub fn serve_args(database_url: &str) -> ServeArgs {
         forwarders: None,
         max_stream_consumers: 16,
         stream_stall_secs: 10,
+        progress: true,
         workers: Some(1),
     }
 }
@@ -128,17 +129,27 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut ServeArgs
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("xlrs.db").display()),
         Backend::Postgres => postgres_database().await?,
     };
+    Some(spawn_app_on(database_url, dir, adjust).await)
+}
+
+/// A server on an existing database (another node, or the same one started
+/// again), with settings changed by `adjust`.
+pub async fn spawn_app_on(
+    database_url: String,
+    dir: tempfile::TempDir,
+    adjust: impl FnOnce(&mut ServeArgs),
+) -> TestApp {
     let mut args = serve_args(&database_url);
     adjust(&mut args);
     let app = Application::build(args).await.expect("build app");
     let port = app.port();
     tokio::spawn(app.run_until_stopped());
-    Some(TestApp {
+    TestApp {
         endpoint: format!("http://127.0.0.1:{port}/xapi"),
         database_url,
         client: reqwest::Client::new(),
         _dir: dir,
-    })
+    }
 }
 
 impl TestApp {

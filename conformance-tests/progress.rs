@@ -298,3 +298,29 @@ async fn statements_stored_before_progress_was_kept_are_counted(app: TestApp) {
     assert_eq!(rows(&app, &format!("activity={}", enc(&c.course))).await, before);
     assert_eq!(store::progress::backfill(&db).await.unwrap(), 0, "counted once");
 }
+
+on_both_backends!(a_server_may_run_without_progress_and_count_everything_when_it_keeps_it_again);
+async fn a_server_may_run_without_progress_and_count_everything_when_it_keeps_it_again(app: TestApp) {
+    let c = Course::new();
+    let ann = agent(&format!("ann-{}", uuid()));
+    app.store(&c.statement(&ann, "passed", false, 1, json!({}))).await;
+
+    // A server on the same database that does not keep progress.
+    let off = spawn_on(&app.database_url, false).await;
+    let res = off.request(Method::GET, "/extensions/progress").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("--progress false"), "{body}");
+    off.store(&c.statement(&ann, "attempted", true, 2, json!({}))).await;
+
+    // Kept again: every statement counts, those stored meanwhile too.
+    let on = spawn_on(&app.database_url, true).await;
+    let course = rows(&on, &format!("{}&activity={}", learner_q(&ann), enc(&c.course))).await.remove(0);
+    assert_eq!((course["status"].as_str(), course["statements"].as_i64()), (Some("passed"), Some(2)));
+    assert_eq!(rows(&on, &learner_q(&ann)).await.len(), 2, "the course and its module");
+}
+
+/// Another server on the database of `url`, keeping progress or not.
+async fn spawn_on(url: &str, progress: bool) -> TestApp {
+    spawn_app_on(url.to_owned(), tempfile::tempdir().unwrap(), |args| args.progress = progress).await
+}

@@ -73,6 +73,12 @@ pub struct ServeArgs {
     #[arg(long, env = "XLRS_STREAM_STALL_SECS", default_value_t = 10)]
     pub stream_stall_secs: u64,
 
+    /// Keep learner progress (docs/progress.md) in each commit. Off, ingest
+    /// writes less and /xapi/extensions/progress answers 404; on again,
+    /// start-up counts every statement afresh. Set it alike on every node.
+    #[arg(long, env = "XLRS_PROGRESS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub progress: bool,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "XLRS_WORKERS")]
     pub workers: Option<usize>,

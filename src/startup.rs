@@ -37,6 +37,8 @@ pub struct AppState {
     pub routing: Arc<Routing>,
     pub metrics: Arc<Metrics>,
     pub streams: Arc<LiveStreams>,
+    /// Whether learner progress is kept (`--progress`).
+    pub progress: bool,
 }
 
 pub fn create_app(
@@ -78,9 +80,13 @@ impl Application {
     pub async fn build(args: ServeArgs) -> anyhow::Result<Application> {
         let db = store::connect(&args.database).await?;
         store::migrate(&db).await?;
-        let counted = store::progress::backfill(&db).await?;
-        if counted > 0 {
-            tracing::info!(statements = counted, "progress: counted the statements stored before it was kept");
+        if args.progress {
+            let counted = store::progress::backfill(&db).await?;
+            if counted > 0 {
+                tracing::info!(statements = counted, "progress: counted the statements it had not counted");
+            }
+        } else {
+            store::progress::stop_keeping(&db).await?;
         }
         if let (Some(key), Some(secret)) = (&args.admin_key, &args.admin_secret) {
             credentials::upsert_admin(&db, key, secret).await?;
@@ -108,9 +114,11 @@ impl Application {
         let forward_db =
             if forwarding.targets.is_empty() { None } else { store::connect_relaxed(&args.database).await? };
         let dispatchers = Dispatchers::start(forward_db.as_ref().unwrap_or(&db), &forwarding, &routing, &metrics)?;
-        let (writer, writer_handle) = Writer::spawn(db.clone(), routing.clone(), metrics.clone()).await?;
+        let (writer, writer_handle) =
+            Writer::spawn(db.clone(), routing.clone(), metrics.clone(), args.progress).await?;
         let streams = Arc::new(LiveStreams::new(db.clone(), writer.committed(), args.stream_limits(), &metrics));
         let state = web::Data::new(AppState {
+            progress: args.progress,
             db: db.clone(),
             writer,
             auth: Authenticator::new(db, args.auth_cache_ttl(), args.authority_home_page.clone()),

@@ -66,6 +66,11 @@ struct Cursor {
 }
 
 async fn get_progress(req: HttpRequest, auth: Authenticated, state: web::Data<AppState>) -> LrsResult<HttpResponse> {
+    if !state.progress {
+        return Err(LrsError::NotFound(
+            "learner progress is not kept on this server (it runs with --progress false)".into(),
+        ));
+    }
     if auth.statement_read()? == ReadAccess::Mine {
         return Err(LrsError::Forbidden(
             "progress sums the statements of every credential: statements/read/mine cannot read it".into(),

@@ -230,17 +230,57 @@ async fn row_statements(
     txn.rows(sql::stmt(backend, select, values)).await.context("a progress row's statements")
 }
 
-/// Counts the statements stored before the progress table existed, a batch
-/// per transaction, each under the writer's lock so that nodes starting
-/// together never count a statement twice. Returns how many it counted.
+/// `to_seq` while progress is not kept: what the table holds is stale.
+const NOT_KEPT: i64 = -1;
+
+/// A write transaction under the writer's lock (which on PostgreSQL is an
+/// advisory lock: the nodes sharing the database take turns).
+async fn begin_locked(db: &DatabaseConnection) -> anyhow::Result<super::WriteTransaction> {
+    let txn = super::begin_write(db).await.context("begin")?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        let lock = format!("SELECT pg_advisory_xact_lock({})", super::writer::PG_WRITER_LOCK);
+        txn.execute_raw(sql::stmt(DbBackend::Postgres, lock, vec![])).await.context("writer lock")?;
+    }
+    Ok(txn)
+}
+
+/// Marks progress as not kept (a server runs with `--progress false`): the
+/// next server that keeps it counts every statement afresh.
+pub async fn stop_keeping(db: &DatabaseConnection) -> anyhow::Result<()> {
+    let txn = begin_locked(db).await?;
+    let mark = format!("UPDATE progress_backfill SET to_seq = {NOT_KEPT}");
+    txn.execute_raw(sql::stmt(db.get_database_backend(), mark, vec![])).await.context("progress mark")?;
+    txn.commit().await.context("commit")
+}
+
+/// After a time of not keeping progress: forgets the rows, and makes every
+/// statement stored so far one to count.
+async fn start_afresh(db: &DatabaseConnection) -> anyhow::Result<()> {
+    let txn = begin_locked(db).await?;
+    let (_, to) = backfill_state(&*txn).await?;
+    if to == NOT_KEPT {
+        let backend = db.get_database_backend();
+        for text in [
+            "DELETE FROM progress",
+            "DELETE FROM progress_registration",
+            "UPDATE progress_backfill SET through_seq = 0, to_seq = (SELECT COALESCE(MAX(seq), 0) FROM statement)",
+        ] {
+            txn.execute_raw(sql::stmt(backend, text, vec![])).await.context("progress reset")?;
+        }
+        tracing::info!("progress was not kept for a time: counting every statement afresh");
+    }
+    txn.commit().await.context("commit")
+}
+
+/// Counts the statements the writer did not (those stored before progress
+/// was kept), a batch per transaction, each under the writer's lock so that
+/// nodes starting together never count a statement twice. Returns how many
+/// it counted.
 pub async fn backfill(db: &DatabaseConnection) -> anyhow::Result<i64> {
+    start_afresh(db).await?;
     let mut counted = 0;
     loop {
-        let txn = super::begin_write(db).await.context("begin")?;
-        if db.get_database_backend() == DbBackend::Postgres {
-            let lock = format!("SELECT pg_advisory_xact_lock({})", super::writer::PG_WRITER_LOCK);
-            txn.execute_raw(sql::stmt(DbBackend::Postgres, lock, vec![])).await.context("writer lock")?;
-        }
+        let txn = begin_locked(db).await?;
         let (through, to) = backfill_state(&*txn).await?;
         if through >= to {
             txn.rollback().await.context("rollback")?;

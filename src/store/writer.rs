@@ -66,11 +66,13 @@ impl Writer {
     /// Starts the writer on `db`. For a SQLite file it runs on a thread of
     /// its own with a connection of its own (`writer_sql.rs` says why); on
     /// PostgreSQL and in-memory SQLite it is a task using `db`'s pool.
-    /// `routing` decides which statements are forwarded.
+    /// `routing` decides which statements are forwarded; `keep_progress`
+    /// whether each commit counts its statements into learner progress.
     pub async fn spawn(
         db: DatabaseConnection,
         routing: Arc<Routing>,
         metrics: Arc<Metrics>,
+        keep_progress: bool,
     ) -> anyhow::Result<(Writer, WriterHandle)> {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (stop, stopped) = oneshot::channel();
@@ -79,7 +81,8 @@ impl Writer {
         let (commits, committed) = watch::channel(0);
         let file = super::sqlite_file(&db).await?;
         let checkpointer = file.as_ref().map(|_| Checkpointer::spawn(&db));
-        let task = Task { checkpointer, routing, metrics, rx, stop: stopped, in_flight: in_flight.clone(), commits };
+        let derived = Derived { routing, progress: keep_progress };
+        let task = Task { checkpointer, derived, metrics, rx, stop: stopped, in_flight: in_flight.clone(), commits };
         match file {
             Some(path) => {
                 let own = SqliteWriter::open(&path, super::sqlite_write_lock(&db))
@@ -153,7 +156,7 @@ trait Store {
     /// `stage` in one transaction, committed.
     async fn transact<'a>(
         &self,
-        routing: &'a Routing,
+        derived: &'a Derived,
         batches: &[&'a [PreparedStatement]],
     ) -> anyhow::Result<Staged<'a>>;
 }
@@ -161,7 +164,7 @@ trait Store {
 impl Store for DatabaseConnection {
     async fn transact<'a>(
         &self,
-        routing: &'a Routing,
+        derived: &'a Derived,
         batches: &[&'a [PreparedStatement]],
     ) -> anyhow::Result<Staged<'a>> {
         let txn = super::begin_write(self).await.context("begin")?;
@@ -169,7 +172,7 @@ impl Store for DatabaseConnection {
             let lock = format!("SELECT pg_advisory_xact_lock({PG_WRITER_LOCK})");
             txn.execute_raw(sql::stmt(DbBackend::Postgres, lock, vec![])).await.context("writer lock")?;
         }
-        let staged = stage(&*txn, routing, batches).await?;
+        let staged = stage(&*txn, derived, batches).await?;
         txn.commit().await.context("commit")?;
         Ok(staged)
     }
@@ -178,21 +181,29 @@ impl Store for DatabaseConnection {
 impl Store for SqliteWriter {
     async fn transact<'a>(
         &self,
-        routing: &'a Routing,
+        derived: &'a Derived,
         batches: &[&'a [PreparedStatement]],
     ) -> anyhow::Result<Staged<'a>> {
         let txn = self.begin().await.context("begin")?;
-        let staged = stage(&txn, routing, batches).await?;
+        let staged = stage(&txn, derived, batches).await?;
         txn.commit().context("commit")?;
         Ok(staged)
     }
+}
+
+/// What a commit writes beside the statements and their keys.
+struct Derived {
+    /// Outbox rows (and the stream targets' feed).
+    routing: Arc<Routing>,
+    /// Learner progress.
+    progress: bool,
 }
 
 /// What the writer's loop runs with.
 struct Task {
     /// A SQLite file's checkpoints.
     checkpointer: Option<Checkpointer>,
-    routing: Arc<Routing>,
+    derived: Derived,
     metrics: Arc<Metrics>,
     rx: mpsc::Receiver<Job>,
     stop: oneshot::Receiver<()>,
@@ -201,7 +212,7 @@ struct Task {
 }
 
 async fn run(store: impl Store, task: Task) {
-    let Task { checkpointer, routing, metrics, mut rx, mut stop, in_flight, commits } = task;
+    let Task { checkpointer, derived, metrics, mut rx, mut stop, in_flight, commits } = task;
     let mut stopping = false;
     loop {
         let first = tokio::select! {
@@ -230,7 +241,7 @@ async fn run(store: impl Store, task: Task) {
         }
         // Published before `stored` is chosen, so it is never later than it.
         in_flight.store(Utc::now().timestamp_micros(), Ordering::Release);
-        let replies = commit_group(&store, &routing, &metrics, &commits, group).await;
+        let replies = commit_group(&store, &derived, &metrics, &commits, group).await;
         // Idle before anyone hears of the commit: a client that stored a
         // statement and then asks (an export's fixed end, Consistent-Through)
         // must get a time that covers it.
@@ -250,20 +261,20 @@ async fn run(store: impl Store, task: Task) {
 /// Commits the group; the answer to each request, to send once the commit is over.
 async fn commit_group(
     store: &impl Store,
-    routing: &Routing,
+    derived: &Derived,
     metrics: &Metrics,
     commits: &watch::Sender<i64>,
     group: Vec<Job>,
 ) -> Vec<Reply> {
     let batches: Vec<&[PreparedStatement]> = group.iter().map(|j| j.statements.as_slice()).collect();
-    match write_group(store, routing, &batches, metrics, commits).await {
+    match write_group(store, derived, &batches, metrics, commits).await {
         Ok(results) => group.into_iter().map(|job| job.reply).zip(results).collect(),
         Err(e) if group.len() > 1 => {
             // One request may have poisoned the group: give each its own transaction.
             tracing::warn!(error = ?e, requests = group.len(), "group commit failed; retrying requests one by one");
             let mut replies = Vec::with_capacity(group.len());
             for job in group {
-                let result = match write_group(store, routing, &[&job.statements], metrics, commits).await {
+                let result = match write_group(store, derived, &[&job.statements], metrics, commits).await {
                     Ok(mut r) => r.pop().unwrap_or(Err(WriteError::Closed)),
                     Err(e) => Err(WriteError::Storage(e)),
                 };
@@ -283,12 +294,13 @@ type Reply = (oneshot::Sender<Result<(), WriteError>>, Result<(), WriteError>);
 /// out (and answered 409) without failing the others.
 async fn write_group(
     store: &impl Store,
-    routing: &Routing,
+    derived: &Derived,
     batches: &[&[PreparedStatement]],
     metrics: &Metrics,
     commits: &watch::Sender<i64>,
 ) -> anyhow::Result<Vec<Result<(), WriteError>>> {
-    let staged = store.transact(routing, batches).await?;
+    let staged = store.transact(derived, batches).await?;
+    let routing = &derived.routing;
     let Staged { results, rows, bodies, stored_us, forward } = staged;
     metrics.statements_stored.inc_by(rows.len() as u64);
     metrics.group_statements.observe(rows.len() as f64);
@@ -319,9 +331,10 @@ struct Staged<'a> {
 /// Everything a group writes, inside its transaction.
 async fn stage<'a>(
     txn: &impl WriterSql,
-    routing: &'a Routing,
+    derived: &'a Derived,
     batches: &[&'a [PreparedStatement]],
 ) -> anyhow::Result<Staged<'a>> {
+    let routing = &derived.routing;
     let existing = existing_bodies(txn, batches).await?;
     let (accepted, results) = admit(batches, &existing);
 
@@ -339,9 +352,13 @@ async fn stage<'a>(
         insert_keys(txn, &rows).await?;
         activities::merge_in(txn, &accepted).await?;
         agent_names::merge_in(txn, &accepted).await?;
-        progress::count_in(txn, &rows, stored_us).await?;
+        if derived.progress {
+            progress::count_in(txn, &rows, stored_us).await?;
+        }
         let voided = resolve_references(txn, &rows).await?;
-        progress::recount(txn, &voided).await?;
+        if derived.progress {
+            progress::recount(txn, &voided).await?;
+        }
         outbox::enqueue(txn, &forward, stored_us).await?;
     }
     Ok(Staged { results, rows, bodies, stored_us, forward })
@@ -635,7 +652,8 @@ mod tests {
         crate::store::migrate(&db).await.unwrap();
         let file = crate::store::sqlite_file(&db).await.unwrap();
         let routing = Arc::new(Routing::new(&crate::forward::ForwardingConfig::default()));
-        let (writer, handle) = Writer::spawn(db.clone(), routing, Arc::new(Metrics::new().unwrap())).await.unwrap();
+        let (writer, handle) =
+            Writer::spawn(db.clone(), routing, Arc::new(Metrics::new().unwrap()), true).await.unwrap();
         let authority = serde_json::json!({"objectType": "Agent", "account": {"homePage": "http://lrs", "name": "t"}});
         let ctx = StoreContext { version: XapiVersion::V1_0, authority: &authority, credential_key: "t" };
         let statement = serde_json::json!({
