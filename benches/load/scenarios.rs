@@ -195,7 +195,7 @@ pub fn all(a: &Args) -> Vec<Scenario> {
         s(&format!("GET page {} via more", a.depth), 8, Kind::Page { deep: true }),
         s("GET progress of a learner", 8, Kind::Progress(|| format!("learner={}", q(&stored_sample()["actor"])))),
         s(
-            "GET progress of a course (first 500 learners)",
+            "GET progress of a course (first 100 learners)",
             8,
             Kind::Progress(|| format!("activity={}", q(&generator::course_iri(0)))),
         ),

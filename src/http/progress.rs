@@ -8,7 +8,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use super::params::{Params, agent_param};
 use crate::auth::{Authenticated, ReadAccess};
@@ -20,8 +19,9 @@ use crate::xapi::progress::{RowKey, Status, agent_of};
 
 pub const PATH: &str = "/progress";
 const PARAMS: &[&str] = &["learner", "activity", "registration", "status", "limit", "format", "cursor"];
-/// Rows per page when the request names no limit, and the most it may ask.
-const PAGE_ROWS: u32 = 500;
+/// Rows per page when the request names no limit (as many as a screen or a
+/// report page shows), and the most it may ask.
+const PAGE_ROWS: u32 = 100;
 const MAX_PAGE_ROWS: u32 = 10_000;
 
 /// The columns of the CSV form, in order (the JSON form has the same fields).
@@ -93,8 +93,12 @@ async fn get_progress(req: HttpRequest, auth: Authenticated, state: web::Data<Ap
     }
     Ok(match form {
         Form::Json => {
-            let items: Vec<Value> = rows.iter().map(row_json).collect();
-            response.json(json!({"progress": items, "more": next.unwrap_or_default()}))
+            #[derive(Serialize)]
+            struct Page<'a> {
+                progress: Vec<RowOut<'a>>,
+                more: String,
+            }
+            response.json(Page { progress: rows.iter().map(RowOut::of).collect(), more: next.unwrap_or_default() })
         }
         Form::Csv => response.content_type("text/csv; charset=utf-8").body(csv_text(&rows)?),
     })
@@ -189,8 +193,8 @@ fn decode_cursor(token: &str, params: &Params) -> LrsResult<ProgressQuery> {
     })
 }
 
-fn timestamp(us: i64) -> Value {
-    chrono::DateTime::from_timestamp_micros(us).map_or(Value::Null, |t| json!(format_timestamp(t)))
+fn timestamp(us: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_micros(us).map(format_timestamp)
 }
 
 /// Milliseconds as an ISO 8601 duration in seconds, e.g. `PT3723.5S`.
@@ -199,46 +203,103 @@ fn duration(ms: i64) -> String {
     format!("PT{}S", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
-fn row_json(row: &ProgressRow) -> Value {
-    let k = &row.key;
-    let registration = if k.registration.is_empty() { Value::Null } else { json!(k.registration) };
-    let mut out = json!({"learner": agent_of(&k.learner), "activity": k.activity, "registration": registration});
-    let fields = match &row.tally {
-        None => json!({"status": Status::NotAttempted.as_str(), "completion": false, "success": null,
-                       "best_score": null, "last_score": null, "attempts": 0, "duration": "PT0S",
-                       "first_activity": null, "last_activity": null, "last_statement": null, "statements": 0}),
-        Some(t) => json!({
-            "status": t.status().as_str(),
-            "completion": t.completed || t.passed,
-            "success": if t.passed { json!(true) } else if t.failed { json!(false) } else { Value::Null },
-            "best_score": t.best_score,
-            "last_score": t.last_score.map(|(s, _)| s),
-            "attempts": t.attempts,
-            "duration": duration(t.duration_ms),
-            "first_activity": timestamp(t.first_us),
-            "last_activity": timestamp(t.last.0.0),
-            "last_statement": t.last.1,
-            "statements": t.statements,
-        }),
-    };
-    if let (Value::Object(out), Value::Object(fields)) = (&mut out, fields) {
-        out.extend(fields);
+/// A row as it is answered: serialised straight from the row (a page holds
+/// hundreds; building `Value`s for them cost more than reading them).
+#[derive(Serialize)]
+struct RowOut<'a> {
+    learner: Learner<'a>,
+    activity: &'a str,
+    registration: Option<&'a str>,
+    status: &'static str,
+    completion: bool,
+    success: Option<bool>,
+    best_score: Option<f64>,
+    last_score: Option<f64>,
+    attempts: i64,
+    duration: String,
+    first_activity: Option<String>,
+    last_activity: Option<String>,
+    last_statement: Option<&'a str>,
+    statements: i64,
+}
+
+/// The learner's canonical IFI, answered as the Agent it identifies.
+struct Learner<'a>(&'a str);
+
+impl Serialize for Learner<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        agent_of(self.0).serialize(serializer)
     }
-    out
+}
+
+impl<'a> RowOut<'a> {
+    fn of(row: &'a ProgressRow) -> RowOut<'a> {
+        let k = &row.key;
+        let mut out = RowOut {
+            learner: Learner(&k.learner),
+            activity: &k.activity,
+            registration: Some(k.registration.as_str()).filter(|r| !r.is_empty()),
+            status: Status::NotAttempted.as_str(),
+            completion: false,
+            success: None,
+            best_score: None,
+            last_score: None,
+            attempts: 0,
+            duration: duration(0),
+            first_activity: None,
+            last_activity: None,
+            last_statement: None,
+            statements: 0,
+        };
+        if let Some(t) = &row.tally {
+            out.status = t.status().as_str();
+            out.completion = t.completed || t.passed;
+            out.success = if t.passed {
+                Some(true)
+            } else if t.failed {
+                Some(false)
+            } else {
+                None
+            };
+            out.best_score = t.best_score;
+            out.last_score = t.last_score.map(|(s, _)| s);
+            out.attempts = t.attempts;
+            out.duration = duration(t.duration_ms);
+            out.first_activity = timestamp(t.first_us);
+            out.last_activity = timestamp(t.last.0.0);
+            out.last_statement = Some(&t.last.1);
+            out.statements = t.statements;
+        }
+        out
+    }
+
+    /// The CSV cells, in `CSV_COLUMNS` order (the learner as its IFI).
+    fn cells(&self) -> [String; 14] {
+        let text = |v: Option<String>| v.unwrap_or_default();
+        [
+            self.learner.0.to_owned(),
+            self.activity.to_owned(),
+            text(self.registration.map(str::to_owned)),
+            self.status.to_owned(),
+            self.completion.to_string(),
+            text(self.success.map(|s| s.to_string())),
+            text(self.best_score.map(|s| s.to_string())),
+            text(self.last_score.map(|s| s.to_string())),
+            self.attempts.to_string(),
+            self.duration.clone(),
+            text(self.first_activity.clone()),
+            text(self.last_activity.clone()),
+            text(self.last_statement.map(str::to_owned)),
+            self.statements.to_string(),
+        ]
+    }
 }
 
 fn csv_text(rows: &[ProgressRow]) -> LrsResult<String> {
     let mut out = csv::Writer::from_writer(Vec::new());
     out.write_record(CSV_COLUMNS).map_err(LrsError::internal)?;
     for row in rows {
-        let json = row_json(row);
-        let cell = |name: &str| match &json[name] {
-            Value::Null => String::new(),
-            Value::String(s) => s.clone(),
-            _ if name == "learner" => row.key.learner.clone(),
-            other => other.to_string(),
-        };
-        out.write_record(CSV_COLUMNS.iter().map(|c| cell(c))).map_err(LrsError::internal)?;
+        out.write_record(RowOut::of(row).cells()).map_err(LrsError::internal)?;
     }
     let bytes = out.into_inner().map_err(|e| LrsError::internal(anyhow::anyhow!("{e}")))?;
     String::from_utf8(bytes).map_err(LrsError::internal)
