@@ -19,9 +19,10 @@ use crate::store::statements::{self, PageQuery, SeqBounds, StoredRow};
 use crate::xapi::flatten::Column;
 
 /// Statements per chunk: large enough that a query per page is cheap
-/// against its rows, small enough to keep a page of bodies (~1 KiB each) in
-/// a few MiB.
-pub const PAGE_STATEMENTS: u32 = 2000;
+/// against its rows (250 queries a second at 250,000 statements/s), small
+/// enough to keep a page of bodies (~2.5 KiB each) in a few MiB: at 2,000 the
+/// export added 22 MiB to a SQLite server's RSS at 1M statements.
+pub const PAGE_STATEMENTS: u32 = 1000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExportFormat {

@@ -193,7 +193,13 @@ pub fn all(a: &Args) -> Vec<Scenario> {
         ),
         s("GET page 1", 8, Kind::Page { deep: false }),
         s(&format!("GET page {} via more", a.depth), 8, Kind::Page { deep: true }),
+        s("GET progress of a learner", 1, Kind::Progress(|| format!("learner={}", q(&stored_sample()["actor"])))),
         s("GET progress of a learner", 8, Kind::Progress(|| format!("learner={}", q(&stored_sample()["actor"])))),
+        s(
+            "GET progress of a course (first 100 learners)",
+            1,
+            Kind::Progress(|| format!("activity={}", q(&generator::course_iri(0)))),
+        ),
         s(
             "GET progress of a course (first 100 learners)",
             8,
