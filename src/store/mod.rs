@@ -96,8 +96,10 @@ async fn open(args: &DatabaseArgs, durable: bool) -> anyhow::Result<DatabaseConn
 
 /// How long a SQLite connection waits for another process's write lock.
 pub(super) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Page cache of each pooled SQLite connection.
-const POOL_CACHE_KIB: u32 = 8 * 1024;
+/// Page cache of each pooled SQLite connection. The operating system caches
+/// the file too; at 1M statements 4 MiB read as fast as 8 MiB did, and the
+/// eight connections' caches held 32 MiB less of the server's memory.
+const POOL_CACHE_KIB: u32 = 4 * 1024;
 
 /// What every SQLite connection of xlrs runs with: the request pools'
 /// (sqlx) and the statement writer's own (`writer_sql.rs`). `durable`:
