@@ -63,15 +63,6 @@ async fn store_many(app: &TestApp, n: usize) -> Vec<String> {
     ids
 }
 
-async fn store_each(app: &TestApp, statements: &[Value]) -> Vec<String> {
-    let mut ids = Vec::new();
-    for s in statements {
-        ids.push(app.store(s).await.remove(0));
-        tokio::time::sleep(Duration::from_millis(3)).await;
-    }
-    ids
-}
-
 fn gunzip(bytes: &[u8]) -> String {
     let mut text = String::new();
     MultiGzDecoder::new(bytes).read_to_string(&mut text).expect("gzip");
@@ -80,7 +71,7 @@ fn gunzip(bytes: &[u8]) -> String {
 
 on_both_backends!(ndjson_is_the_stored_statements_in_stored_order);
 async fn ndjson_is_the_stored_statements_in_stored_order(app: TestApp) {
-    let mut ids = store_each(&app, &[statement(), statement(), statement(), statement()]).await;
+    let mut ids = app.store_each(&[statement(), statement(), statement(), statement()]).await;
     let voiding = json!({"actor": agent("admin"), "verb": {"id": "http://adlnet.gov/expapi/verbs/voided"},
                          "object": {"objectType": "StatementRef", "id": ids[1]}});
     ids.extend(app.store(&voiding).await);
@@ -116,7 +107,7 @@ async fn filters_select_what_get_statements_selects(app: TestApp) {
     let (a, b) = (agent("exp-a"), agent("exp-b"));
     let st = |actor: &Value, verb: &str| json!({"actor": actor, "verb": {"id": verb}, "object": {"id": "http://example.com/exported"}});
     let (v1, v2) = ("http://example.com/verbs/v1", "http://example.com/verbs/v2");
-    let ids = store_each(&app, &[st(&a, v1), st(&b, v1), st(&a, v2), st(&b, v2), st(&a, v1)]).await;
+    let ids = app.store_each(&[st(&a, v1), st(&b, v1), st(&a, v2), st(&b, v2), st(&a, v1)]).await;
     let stored = |i: usize| {
         let ids = &ids;
         let app = &app;

@@ -195,6 +195,16 @@ impl TestApp {
         serde_json::from_str(&text).expect("ids")
     }
 
+    /// Stores each statement in its own request, so each gets its own `stored`.
+    pub async fn store_each(&self, statements: &[Value]) -> Vec<String> {
+        let mut ids = Vec::new();
+        for s in statements {
+            ids.push(self.store(s).await.remove(0));
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        ids
+    }
+
     /// GET /statements with a raw query string; returns status and JSON body.
     pub async fn get_statements(&self, query: &str) -> (StatusCode, Value) {
         let res = self.request(Method::GET, &format!("/statements?{query}")).send().await.expect("GET");

@@ -21,16 +21,6 @@ fn st(actor: &Value, verb: &str, object: Value) -> Value {
     json!({"actor": actor, "verb": {"id": verb, "display": {"en-US": "did"}}, "object": object})
 }
 
-/// Stores each statement in its own request, so each gets its own `stored`.
-async fn store_each(app: &TestApp, statements: &[Value]) -> Vec<String> {
-    let mut ids = Vec::new();
-    for s in statements {
-        ids.push(app.store(s).await.remove(0));
-        tokio::time::sleep(Duration::from_millis(3)).await;
-    }
-    ids
-}
-
 fn rev(ids: &[String]) -> Vec<String> {
     ids.iter().rev().cloned().collect()
 }
@@ -264,7 +254,7 @@ async fn agent_filter_matches_actor_object_and_group_members(app: TestApp) {
         st(&other, verb, json!({"objectType": "Group", "member": [me.clone()]})), // 4 object group member
         st(&other, verb, a.clone()),                                              // 5 unrelated
     ];
-    let ids = store_each(&app, &statements).await;
+    let ids = app.store_each(&statements).await;
     let expected: Vec<String> = [4, 3, 2, 1, 0].iter().map(|i| ids[*i].clone()).collect();
     assert_eq!(app.ids(&agent_q(&me)).await, expected);
     // The IFI alone identifies the agent: a name or a missing objectType does not matter.
@@ -333,7 +323,7 @@ async fn agent_filter_ignores_context_agents_unless_related_agents(app: TestApp)
     sub_instructor["result"] = json!({"success": true});
     let direct = st(&me, verb, a.clone());
     let unrelated = st(&other, verb, a.clone());
-    let ids = store_each(&app, &[instructed, teamed, sub_actor, sub_object, sub_instructor, direct, unrelated]).await;
+    let ids = app.store_each(&[instructed, teamed, sub_actor, sub_object, sub_instructor, direct, unrelated]).await;
 
     assert_eq!(app.ids(&agent_q(&me)).await, vec![ids[5].clone()], "only the statement with me as actor");
     assert_eq!(app.ids(&format!("{}&related_agents=false", agent_q(&me))).await, vec![ids[5].clone()]);
@@ -344,7 +334,7 @@ async fn agent_filter_ignores_context_agents_unless_related_agents(app: TestApp)
 
 on_both_backends!(related_agents_matches_the_authority);
 async fn related_agents_matches_the_authority(app: TestApp) {
-    let ids = store_each(&app, &[statement(), statement()]).await;
+    let ids = app.store_each(&[statement(), statement()]).await;
     let authority = json!({"objectType": "Agent",
                            "account": {"homePage": "https://lrs.example.com/credentials", "name": ADMIN_KEY}});
     assert_eq!(app.ids(&agent_q(&authority)).await, Vec::<String>::new(), "authority is not actor or object");
@@ -357,7 +347,7 @@ async fn verb_filter(app: TestApp) {
     let (v1, v2) = (format!("http://example.com/verbs/{n}/one"), format!("http://example.com/verbs/{n}/two"));
     let me = agent(&n);
     let a = activity("http://example.com/a");
-    let ids = store_each(&app, &[st(&me, &v1, a.clone()), st(&me, &v2, a.clone()), st(&me, &v1, a.clone())]).await;
+    let ids = app.store_each(&[st(&me, &v1, a.clone()), st(&me, &v2, a.clone()), st(&me, &v1, a.clone())]).await;
     assert_eq!(app.ids(&format!("verb={}", enc(&v1))).await, vec![ids[2].clone(), ids[0].clone()]);
     assert_eq!(app.ids(&format!("verb={}", enc(&v2))).await, vec![ids[1].clone()]);
     assert_eq!(app.ids(&format!("verb={}", enc("http://example.com/verbs/none"))).await, Vec::<String>::new());
@@ -377,7 +367,7 @@ async fn activity_filter_matches_only_the_object(app: TestApp) {
     let mut as_parent = st(&me, verb, activity(&other));
     as_parent["context"] = json!({"contextActivities": {"parent": [activity(&target)]}});
     let unrelated = st(&me, verb, activity(&other));
-    let ids = store_each(&app, &[as_object, as_parent, unrelated, as_object_no_type]).await;
+    let ids = app.store_each(&[as_object, as_parent, unrelated, as_object_no_type]).await;
     assert_eq!(app.ids(&format!("activity={}", enc(&target))).await, vec![ids[3].clone(), ids[0].clone()]);
     assert_eq!(
         app.ids(&format!("activity={}&related_activities=false", enc(&target))).await,
@@ -419,7 +409,7 @@ async fn related_activities_matches_context_and_substatement_activities(app: Tes
         "object": other.clone(), "context": {"contextActivities": {"category": [activity(&target)]}}}),
     ));
     statements.push(st(&me, verb, other.clone()));
-    let ids = store_each(&app, &statements).await;
+    let ids = app.store_each(&statements).await;
     assert_eq!(app.ids(&format!("activity={}", enc(&target))).await, Vec::<String>::new(), "none has it as object");
     let related = app.ids(&format!("activity={}&related_activities=true", enc(&target))).await;
     assert_eq!(related, rev(&ids[..7]));
@@ -434,7 +424,7 @@ async fn registration_filter(app: TestApp) {
     other_reg["context"] = json!({"registration": uuid()});
     let mut with_reg_again = statement();
     with_reg_again["context"] = json!({"registration": reg.to_uppercase()});
-    let ids = store_each(&app, &[with_reg, other_reg, statement(), with_reg_again]).await;
+    let ids = app.store_each(&[with_reg, other_reg, statement(), with_reg_again]).await;
     assert_eq!(app.ids(&format!("registration={reg}")).await, vec![ids[3].clone(), ids[0].clone()]);
     assert_eq!(app.ids(&format!("registration={}", uuid())).await, Vec::<String>::new());
 }
@@ -457,7 +447,7 @@ async fn combined_filters_must_all_match(app: TestApp) {
     }
     statements[0]["context"] = json!({"registration": reg});
     statements[4]["context"] = json!({"registration": reg});
-    let ids = store_each(&app, &statements).await;
+    let ids = app.store_each(&statements).await;
     // me + v1 + a1 is statement 0 only.
     let q = format!("{}&verb={}&activity={}", agent_q(&me), enc(v1), enc(&a1));
     assert_eq!(app.ids(&q).await, vec![ids[0].clone()]);
@@ -478,7 +468,7 @@ async fn since_is_exclusive_and_until_inclusive_on_stored(app: TestApp) {
     let mut old = statement();
     // The client's timestamp plays no part: since/until are about `stored`.
     old["timestamp"] = json!("2001-01-01T00:00:00Z");
-    let ids = store_each(&app, &[statement(), old, statement()]).await;
+    let ids = app.store_each(&[statement(), old, statement()]).await;
     let stored: Vec<String> = {
         let mut v = Vec::new();
         for id in &ids {
@@ -507,9 +497,9 @@ async fn since_is_exclusive_and_until_inclusive_on_stored(app: TestApp) {
 
 on_both_backends!(results_are_newest_first_unless_ascending);
 async fn results_are_newest_first_unless_ascending(app: TestApp) {
-    let mut ids = store_each(&app, &[statement(), statement()]).await;
+    let mut ids = app.store_each(&[statement(), statement()]).await;
     ids.extend(app.store(&json!([statement(), statement()])).await);
-    ids.extend(store_each(&app, &[statement()]).await);
+    ids.extend(app.store_each(&[statement()]).await);
     assert_eq!(app.ids("").await, rev(&ids));
     assert_eq!(app.ids("ascending=false").await, rev(&ids));
     assert_eq!(app.ids("ascending=true").await, ids);
@@ -527,14 +517,14 @@ async fn order_ignores_client_timestamps(app: TestApp) {
     late["timestamp"] = json!("2099-01-01T00:00:00Z");
     let mut early = statement();
     early["timestamp"] = json!("1999-01-01T00:00:00Z");
-    let ids = store_each(&app, &[late, early]).await;
+    let ids = app.store_each(&[late, early]).await;
     assert_eq!(app.ids("").await, rev(&ids));
     assert_eq!(app.ids("ascending=true").await, ids);
 }
 
 on_both_backends!(limit_caps_the_page);
 async fn limit_caps_the_page(app: TestApp) {
-    let ids = store_each(&app, &[statement(), statement(), statement()]).await;
+    let ids = app.store_each(&[statement(), statement(), statement()]).await;
     assert_eq!(app.ids("limit=1").await, vec![ids[2].clone()]);
     assert_eq!(app.ids("limit=2").await, vec![ids[2].clone(), ids[1].clone()]);
     assert_eq!(app.ids("limit=2&ascending=true").await, vec![ids[0].clone(), ids[1].clone()]);
@@ -573,7 +563,7 @@ async fn statement_result_holds_full_statements(app: TestApp) {
 
 on_both_backends!(more_pages_through_all_statements_once);
 async fn more_pages_through_all_statements_once(app: TestApp) {
-    let mut ids = store_each(&app, &[statement(), statement()]).await;
+    let mut ids = app.store_each(&[statement(), statement()]).await;
     ids.extend(app.store(&json!([statement(), statement(), statement()])).await);
     let (status, first) = app.get_statements("limit=2").await;
     assert_eq!(status, StatusCode::OK);
@@ -606,7 +596,7 @@ async fn more_keeps_the_filters_and_order(app: TestApp) {
         all.push(s);
         all.push(statement());
     }
-    let ids = store_each(&app, &all).await;
+    let ids = app.store_each(&all).await;
     let my_ids: Vec<String> = ids.iter().step_by(2).cloned().collect();
     let (_, first) = app.get_statements(&format!("{}&ascending=true&limit=2", agent_q(&me))).await;
     assert_eq!(ids_of(&first), my_ids[..2].to_vec());
@@ -620,11 +610,11 @@ async fn more_keeps_the_filters_and_order(app: TestApp) {
 
 on_both_backends!(more_is_a_stable_cursor);
 async fn more_is_a_stable_cursor(app: TestApp) {
-    let ids = store_each(&app, &[statement(), statement(), statement()]).await;
+    let ids = app.store_each(&[statement(), statement(), statement()]).await;
     let (_, first) = app.get_statements("limit=2").await;
     let more = first["more"].as_str().unwrap().to_owned();
     // Statements stored after the first page do not shift the next page.
-    store_each(&app, &[statement()]).await;
+    app.store_each(&[statement()]).await;
     let (status, second) = follow_more(&app, &more).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ids_of(&second), vec![ids[0].clone()]);
@@ -635,7 +625,7 @@ async fn more_is_a_stable_cursor(app: TestApp) {
 
 on_both_backends!(more_with_another_parameter_is_400);
 async fn more_with_another_parameter_is_400(app: TestApp) {
-    store_each(&app, &[statement(), statement(), statement()]).await;
+    app.store_each(&[statement(), statement(), statement()]).await;
     let (_, first) = app.get_statements("limit=1").await;
     let more = first["more"].as_str().unwrap().to_owned();
     let token = more.strip_prefix("/xapi/statements?more=").expect("more form").to_owned();
@@ -791,7 +781,7 @@ async fn no_limit_returns_at_most_the_server_maximum(app: TestApp) {
 
 on_both_backends!(more_keeps_the_format);
 async fn more_keeps_the_format(app: TestApp) {
-    store_each(&app, &[statement(), statement(), statement()]).await;
+    app.store_each(&[statement(), statement(), statement()]).await;
     let (_, first) = app.get_statements("format=ids&limit=2").await;
     for s in first["statements"].as_array().unwrap() {
         assert!(s["actor"].get("name").is_none(), "{s}");
@@ -806,7 +796,7 @@ async fn more_keeps_the_format(app: TestApp) {
 
 on_both_backends!(more_skips_statements_voided_meanwhile);
 async fn more_skips_statements_voided_meanwhile(app: TestApp) {
-    let ids = store_each(&app, &[statement(), statement(), statement()]).await;
+    let ids = app.store_each(&[statement(), statement(), statement()]).await;
     let (_, first) = app.get_statements("limit=1").await;
     assert_eq!(ids_of(&first), vec![ids[2].clone()]);
     let more = first["more"].as_str().unwrap().to_owned();
@@ -844,7 +834,7 @@ async fn alternate_syntax_get_by_statement_id(app: TestApp) {
 on_both_backends!(alternate_syntax_query_with_filters);
 async fn alternate_syntax_query_with_filters(app: TestApp) {
     let s = statement();
-    let ids = store_each(&app, &[s.clone(), statement()]).await;
+    let ids = app.store_each(&[s.clone(), statement()]).await;
     let body = format!("verb={}&limit=5", enc(s["verb"]["id"].as_str().unwrap()));
     let res = app.send(Method::POST, "/statements?method=GET", "application/x-www-form-urlencoded", body).await;
     let status = res.status();
@@ -856,7 +846,7 @@ async fn alternate_syntax_query_with_filters(app: TestApp) {
 
 on_both_backends!(last_modified_on_a_page_is_its_latest_stored);
 async fn last_modified_on_a_page_is_its_latest_stored(app: TestApp) {
-    let ids = store_each(&app, &[statement(), statement()]).await;
+    let ids = app.store_each(&[statement(), statement()]).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let last = app.store(&statement()).await.remove(0);
     let latest = stored_of(&app.statement(&last).await);
