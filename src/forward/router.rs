@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::config::{ForwardingConfig, Kind, RouteConfig};
 use crate::xapi::agent;
+use crate::xapi::keys::object_activity;
 
 const ADL_VERBS: &str = "http://adlnet.gov/expapi/verbs/";
 
@@ -341,12 +342,6 @@ fn plan_for<'a>(target: &'a RoutedTarget, statement: &Value, order_key: &str, ou
 
 fn is_voiding(statement: &Value) -> bool {
     statement.pointer("/verb/id").and_then(Value::as_str) == Some("http://adlnet.gov/expapi/verbs/voided")
-}
-
-fn object_activity(statement: &Value) -> Option<&str> {
-    let is_activity =
-        matches!(statement.pointer("/object/objectType").and_then(Value::as_str), None | Some("Activity"));
-    statement.pointer("/object/id").and_then(Value::as_str).filter(|_| is_activity)
 }
 
 /// The learner and the activity: a target receives what concerns one learner

@@ -4,10 +4,9 @@
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use super::cursor;
 use super::params::Params;
 use super::statement_query::{FILTER_PARAMS, Filters, TIME_PARAMS, filters, restrict_to_reader};
 use crate::auth::{Authenticated, ReadAccess};
@@ -206,13 +205,12 @@ fn encode_cursor(spec: &ExportSpec) -> String {
     };
     let filters = &spec.filters;
     let cursor = Cursor { k: filters.keys.clone(), s: filters.since_us, u: filters.until_us, f: f.to_owned(), c };
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&cursor).unwrap_or_default())
+    cursor::encode(&cursor)
 }
 
 fn decode_cursor(token: &str, access: ReadAccess, credential_key: &str) -> LrsResult<ExportSpec> {
     let bad = || LrsError::invalid("cursor", "query:cursor", "cursor is not an export cursor this LRS issued");
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let c: Cursor = cursor::decode(token).ok_or_else(bad)?;
     let format = match c.f.as_str() {
         "ndjson" => ExportFormat::Ndjson,
         "csv" => ExportFormat::Csv(c.c.iter().map(|n| Column::parse(n)).collect::<Option<_>>().ok_or_else(bad)?),

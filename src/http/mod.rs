@@ -7,6 +7,7 @@ pub mod admin;
 pub mod agents;
 pub mod alternate_syntax;
 pub mod body;
+pub mod cursor;
 pub mod documents;
 pub mod export;
 pub mod metrics;

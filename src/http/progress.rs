@@ -5,10 +5,9 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use super::cursor;
 use super::params::{Params, agent_param};
 use crate::auth::{Authenticated, ReadAccess};
 use crate::error::{LrsError, LrsResult};
@@ -170,7 +169,7 @@ fn next_url(q: &ProgressQuery, last: &RowKey, form: Form) -> String {
         n: q.limit,
         k: (last.learner.clone(), last.activity.clone(), last.registration.clone()),
     };
-    let token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&cursor).unwrap_or_default());
+    let token = cursor::encode(&cursor);
     let format = if form == Form::Csv { "&format=csv" } else { "" };
     format!("/xapi/extensions{PATH}?cursor={token}{format}")
 }
@@ -180,8 +179,7 @@ fn decode_cursor(token: &str, params: &Params) -> LrsResult<ProgressQuery> {
         return Err(LrsError::invalid(other, "query:cursor", format!("'{other}' cannot be combined with cursor")));
     }
     let bad = || LrsError::invalid("cursor", "query:cursor", "cursor is not one this LRS issued");
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let c: Cursor = cursor::decode(token).ok_or_else(bad)?;
     let status = c.s.as_deref().map(|s| Status::parse(s).ok_or_else(bad)).transpose()?;
     Ok(ProgressQuery {
         learner: c.l,

@@ -1,10 +1,9 @@
 //! GET /statements parameters: a single-statement lookup or a filtered page,
 //! and the opaque `more` cursor that continues a page.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use super::cursor;
 use super::params::{Params, agent_param, time_param};
 use crate::auth::ReadAccess;
 use crate::error::LrsError;
@@ -204,14 +203,12 @@ pub fn more_url(query: &PageQuery, format: Format, attachments: bool, last_seq: 
         t: attachments,
         q: last_seq,
     };
-    let json = serde_json::to_vec(&cursor).unwrap_or_default();
-    format!("/xapi/statements?more={}", URL_SAFE_NO_PAD.encode(json))
+    format!("/xapi/statements?more={}", cursor::encode(&cursor))
 }
 
 fn decode_cursor(token: &str, access: ReadAccess, credential_key: &str) -> Result<StatementGet, LrsError> {
     let bad = || LrsError::invalid("more", "query:more", "more is not a cursor this LRS issued");
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let c: Cursor = cursor::decode(token).ok_or_else(bad)?;
     let format = Format::parse(&c.f).ok_or_else(bad)?;
     let mut keys = c.k;
     restrict_to_reader(&mut keys, access, credential_key);

@@ -145,6 +145,24 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, se
     Ok(WriteTransaction { txn: db.begin_with_options(options).await?, _lock: lock })
 }
 
+/// Serialises the statement writer's commits (and what must not run beside
+/// them) across `xlrs serve` nodes sharing a PostgreSQL database, so `seq`
+/// order is commit order (keyset paging relies on it).
+const PG_WRITER_LOCK: i64 = 0x786c_7273; // "xlrs"
+
+/// A write transaction in the statement writer's turn: on SQLite the file's
+/// write lock is that already; on PostgreSQL every node's writer also takes
+/// an advisory lock for the transaction.
+pub(super) async fn begin_writer_turn(db: &DatabaseConnection) -> anyhow::Result<WriteTransaction> {
+    use sea_orm::ConnectionTrait;
+    let txn = begin_write(db).await.context("begin")?;
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        let lock = format!("SELECT pg_advisory_xact_lock({PG_WRITER_LOCK})");
+        txn.execute_raw(sql::stmt(sea_orm::DbBackend::Postgres, lock, vec![])).await.context("writer lock")?;
+    }
+    Ok(txn)
+}
+
 /// A write transaction from `begin_write`, holding its lock until it ends.
 pub struct WriteTransaction {
     txn: sea_orm::DatabaseTransaction,

@@ -5,9 +5,11 @@
 //! upsert below adds tallies exactly as `Tally::add` does.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use anyhow::Context;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Value};
+use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::sql::{self, p};
@@ -47,10 +49,19 @@ const LATER_SCORE: &str = "(excluded.last_score_us IS NOT NULL AND (progress.las
 const LATER: &str = "(excluded.last_us > progress.last_us \
      OR (excluded.last_us = progress.last_us AND excluded.last_seq > progress.last_seq))";
 
-/// The upsert of a JSON array of rows (`json_row`), one statement however
+/// The upsert of a JSON array of rows (`JsonRow`), one statement however
 /// many rows: SQLite reads it with `json_each`, PostgreSQL with
-/// `jsonb_array_elements`.
-fn upsert_sql(backend: DbBackend) -> String {
+/// `jsonb_array_elements`. Made once per backend: every group runs it.
+fn upsert_sql(backend: DbBackend) -> &'static str {
+    static SQLITE: LazyLock<String> = LazyLock::new(|| make_upsert_sql(DbBackend::Sqlite));
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| make_upsert_sql(DbBackend::Postgres));
+    match backend {
+        DbBackend::Postgres => &POSTGRES,
+        _ => &SQLITE,
+    }
+}
+
+fn make_upsert_sql(backend: DbBackend) -> String {
     let casts = [
         "text", "text", "text", "bigint", "boolean", "boolean", "boolean", "float8", "float8", "bigint", "bigint",
         "bigint", "bigint", "bigint", "text", "bigint", "bigint",
@@ -67,36 +78,62 @@ fn upsert_sql(backend: DbBackend) -> String {
     format!("INSERT INTO progress ({COLUMNS}) SELECT {} FROM {from} {merge}", fields.join(", "))
 }
 
-fn json_row(key: &RowKey, t: &Tally) -> Json {
-    let ((last_us, last_seq), last_id) = &t.last;
-    serde_json::json!([
-        key.learner,
-        key.activity,
-        key.registration,
-        t.statements,
-        t.completed,
-        t.passed,
-        t.failed,
-        t.best_score,
-        t.last_score.map(|(s, _)| s),
-        t.last_score.map(|(_, (us, _))| us),
-        t.last_score.map(|(_, (_, seq))| seq),
-        t.first_us,
-        last_us,
-        last_seq,
-        last_id,
-        t.attempts,
-        t.duration_ms,
-    ])
+/// One row as a JSON array in `COLUMNS` order (a tuple struct serialises as
+/// an array), written straight into the statement's text.
+#[derive(Serialize)]
+struct JsonRow<'a>(
+    &'a str,
+    &'a str,
+    &'a str,
+    i64,
+    bool,
+    bool,
+    bool,
+    Option<f64>,
+    Option<f64>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+    i64,
+    &'a str,
+    i64,
+    i64,
+);
+
+impl<'a> JsonRow<'a> {
+    fn of(key: &'a RowKey, t: &'a Tally) -> JsonRow<'a> {
+        let ((last_us, last_seq), last_id) = &t.last;
+        let score = t.last_score;
+        JsonRow(
+            &key.learner,
+            &key.activity,
+            &key.registration,
+            t.statements,
+            t.completed,
+            t.passed,
+            t.failed,
+            t.best_score,
+            score.map(|(s, _)| s),
+            score.map(|(_, (us, _))| us),
+            score.map(|(_, (_, seq))| seq),
+            t.first_us,
+            *last_us,
+            *last_seq,
+            last_id,
+            t.attempts,
+            t.duration_ms,
+        )
+    }
 }
 
 async fn upsert(txn: &impl WriterSql, tallies: &BTreeMap<RowKey, Tally>) -> anyhow::Result<()> {
     if tallies.is_empty() {
         return Ok(());
     }
-    let rows: Vec<Json> = tallies.iter().map(|(k, t)| json_row(k, t)).collect();
+    let rows: Vec<JsonRow> = tallies.iter().map(|(k, t)| JsonRow::of(k, t)).collect();
     let backend = txn.backend();
-    let values = vec![Value::from(Json::Array(rows).to_string())];
+    let values = vec![Value::from(serde_json::to_string(&rows).context("progress rows")?)];
     txn.run(sql::stmt(backend, upsert_sql(backend), values)).await.context("upsert progress")?;
     let mut starts: Vec<[&str; 2]> = tallies
         .keys()
@@ -233,21 +270,10 @@ async fn row_statements(
 /// `to_seq` while progress is not kept: what the table holds is stale.
 const NOT_KEPT: i64 = -1;
 
-/// A write transaction under the writer's lock (which on PostgreSQL is an
-/// advisory lock: the nodes sharing the database take turns).
-async fn begin_locked(db: &DatabaseConnection) -> anyhow::Result<super::WriteTransaction> {
-    let txn = super::begin_write(db).await.context("begin")?;
-    if db.get_database_backend() == DbBackend::Postgres {
-        let lock = format!("SELECT pg_advisory_xact_lock({})", super::writer::PG_WRITER_LOCK);
-        txn.execute_raw(sql::stmt(DbBackend::Postgres, lock, vec![])).await.context("writer lock")?;
-    }
-    Ok(txn)
-}
-
 /// Marks progress as not kept (a server runs with `--progress false`): the
 /// next server that keeps it counts every statement afresh.
 pub async fn stop_keeping(db: &DatabaseConnection) -> anyhow::Result<()> {
-    let txn = begin_locked(db).await?;
+    let txn = super::begin_writer_turn(db).await?;
     let mark = format!("UPDATE progress_backfill SET to_seq = {NOT_KEPT}");
     txn.execute_raw(sql::stmt(db.get_database_backend(), mark, vec![])).await.context("progress mark")?;
     txn.commit().await.context("commit")
@@ -256,7 +282,7 @@ pub async fn stop_keeping(db: &DatabaseConnection) -> anyhow::Result<()> {
 /// After a time of not keeping progress: forgets the rows, and makes every
 /// statement stored so far one to count.
 async fn start_afresh(db: &DatabaseConnection) -> anyhow::Result<()> {
-    let txn = begin_locked(db).await?;
+    let txn = super::begin_writer_turn(db).await?;
     let (_, to) = backfill_state(&*txn).await?;
     if to == NOT_KEPT {
         let backend = db.get_database_backend();
@@ -280,7 +306,7 @@ pub async fn backfill(db: &DatabaseConnection) -> anyhow::Result<i64> {
     start_afresh(db).await?;
     let mut counted = 0;
     loop {
-        let txn = begin_locked(db).await?;
+        let txn = super::begin_writer_turn(db).await?;
         let (through, to) = backfill_state(&*txn).await?;
         if through >= to {
             txn.rollback().await.context("rollback")?;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Context;
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
+use sea_orm::{DatabaseConnection, DbBackend, Value};
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -28,9 +28,6 @@ use crate::xapi::statement::PreparedStatement;
 const MAX_GROUP_STATEMENTS: usize = 5_000;
 /// Requests that may wait for the writer before senders are held back.
 const QUEUE_DEPTH: usize = 4_096;
-/// Serialises group commits across `xlrs serve` nodes sharing a PostgreSQL
-/// database, so `seq` order is commit order (keyset paging relies on it).
-pub(super) const PG_WRITER_LOCK: i64 = 0x786c_7273; // "xlrs"
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -167,11 +164,7 @@ impl Store for DatabaseConnection {
         derived: &'a Derived,
         batches: &[&'a [PreparedStatement]],
     ) -> anyhow::Result<Staged<'a>> {
-        let txn = super::begin_write(self).await.context("begin")?;
-        if self.get_database_backend() == DbBackend::Postgres {
-            let lock = format!("SELECT pg_advisory_xact_lock({PG_WRITER_LOCK})");
-            txn.execute_raw(sql::stmt(DbBackend::Postgres, lock, vec![])).await.context("writer lock")?;
-        }
+        let txn = super::begin_writer_turn(self).await?;
         let staged = stage(&*txn, derived, batches).await?;
         txn.commit().await.context("commit")?;
         Ok(staged)

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::agent;
+use super::output::language_value;
+use super::{agent, keys};
 
 /// The columns a CSV export can carry, in the order they are documented
 /// (docs/export.md).
@@ -101,7 +102,7 @@ impl Column {
             Column::Actor => agent_ifis(&s["actor"]),
             Column::ActorName => text(&s["actor"]["name"]),
             Column::Verb => text(&s["verb"]["id"]),
-            Column::VerbDisplay => language_value(&s["verb"]["display"]),
+            Column::VerbDisplay => language(&s["verb"]["display"]),
             Column::ObjectType => object_type(&s["object"]).to_owned(),
             Column::ObjectId => object_id(&s["object"]),
             Column::ObjectName => object_name(&s["object"]),
@@ -134,16 +135,13 @@ fn boolean(v: &Value) -> String {
     v.as_bool().map(|b| b.to_string()).unwrap_or_default()
 }
 
-/// en-US, else en, else the map's first entry: one readable value per cell.
-fn language_value(map: &Value) -> String {
-    let Some(map) = map.as_object() else {
-        return String::new();
-    };
-    ["en-US", "en"].iter().find_map(|tag| map.get(*tag)).or_else(|| map.values().next()).map(text).unwrap_or_default()
+/// One readable value of a language map per cell (`output::language_value`).
+fn language(map: &Value) -> String {
+    language_value(map).unwrap_or_default().to_owned()
 }
 
 fn object_type(object: &Value) -> &str {
-    object["objectType"].as_str().unwrap_or("Activity")
+    keys::object_type(Some(object))
 }
 
 fn object_id(object: &Value) -> String {
@@ -157,7 +155,7 @@ fn object_id(object: &Value) -> String {
 fn object_name(object: &Value) -> String {
     match object_type(object) {
         "Agent" | "Group" => text(&object["name"]),
-        "Activity" => language_value(&object["definition"]["name"]),
+        "Activity" => language(&object["definition"]["name"]),
         _ => String::new(),
     }
 }

@@ -104,6 +104,44 @@ pub fn is_duration(s: &str) -> bool {
     parts > 0
 }
 
+/// An ISO 8601 duration in seconds (a year is 365 days, a month 30):
+/// `PnYnMnDTnHnMnS` or `PnW`, a fraction on any component. For durations
+/// `is_duration` accepted; `None` for text it would not.
+pub fn duration_secs(text: &str) -> Option<f64> {
+    let rest = text.strip_prefix('P')?;
+    const DAY: f64 = 86_400.0;
+    let mut total = 0.0;
+    let mut in_time = false;
+    let mut number = String::new();
+    for c in rest.chars() {
+        let unit = match (c, in_time) {
+            ('T', false) => {
+                in_time = true;
+                continue;
+            }
+            ('0'..='9' | '.', _) => {
+                number.push(c);
+                continue;
+            }
+            (',', _) => {
+                number.push('.');
+                continue;
+            }
+            ('Y', false) => 365.0 * DAY,
+            ('M', false) => 30.0 * DAY,
+            ('W', false) => 7.0 * DAY,
+            ('D', false) => DAY,
+            ('H', true) => 3_600.0,
+            ('M', true) => 60.0,
+            ('S', true) => 1.0,
+            _ => return None,
+        };
+        total += number.parse::<f64>().ok()? * unit;
+        number.clear();
+    }
+    (number.is_empty() && total.is_finite()).then_some(total)
+}
+
 fn is_decimal(s: &str) -> bool {
     let (int, frac) = match s.split_once(['.', ',']) {
         Some((i, f)) => (i, Some(f)),

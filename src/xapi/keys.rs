@@ -144,6 +144,12 @@ pub fn object_type(object: Option<&Value>) -> &str {
     object.and_then(|o| o.get("objectType")).and_then(Value::as_str).unwrap_or("Activity")
 }
 
+/// The id of a statement's object when the object is an Activity.
+pub fn object_activity(statement: &Value) -> Option<&str> {
+    let object = statement.get("object")?;
+    (object_type(Some(object)) == "Activity").then(|| object.get("id").and_then(Value::as_str)).flatten()
+}
+
 fn is_agent_like(v: &Value) -> bool {
     matches!(object_type(Some(v)), "Agent" | "Group")
 }

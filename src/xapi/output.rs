@@ -118,6 +118,13 @@ pub fn canonical_format(statement: &mut Value, languages: &[String]) {
     }
 }
 
+/// The `en-US` (else `en`, else first) entry of a language map: one readable
+/// value where a single one must be chosen without an Accept-Language.
+pub fn language_value(map: &Value) -> Option<&str> {
+    let map = map.as_object()?;
+    ["en-US", "en"].iter().find_map(|l| map.get(*l)).or_else(|| map.values().next()).and_then(Value::as_str)
+}
+
 fn pick_language(map: &mut Value, languages: &[String]) {
     let Some(entries) = map.as_object() else {
         return;

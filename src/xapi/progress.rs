@@ -13,7 +13,8 @@
 use serde_json::Value;
 
 use super::agent;
-use super::formats::parse_timestamp;
+use super::formats::{duration_secs, parse_timestamp};
+use super::keys::object_activity;
 
 const COMPLETED: &str = "http://adlnet.gov/expapi/verbs/completed";
 const PASSED: &str = "http://adlnet.gov/expapi/verbs/passed";
@@ -186,14 +187,6 @@ fn learner(statement: &Value) -> Option<String> {
     agent::ifi(actor)
 }
 
-fn object_activity(statement: &Value) -> Option<&str> {
-    let object = statement.get("object")?;
-    match object.get("objectType").and_then(Value::as_str) {
-        None | Some("Activity") => object.get("id").and_then(Value::as_str),
-        Some(_) => None,
-    }
-}
-
 fn parents(statement: &Value) -> impl Iterator<Item = &str> {
     let list = statement.pointer("/context/contextActivities/parent").and_then(Value::as_array);
     list.into_iter().flatten().filter_map(|a| a.get("id").and_then(Value::as_str))
@@ -211,41 +204,9 @@ fn score(score: &Value) -> Option<f64> {
     }
 }
 
-/// An ISO 8601 duration in milliseconds (a year is 365 days, a month 30):
-/// `PnYnMnDTnHnMnS` or `PnW`, a fraction on any component.
+/// An ISO 8601 duration in milliseconds (`formats::duration_secs`).
 pub fn duration_ms(text: &str) -> Option<i64> {
-    let rest = text.strip_prefix('P')?;
-    const DAY: f64 = 86_400_000.0;
-    let mut total = 0.0;
-    let mut in_time = false;
-    let mut number = String::new();
-    for c in rest.chars() {
-        let unit_ms = match (c, in_time) {
-            ('T', false) => {
-                in_time = true;
-                continue;
-            }
-            ('0'..='9' | '.', _) => {
-                number.push(c);
-                continue;
-            }
-            (',', _) => {
-                number.push('.');
-                continue;
-            }
-            ('Y', false) => 365.0 * DAY,
-            ('M', false) => 30.0 * DAY,
-            ('W', false) => 7.0 * DAY,
-            ('D', false) => DAY,
-            ('H', true) => 3_600_000.0,
-            ('M', true) => 60_000.0,
-            ('S', true) => 1_000.0,
-            _ => return None,
-        };
-        total += number.parse::<f64>().ok()? * unit_ms;
-        number.clear();
-    }
-    (number.is_empty() && total.is_finite() && total < i64::MAX as f64).then(|| total.round() as i64)
+    duration_secs(text).map(|s| s * 1000.0).filter(|ms| *ms < i64::MAX as f64).map(|ms| ms.round() as i64)
 }
 
 /// A canonical IFI (`agent::ifi`) as the Agent it identifies.

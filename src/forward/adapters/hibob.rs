@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use super::{Bucket, Channel, Job, read_response};
 use crate::forward::outcome::{Outcome, classify, excerpt};
 use crate::forward::router::Op;
+use crate::xapi::output::language_value;
 
 /// Bob's documented limits: statements 300/min, content calls 10/min,
 /// integration calls 3/min.
@@ -198,12 +199,6 @@ fn catalog_item(statement: &Value) -> Result<Value, String> {
         item.insert("/trainingContent/description".into(), json!(description));
     }
     Ok(Value::Object(item))
-}
-
-/// The `en-US` (else `en`, else first) entry of a language map.
-fn language_value(map: &Value) -> Option<&str> {
-    let map = map.as_object()?;
-    ["en-US", "en"].iter().find_map(|l| map.get(*l)).or_else(|| map.values().next()).and_then(Value::as_str)
 }
 
 /// The statement as Bob takes it: our id, the learner by work e-mail, the

@@ -20,6 +20,7 @@ use crate::forward::outcome::{Outcome, classify, excerpt};
 use crate::forward::router::Op;
 use crate::forward::token::TokenSource;
 use crate::store::outbox;
+use crate::xapi::formats::duration_secs;
 use crate::xapi::formats::parse_timestamp;
 
 /// 360's limits per company: writes 10/s, reads 50/s.
@@ -358,40 +359,6 @@ fn progress(op: Op, result: &Value) -> Result<i64, Outcome> {
 fn time_spent_ms(result: &Value) -> i64 {
     let ms = result.get("duration").and_then(Value::as_str).and_then(duration_secs).map_or(0.0, |s| s * 1000.0);
     (ms.round() as i64).max(1)
-}
-
-/// An ISO 8601 duration (checked at ingest) in seconds; years and months
-/// taken as 365 and 30 days.
-fn duration_secs(text: &str) -> Option<f64> {
-    let rest = text.strip_prefix('P')?;
-    let (mut total, mut number, mut in_time) = (0.0, String::new(), false);
-    for c in rest.chars() {
-        let unit = match c {
-            'T' => {
-                in_time = true;
-                continue;
-            }
-            '0'..='9' | '.' => {
-                number.push(c);
-                continue;
-            }
-            ',' => {
-                number.push('.');
-                continue;
-            }
-            'Y' => 365.0 * 86_400.0,
-            'M' if !in_time => 30.0 * 86_400.0,
-            'W' => 7.0 * 86_400.0,
-            'D' => 86_400.0,
-            'H' => 3600.0,
-            'M' => 60.0,
-            'S' => 1.0,
-            _ => return None,
-        };
-        total += number.parse::<f64>().ok()? * unit;
-        number.clear();
-    }
-    Some(total)
 }
 
 #[cfg(test)]
