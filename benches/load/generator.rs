@@ -1,21 +1,57 @@
-//! Realistic, valid statements from a seed: learners by mbox and by
-//! account, ADL and cmi5 verbs, courses of modules of questions with
-//! definitions and interaction types, results with scores and durations,
-//! registrations, context activities, some sub-statements and some
-//! attachments (by `fileUrl`). The same seed gives the same statements, and
-//! the pools (learners, courses, registrations) are known, so queries can
-//! ask for what is there.
+//! Valid statements from a seed, in one of two mixes (`--mix`):
+//!
+//! - `real-world` (the default): statements as cmi5 course players send
+//!   them, about 1.5 KB each. Learners by `mbox` with a name (some by an SSO
+//!   account), verbs with `display`, the object an AU, a question or a course
+//!   with its definition; context with a registration, the module as
+//!   `parent`, the course as `grouping`, the cmi5 category, each with its
+//!   definition, `platform`, `language` and the session extension; results
+//!   with completion, success, score and duration; interactions with their
+//!   components; some sub-statements and attachments by `fileUrl`; no `id`
+//!   (the LRS assigns one).
+//! - `lean`: the lighter statements earlier figures were measured on
+//!   (context activities without definitions, an `id` on each).
+//!
+//! The same seed gives the same statements, and the pools (learners,
+//! courses, registrations) are known, so queries can ask for what is there.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
 
 pub const LEARNERS: u64 = 20_000;
+/// The real-world mix's learners: 1,000, as in a department's rollout.
+pub const REAL_WORLD_LEARNERS: u64 = 1_000;
 pub const COURSES: u64 = 50;
+/// The real-world mix's courses (each of `MODULES_PER_COURSE` modules).
+pub const REAL_WORLD_COURSES: u64 = 40;
 pub const MODULES_PER_COURSE: u64 = 8;
 pub const QUESTIONS_PER_MODULE: u64 = 5;
 
 const ADL: &str = "http://adlnet.gov/expapi/verbs/";
 const CMI5_CATEGORY: &str = "https://w3id.org/xapi/cmi5/context/categories/cmi5";
 const HOME_PAGE: &str = "https://sso.example.com";
+
+static LEAN: AtomicBool = AtomicBool::new(false);
+
+/// Chooses the mix every generator of this process makes (`--mix`).
+pub fn use_lean_mix(lean: bool) {
+    LEAN.store(lean, Ordering::Relaxed);
+}
+
+pub fn lean_mix() -> bool {
+    LEAN.load(Ordering::Relaxed)
+}
+
+/// The learners the mix draws from.
+pub fn learners() -> u64 {
+    if lean_mix() { LEARNERS } else { REAL_WORLD_LEARNERS }
+}
+
+/// The courses the mix draws from.
+pub fn courses() -> u64 {
+    if lean_mix() { COURSES } else { REAL_WORLD_COURSES }
+}
 
 pub struct Generator {
     state: u64,
@@ -41,8 +77,13 @@ impl Generator {
         self.next() % n
     }
 
-    /// A statement with an id of its own.
+    /// A statement of the process's mix.
     pub fn statement(&mut self) -> Value {
+        if lean_mix() { self.lean() } else { self.real_world() }
+    }
+
+    /// A statement of the lean mix, with an id of its own.
+    pub fn lean(&mut self) -> Value {
         self.made += 1;
         let learner = self.skewed(LEARNERS);
         let course = self.below(COURSES);
@@ -171,7 +212,7 @@ impl Generator {
             "verb": {"id": "http://id.tincanapi.com/verb/assigned", "display": {"en-US": "assigned"}},
             "object": {
                 "objectType": "SubStatement",
-                "actor": actor(learner),
+                "actor": if lean_mix() { actor(learner) } else { rw_actor(learner) },
                 "verb": verb("completed"),
                 "object": course_activity(course),
             },
@@ -215,6 +256,12 @@ pub fn verb(word: &str) -> Value {
 
 pub fn verb_iri(word: &str) -> String {
     format!("{ADL}{word}")
+}
+
+/// An activity many statements of the mix have as their object.
+pub fn object_activity_iri(course: u64, module: u64) -> String {
+    let module = format!("{}/modules/{module}", course_iri(course));
+    if lean_mix() { module } else { format!("{module}/au") }
 }
 
 pub fn course_iri(course: u64) -> String {
@@ -306,4 +353,200 @@ fn context(learner: u64, course: u64, module: Option<u64>) -> Value {
         "language": "en-US",
         "contextActivities": {"parent": parents, "grouping": [{"id": programme(course)}]},
     })
+}
+
+/// The real-world mix (see the module's comment).
+impl Generator {
+    pub fn real_world(&mut self) -> Value {
+        self.made += 1;
+        let learner = self.skewed(REAL_WORLD_LEARNERS);
+        let course = self.below(REAL_WORLD_COURSES);
+        let module = self.below(MODULES_PER_COURSE);
+        let mut s = match self.below(100) {
+            0..=49 => self.au_statement(learner, course, module),
+            50..=79 => self.interaction(learner, course, module),
+            80..=91 => self.course_outcome(learner, course),
+            92..=95 => self.sub_statement(learner, course),
+            _ => {
+                let mut s = self.course_outcome(learner, course);
+                s["attachments"] = self.certificate(learner, course);
+                s
+            }
+        };
+        s["timestamp"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        s
+    }
+
+    /// A cmi5 AU's statement: a session's verbs, with the result each carries.
+    fn au_statement(&mut self, learner: u64, course: u64, module: u64) -> Value {
+        let word = ["launched", "initialized", "progressed", "completed", "passed", "failed", "terminated"]
+            [self.below(7) as usize];
+        let mut s = json!({
+            "actor": rw_actor(learner),
+            "verb": verb(word),
+            "object": au_activity(course, module),
+            "context": self.rw_context(learner, course, module),
+        });
+        let duration = self.duration(60, 3600);
+        match word {
+            "completed" => s["result"] = json!({"completion": true, "duration": duration}),
+            "passed" | "failed" => s["result"] = self.scored(word == "passed", duration),
+            "progressed" => {
+                s["result"] = json!({"duration": duration, "extensions":
+                    {"https://w3id.org/xapi/cmi5/result/extensions/progress": self.below(100)}})
+            }
+            "terminated" => s["result"] = json!({"duration": duration}),
+            _ => {}
+        }
+        s
+    }
+
+    fn scored(&mut self, passed: bool, duration: String) -> Value {
+        let max = 20;
+        let raw = if passed { 12 + self.below(max - 11) } else { self.below(12) };
+        json!({"completion": true, "success": passed, "duration": duration,
+               "score": {"scaled": raw as f64 / max as f64, "raw": raw, "min": 0, "max": max}})
+    }
+
+    /// An answered question, its definition with the interaction's components.
+    fn interaction(&mut self, learner: u64, course: u64, module: u64) -> Value {
+        let q = self.below(QUESTIONS_PER_MODULE);
+        let (object, response, success) = match q {
+            0 => {
+                let pick = self.below(4);
+                (choice_question(course, module, q), format!("choice-{pick}"), pick == 2)
+            }
+            1 => {
+                let yes = self.below(2) == 0;
+                (true_false_question(course, module, q), yes.to_string(), yes)
+            }
+            2 => (matching_question(course, module, q), "ben[.]3[,]chris[.]2[,]troy[.]4".to_owned(), true),
+            3 => {
+                let n = 1 + self.below(5);
+                (likert_question(course, module, q), format!("likert_{n}"), true)
+            }
+            _ => {
+                let word = ["xAPI", "SCORM", "cmi5", "LRS"][self.below(4) as usize];
+                (fill_in_question(course, module, q), word.to_owned(), word == "cmi5")
+            }
+        };
+        let duration = self.duration(5, 120);
+        let mut result = self.scored(success, duration);
+        result["response"] = json!(response);
+        json!({
+            "actor": rw_actor(learner),
+            "verb": verb("answered"),
+            "object": object,
+            "result": result,
+            "context": self.rw_context(learner, course, module),
+        })
+    }
+
+    /// The LMS's course-level verdict (cmi5's moveOn satisfied).
+    fn course_outcome(&mut self, learner: u64, course: u64) -> Value {
+        let passed = self.below(4) != 0;
+        let duration = self.duration(600, 7200);
+        let mut context = self.rw_context(learner, course, 0);
+        let activities = &mut context["contextActivities"];
+        activities.as_object_mut().map(|a| a.remove("parent"));
+        activities["grouping"] = json!([programme_activity(course)]);
+        json!({
+            "actor": rw_actor(learner),
+            "verb": verb(if passed { "passed" } else { "failed" }),
+            "object": rw_course_activity(course),
+            "result": self.scored(passed, duration),
+            "context": context,
+        })
+    }
+
+    fn certificate(&mut self, learner: u64, course: u64) -> Value {
+        json!([{
+            "usageType": "http://id.tincanapi.com/attachment/certificate-of-completion",
+            "display": {"en-US": "Certificate of completion"},
+            "description": {"en-US": format!("Certificate of course {course}")},
+            "contentType": "application/pdf",
+            "length": 48213,
+            "sha2": format!("{:064x}", self.next()),
+            "fileUrl": format!("https://certificates.example.com/{learner}/{course}.pdf"),
+        }])
+    }
+
+    /// Registration, module and course, the cmi5 category, platform,
+    /// language and the session: what a cmi5 AU puts in every statement.
+    fn rw_context(&mut self, learner: u64, course: u64, module: u64) -> Value {
+        json!({
+            "registration": registration(learner, course),
+            "contextActivities": {
+                "parent": [rw_module_activity(course, module)],
+                "grouping": [rw_course_activity(course)],
+                "category": [{"objectType": "Activity", "id": "https://w3id.org/xapi/cmi5/context/categories/moveon",
+                              "definition": {"type": "http://adlnet.gov/expapi/activities/profile",
+                                             "name": {"en-US": "cmi5 moveOn"}}}],
+            },
+            "platform": "Example LMS",
+            "language": "en-US",
+            "extensions": {"https://w3id.org/xapi/cmi5/context/extensions/sessionid":
+                           uuid_of(learner, self.below(1 << 20) | 1 << 48)},
+        })
+    }
+}
+
+/// Learner `n` of the real-world mix: four in five by e-mail, the others by
+/// an SSO account; always with a name.
+pub fn rw_actor(n: u64) -> Value {
+    if n % 5 == 4 {
+        json!({"objectType": "Agent", "name": format!("Learner {n}"),
+               "account": {"homePage": HOME_PAGE, "name": format!("u{n:06}")}})
+    } else {
+        json!({"objectType": "Agent", "name": format!("Learner {n}"), "mbox": format!("mailto:learner{n}@example.com")})
+    }
+}
+
+fn rw_course_activity(course: u64) -> Value {
+    json!({"objectType": "Activity", "id": course_iri(course), "definition": {
+        "type": "http://adlnet.gov/expapi/activities/course",
+        "name": {"en-US": format!("Course {course}: Safety at work")},
+        "description": {"en-US": format!("Everything a new colleague needs to know about topic {course}")}}})
+}
+
+fn rw_module_activity(course: u64, module: u64) -> Value {
+    json!({"objectType": "Activity", "id": format!("{}/modules/{module}", course_iri(course)), "definition": {
+        "type": "http://adlnet.gov/expapi/activities/module",
+        "name": {"en-US": format!("Module {module} of course {course}")},
+        "description": {"en-US": format!("Part {module} of the course")}}})
+}
+
+fn au_activity(course: u64, module: u64) -> Value {
+    json!({"objectType": "Activity", "id": format!("{}/modules/{module}/au", course_iri(course)), "definition": {
+        "type": "http://adlnet.gov/expapi/activities/lesson",
+        "name": {"en-US": format!("Lesson of module {module}")},
+        "description": {"en-US": format!("The assignable unit of module {module} of course {course}")}}})
+}
+
+fn programme_activity(course: u64) -> Value {
+    json!({"objectType": "Activity", "id": programme(course), "definition": {
+        "type": "http://id.tincanapi.com/activitytype/curriculum", "name": {"en-US": "Onboarding"}}})
+}
+
+fn matching_question(course: u64, module: u64, q: u64) -> Value {
+    let item = |id: &str, text: &str| json!({"id": id, "description": {"en-US": text}});
+    question(
+        course,
+        module,
+        q,
+        json!({"interactionType": "matching", "correctResponsesPattern": ["ben[.]3[,]chris[.]2[,]troy[.]4"],
+               "source": [item("ben", "Ben"), item("chris", "Chris"), item("troy", "Troy")],
+               "target": [item("2", "Swim"), item("3", "Bike"), item("4", "Run")]}),
+    )
+}
+
+fn likert_question(course: u64, module: u64, q: u64) -> Value {
+    let scale: Vec<Value> =
+        (1..=5).map(|n| json!({"id": format!("likert_{n}"), "description": {"en-US": format!("{n} of 5")}})).collect();
+    question(
+        course,
+        module,
+        q,
+        json!({"interactionType": "likert", "correctResponsesPattern": ["likert_5"], "scale": scale}),
+    )
 }

@@ -4,7 +4,12 @@
 //! throughput, latency percentiles and the server's memory.
 //!
 //! `cargo bench --bench load -- [--seconds 10] [--fill 1000000]
-//!  [--postgres postgres://postgres@127.0.0.1:5432] [--only name,name] [--smoke]`
+//!  [--postgres postgres://postgres@127.0.0.1:5432] [--only name,name] [--smoke]
+//!  [--mix real-world|lean] [--progress false]`
+//!
+//! Each write scenario also gives what a stored statement cost the server:
+//! CPU (user + system, /proc/<pid>/stat) and bytes it wrote to storage
+//! (/proc/<pid>/io `write_bytes`), over the scenario.
 //!
 //! `--fill N` stores N statements (batches of 500, c=4) before the read
 //! scenarios; `--smoke` runs every scenario for a moment on a small store
@@ -28,10 +33,23 @@ pub struct Args {
     pub smoke: bool,
     /// How deep the deep `more` page is (pages of 50).
     pub depth: u32,
+    /// The generator's mix: the real-world one unless `--mix lean`.
+    pub lean: bool,
+    /// The server keeps learner progress (`--progress false`: it does not).
+    pub progress: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { seconds: 10.0, fill: 1_000_000, postgres: None, only: Vec::new(), smoke: false, depth: 1000 };
+    let mut a = Args {
+        seconds: 10.0,
+        fill: 1_000_000,
+        postgres: None,
+        only: Vec::new(),
+        smoke: false,
+        depth: 1000,
+        lean: false,
+        progress: true,
+    };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
@@ -43,6 +61,14 @@ fn args() -> Args {
             "--only" => a.only = value().split(',').map(str::to_owned).collect(),
             "--depth" => a.depth = value().parse().expect("--depth N"),
             "--smoke" => a.smoke = true,
+            "--mix" => {
+                a.lean = match value().as_str() {
+                    "lean" => true,
+                    "real-world" => false,
+                    other => panic!("--mix real-world|lean, not {other:?}"),
+                }
+            }
+            "--progress" => a.progress = value().parse().expect("--progress true|false"),
             // cargo bench passes --bench; nothing else is ours.
             _ => {}
         }
@@ -155,29 +181,47 @@ async fn main() {
     let a = args();
     let dir = tempfile::tempdir().unwrap();
     let backend = if a.postgres.is_some() { "PostgreSQL" } else { "SQLite" };
+    generator::use_lean_mix(a.lean);
     let url = server::fresh_database(a.postgres.as_deref(), dir.path(), "load").await;
-    let served = server::serve(&url, &[]);
-    let lrs = scenarios::Lrs::new(served.port, served.child.id());
-    println!("{backend}, {} s per scenario, read scenarios on {} statements\n", a.seconds, a.fill);
+    let progress = a.progress.to_string();
+    let served = server::serve(&url, &[("XLRS_PROGRESS", progress.as_str())]);
+    let pid = served.child.id();
+    let lrs = scenarios::Lrs::new(served.port, pid);
+    let mix = if a.lean { "lean" } else { "real-world" };
     println!(
-        "| scenario | c | requests/s | statements/s | p50 ms | p90 ms | p99 ms | max ms | errors | server RSS MiB | statements per commit |"
+        "{backend}, the {mix} mix, progress {}, {} s per scenario, read scenarios on {} statements\n",
+        if a.progress { "on" } else { "off" },
+        a.seconds,
+        a.fill
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| scenario | c | requests/s | statements/s | p50 ms | p90 ms | p99 ms | max ms | errors | server RSS MiB | statements per commit | server CPU µs per statement | KB written per statement |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut refused = 0;
     for scenario in scenarios::all(&a) {
         if !a.only.is_empty() && !a.only.iter().any(|o| scenario.name.starts_with(o.as_str())) {
             continue;
         }
         let before = lrs.commits().await;
+        let (cpu_before, written_before) = (server::cpu_secs(pid), server::written_bytes(pid));
         let stats = scenario.run(&lrs, &a).await;
+        let (cpu, written) =
+            (server::cpu_secs(pid) - cpu_before, server::written_bytes(pid).saturating_sub(written_before));
         let after = lrs.commits().await;
+        let (cpu_per, written_per) = match (scenario.writes(), stats.statements) {
+            (true, n) if n > 0 => {
+                (format!("{:.0}", cpu * 1e6 / n as f64), format!("{:.1}", written as f64 / 1024.0 / n as f64))
+            }
+            _ => ("–".to_owned(), "–".to_owned()),
+        };
         let per_commit = match after.1 - before.1 {
             0.0 => "–".to_owned(),
             commits => format!("{:.0}", (after.0 - before.0) / commits),
         };
         let rate = |n: u64| n as f64 / stats.secs.max(1e-9);
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {per_commit} |",
+            "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {per_commit} | {cpu_per} | {written_per} |",
             scenario.name,
             scenario.concurrency,
             rate(stats.requests),

@@ -160,7 +160,7 @@ pub fn all(a: &Args) -> Vec<Scenario> {
         s("fill, batches of 500", 4, Kind::Fill),
         s("GET agent", 8, Kind::Get(|_| format!("agent={}", q(&generator::actor(0))))),
         s("GET verb", 8, Kind::Get(|_| format!("verb={}", q(&generator::verb_iri("completed"))))),
-        s("GET activity", 8, Kind::Get(|_| format!("activity={}", q(&module(0, 0))))),
+        s("GET activity", 8, Kind::Get(|_| format!("activity={}", q(&generator::object_activity_iri(0, 0))))),
         s(
             "GET registration",
             8,
@@ -246,6 +246,11 @@ fn module(course: u64, module: u64) -> String {
 }
 
 impl Scenario {
+    /// Whether the scenario stores statements (and so has a cost per statement).
+    pub fn writes(&self) -> bool {
+        matches!(self.kind, Kind::PostSingle | Kind::PostBatch(_) | Kind::Fill)
+    }
+
     pub async fn run(&self, lrs: &Lrs, a: &Args) -> Stats {
         let (c, secs) = (self.concurrency, a.seconds);
         match &self.kind {
@@ -396,10 +401,10 @@ async fn export_all(lrs: &Lrs) -> Stats {
 
 /// PUT or GET the state document `n` of a learner on an activity.
 async fn state(lrs: &Lrs, put: bool, n: u64) -> Done {
-    let learner = n % generator::LEARNERS;
+    let learner = n % generator::learners();
     let path = format!(
         "/activities/state?activityId={}&agent={}&stateId=bookmark-{}",
-        q(&module(n % generator::COURSES, 0)),
+        q(&module(n % generator::courses(), 0)),
         q(&generator::actor(learner)),
         n % 7
     );
