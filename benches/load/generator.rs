@@ -53,6 +53,16 @@ pub fn courses() -> u64 {
     if lean_mix() { COURSES } else { REAL_WORLD_COURSES }
 }
 
+#[derive(Clone, Copy)]
+enum Interaction {
+    Choice,
+    TrueFalse,
+    Numeric,
+    Matching,
+    Likert,
+    FillIn,
+}
+
 pub struct Generator {
     state: u64,
     /// Statements made so far (their ids are derived from it).
@@ -79,15 +89,18 @@ impl Generator {
 
     /// A statement of the process's mix.
     pub fn statement(&mut self) -> Value {
-        if lean_mix() { self.lean() } else { self.real_world() }
+        self.made += 1;
+        let learner = self.skewed(learners());
+        let course = self.below(courses());
+        let module = self.below(MODULES_PER_COURSE);
+        let mut s =
+            if lean_mix() { self.lean(learner, course, module) } else { self.real_world(learner, course, module) };
+        s["timestamp"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        s
     }
 
     /// A statement of the lean mix, with an id of its own.
-    pub fn lean(&mut self) -> Value {
-        self.made += 1;
-        let learner = self.skewed(LEARNERS);
-        let course = self.below(COURSES);
-        let module = self.below(MODULES_PER_COURSE);
+    fn lean(&mut self, learner: u64, course: u64, module: u64) -> Value {
         let mut s = match self.below(100) {
             0..=24 => self.experienced(learner, course, module),
             25..=44 => self.answered(learner, course, module),
@@ -99,7 +112,6 @@ impl Generator {
             _ => self.with_attachment(learner, course, module),
         };
         s["id"] = json!(uuid_of(self.seed, self.made));
-        s["timestamp"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         s
     }
 
@@ -121,24 +133,9 @@ impl Generator {
 
     fn answered(&mut self, learner: u64, course: u64, module: u64) -> Value {
         let q = self.below(QUESTIONS_PER_MODULE);
-        let (object, response, success) = match q % 4 {
-            0 => {
-                let pick = self.below(4);
-                (choice_question(course, module, q), format!("choice-{pick}"), pick == 2)
-            }
-            1 => {
-                let yes = self.below(2) == 0;
-                (true_false_question(course, module, q), yes.to_string(), yes)
-            }
-            2 => {
-                let n = self.below(10);
-                (numeric_question(course, module, q), n.to_string(), (4..=6).contains(&n))
-            }
-            _ => {
-                let word = ["xAPI", "SCORM", "cmi5", "LRS"][self.below(4) as usize];
-                (fill_in_question(course, module, q), word.to_owned(), word == "cmi5")
-            }
-        };
+        let kind =
+            [Interaction::Choice, Interaction::TrueFalse, Interaction::Numeric, Interaction::FillIn][(q % 4) as usize];
+        let (object, response, success) = self.answer(kind, course, module, q);
         json!({
             "actor": actor(learner),
             "verb": verb("answered"),
@@ -146,6 +143,36 @@ impl Generator {
             "result": {"response": response, "success": success, "duration": self.duration(5, 120)},
             "context": context(learner, course, Some(module)),
         })
+    }
+
+    /// Question `q` of a module as an activity of `kind`, a learner's
+    /// response to it, and whether that was right.
+    fn answer(&mut self, kind: Interaction, course: u64, module: u64, q: u64) -> (Value, String, bool) {
+        match kind {
+            Interaction::Choice => {
+                let pick = self.below(4);
+                (choice_question(course, module, q), format!("choice-{pick}"), pick == 2)
+            }
+            Interaction::TrueFalse => {
+                let yes = self.below(2) == 0;
+                (true_false_question(course, module, q), yes.to_string(), yes)
+            }
+            Interaction::Numeric => {
+                let n = self.below(10);
+                (numeric_question(course, module, q), n.to_string(), (4..=6).contains(&n))
+            }
+            Interaction::Matching => {
+                (matching_question(course, module, q), "ben[.]3[,]chris[.]2[,]troy[.]4".to_owned(), true)
+            }
+            Interaction::Likert => {
+                let n = 1 + self.below(5);
+                (likert_question(course, module, q), format!("likert_{n}"), true)
+            }
+            Interaction::FillIn => {
+                let word = ["xAPI", "SCORM", "cmi5", "LRS"][self.below(4) as usize];
+                (fill_in_question(course, module, q), word.to_owned(), word == "cmi5")
+            }
+        }
     }
 
     fn progressed(&mut self, learner: u64, course: u64, module: u64) -> Value {
@@ -223,15 +250,19 @@ impl Generator {
     /// A certificate, attached by reference.
     fn with_attachment(&mut self, learner: u64, course: u64, module: u64) -> Value {
         let mut s = self.outcome(learner, course, Some(module));
-        s["attachments"] = json!([{
+        s["attachments"] = self.certificate(learner, course);
+        s
+    }
+
+    fn certificate(&mut self, learner: u64, course: u64) -> Value {
+        json!([{
             "usageType": "http://id.tincanapi.com/attachment/certificate-of-completion",
             "display": {"en-US": "Certificate"},
             "contentType": "application/pdf",
             "length": 48213,
             "sha2": format!("{:064x}", self.next()),
             "fileUrl": format!("https://certificates.example.com/{learner}/{course}.pdf"),
-        }]);
-        s
+        }])
     }
 
     fn duration(&mut self, min_secs: u64, max_secs: u64) -> String {
@@ -357,12 +388,8 @@ fn context(learner: u64, course: u64, module: Option<u64>) -> Value {
 
 /// The real-world mix (see the module's comment).
 impl Generator {
-    pub fn real_world(&mut self) -> Value {
-        self.made += 1;
-        let learner = self.skewed(REAL_WORLD_LEARNERS);
-        let course = self.below(REAL_WORLD_COURSES);
-        let module = self.below(MODULES_PER_COURSE);
-        let mut s = match self.below(100) {
+    fn real_world(&mut self, learner: u64, course: u64, module: u64) -> Value {
+        match self.below(100) {
             0..=49 => self.au_statement(learner, course, module),
             50..=79 => self.interaction(learner, course, module),
             80..=91 => self.course_outcome(learner, course),
@@ -372,9 +399,7 @@ impl Generator {
                 s["attachments"] = self.certificate(learner, course);
                 s
             }
-        };
-        s["timestamp"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-        s
+        }
     }
 
     /// A cmi5 AU's statement: a session's verbs, with the result each carries.
@@ -411,25 +436,14 @@ impl Generator {
     /// An answered question, its definition with the interaction's components.
     fn interaction(&mut self, learner: u64, course: u64, module: u64) -> Value {
         let q = self.below(QUESTIONS_PER_MODULE);
-        let (object, response, success) = match q {
-            0 => {
-                let pick = self.below(4);
-                (choice_question(course, module, q), format!("choice-{pick}"), pick == 2)
-            }
-            1 => {
-                let yes = self.below(2) == 0;
-                (true_false_question(course, module, q), yes.to_string(), yes)
-            }
-            2 => (matching_question(course, module, q), "ben[.]3[,]chris[.]2[,]troy[.]4".to_owned(), true),
-            3 => {
-                let n = 1 + self.below(5);
-                (likert_question(course, module, q), format!("likert_{n}"), true)
-            }
-            _ => {
-                let word = ["xAPI", "SCORM", "cmi5", "LRS"][self.below(4) as usize];
-                (fill_in_question(course, module, q), word.to_owned(), word == "cmi5")
-            }
-        };
+        let kind = [
+            Interaction::Choice,
+            Interaction::TrueFalse,
+            Interaction::Matching,
+            Interaction::Likert,
+            Interaction::FillIn,
+        ][q as usize];
+        let (object, response, success) = self.answer(kind, course, module, q);
         let duration = self.duration(5, 120);
         let mut result = self.scored(success, duration);
         result["response"] = json!(response);
@@ -457,18 +471,6 @@ impl Generator {
             "result": self.scored(passed, duration),
             "context": context,
         })
-    }
-
-    fn certificate(&mut self, learner: u64, course: u64) -> Value {
-        json!([{
-            "usageType": "http://id.tincanapi.com/attachment/certificate-of-completion",
-            "display": {"en-US": "Certificate of completion"},
-            "description": {"en-US": format!("Certificate of course {course}")},
-            "contentType": "application/pdf",
-            "length": 48213,
-            "sha2": format!("{:064x}", self.next()),
-            "fileUrl": format!("https://certificates.example.com/{learner}/{course}.pdf"),
-        }])
     }
 
     /// Registration, module and course, the cmi5 category, platform,
