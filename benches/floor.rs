@@ -4,7 +4,8 @@
 //!
 //! The load generator's statements are prepared (validated, keyed, their
 //! JSON text made) before the clock starts. Then, timed:
-//! - `storage`: the `statement` and `statement_key` rows go straight into the
+//! - `storage`: the `statement` rows and their filter keys (postings per
+//!   block on SQLite, `statement_key` rows on PostgreSQL) go straight into the
 //!   database in durable transactions of `--group` statements, with no HTTP,
 //!   no JSON, and no writer: prepared single-row INSERTs through rusqlite on
 //!   SQLite (in-process, no thread hop per statement: the fastest way in);
@@ -22,6 +23,7 @@ mod generator;
 #[path = "support/server.rs"]
 mod server;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,6 +32,7 @@ use sqlx::{Connection, Executor};
 use xlrs::config::DatabaseArgs;
 use xlrs::forward::{ForwardingConfig, Routing};
 use xlrs::metrics::Metrics;
+use xlrs::store::filter_index::{BLOCK_BITS, encode_keys, encode_offsets};
 use xlrs::store::writer::Writer;
 use xlrs::xapi::XapiVersion;
 use xlrs::xapi::formats::format_timestamp;
@@ -120,23 +123,35 @@ fn storage_sqlite(url: &str, statements: &[PreparedStatement], group: usize) {
     // As `xlrs serve` opens it: WAL, a commit is on disk when it returns.
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -16384;").unwrap();
     let mut seq = 0_i64;
+    // The open block's postings, written when the block is full.
+    let mut block: HashMap<i64, Vec<u16>> = HashMap::new();
     for chunk in statements.chunks(group) {
         let (stored_us, stored) = stored_now();
         let tx = conn.transaction().unwrap();
         {
             let mut statement = tx
                 .prepare_cached(
-                    "INSERT INTO statement (seq, id, stored_us, voiding, object_ref, key_list, body) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO statement (seq, id, stored_us, voiding, object_ref, key_list, filter_keys, body) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .unwrap();
-            let mut key = tx.prepare_cached("INSERT OR IGNORE INTO statement_key (key, seq) VALUES (?, ?)").unwrap();
+            let mut posting =
+                tx.prepare_cached("INSERT INTO statement_posting (block, key, seqs) VALUES (?, ?, ?)").unwrap();
             for s in chunk {
                 seq += 1;
-                let row = (seq, &s.id, stored_us, s.voiding, &s.object_ref, key_list(s), s.body(&stored));
+                let filter_keys = encode_keys(s.keys.iter().map(|k| k.key));
+                let row = (seq, &s.id, stored_us, s.voiding, &s.object_ref, key_list(s), filter_keys, s.body(&stored));
                 statement.execute(row).unwrap();
+                let offset = (seq & ((1 << BLOCK_BITS) - 1)) as u16;
                 for k in &s.keys {
-                    key.execute((k.key, seq)).unwrap();
+                    block.entry(k.key).or_default().push(offset);
+                }
+                if offset == (1 << BLOCK_BITS) - 1 {
+                    let mut keys: Vec<_> = block.drain().collect();
+                    keys.sort_unstable_by_key(|(k, _)| *k);
+                    for (k, offsets) in keys {
+                        posting.execute((seq >> BLOCK_BITS, k, encode_offsets(&offsets))).unwrap();
+                    }
                 }
             }
         }

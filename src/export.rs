@@ -15,6 +15,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::error::{LrsError, LrsResult};
 use crate::metrics::Metrics;
+use crate::store::filter_index::FilterIndex;
 use crate::store::statements::{self, PageQuery, SeqBounds, StoredRow};
 use crate::xapi::flatten::Column;
 
@@ -36,6 +37,7 @@ pub enum ExportFormat {
 /// the response starts; `bounds` is `None` when the range holds nothing.
 pub struct ExportBody {
     pub db: DatabaseConnection,
+    pub index: FilterIndex,
     pub query: PageQuery,
     pub bounds: Option<SeqBounds>,
     pub format: ExportFormat,
@@ -115,7 +117,7 @@ impl Reader {
     async fn read_page(&mut self, out: &mut Vec<u8>) -> LrsResult<()> {
         let body = &mut self.body;
         let bounds = body.bounds.unwrap_or_default();
-        let (rows, more) = statements::page_within(&body.db, &body.query, bounds).await?;
+        let (rows, more) = statements::page_within(&body.db, &body.index, &body.query, bounds).await?;
         match &body.format {
             ExportFormat::Ndjson => ndjson(&rows, out),
             ExportFormat::Csv(columns) => out.extend(csv_rows(&rows, columns)?),
@@ -182,6 +184,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new().unwrap());
         let body = ExportBody {
             db,
+            index: FilterIndex::KeyRows,
             query: PageQuery { ascending: true, limit: 10, ..PageQuery::default() },
             bounds: Some((None, None)),
             format: ExportFormat::Ndjson,

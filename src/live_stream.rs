@@ -24,6 +24,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::error::LrsError;
 use crate::metrics::Metrics;
+use crate::store::filter_index::FilterIndex;
 use crate::store::forward_stream::last_seq;
 use crate::store::statements::{self, PageQuery};
 
@@ -80,6 +81,7 @@ impl Start {
 /// signals that wake and end them.
 pub struct LiveStreams {
     db: DatabaseConnection,
+    index: FilterIndex,
     committed: watch::Receiver<i64>,
     closing: watch::Sender<bool>,
     open: Arc<AtomicUsize>,
@@ -93,12 +95,14 @@ impl LiveStreams {
     /// when its writer stops (which ends every stream).
     pub fn new(
         db: DatabaseConnection,
+        index: FilterIndex,
         committed: watch::Receiver<i64>,
         limits: StreamLimits,
         metrics: &Metrics,
     ) -> LiveStreams {
         LiveStreams {
             db,
+            index,
             committed,
             closing: watch::channel(false).0,
             open: Arc::new(AtomicUsize::new(0)),
@@ -137,6 +141,7 @@ impl LiveStreams {
         let shared = self.db.get_database_backend() == DbBackend::Postgres;
         let consumer = Consumer {
             db: self.db.clone(),
+            index: self.index.clone(),
             poll: if shared { POLL_SHARED } else { KEEP_ALIVE },
             query,
             committed: self.committed.clone(),
@@ -218,6 +223,7 @@ impl End {
 /// One consumer's reader: its cursor (`query.after_seq`) and its channel.
 struct Consumer {
     db: DatabaseConnection,
+    index: FilterIndex,
     poll: Duration,
     query: PageQuery,
     committed: watch::Receiver<i64>,
@@ -231,7 +237,7 @@ impl Consumer {
         let mut last_sent = Instant::now();
         loop {
             let read_at = Instant::now();
-            let (rows, more) = match statements::page(&self.db, &self.query).await {
+            let (rows, more) = match statements::page(&self.db, &self.index, &self.query).await {
                 Ok(page) => page,
                 Err(e) => return End::Failed(e.into()),
             };

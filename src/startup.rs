@@ -116,7 +116,13 @@ impl Application {
         let dispatchers = Dispatchers::start(forward_db.as_ref().unwrap_or(&db), &forwarding, &routing, &metrics)?;
         let (writer, writer_handle) =
             Writer::spawn(db.clone(), routing.clone(), metrics.clone(), args.progress).await?;
-        let streams = Arc::new(LiveStreams::new(db.clone(), writer.committed(), args.stream_limits(), &metrics));
+        let streams = Arc::new(LiveStreams::new(
+            db.clone(),
+            writer.filter_index().clone(),
+            writer.committed(),
+            args.stream_limits(),
+            &metrics,
+        ));
         let state = web::Data::new(AppState {
             progress: args.progress,
             db: db.clone(),

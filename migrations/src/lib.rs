@@ -15,6 +15,7 @@ mod m0008_forward_mapping;
 mod m0009_outbox_lean_indexes;
 mod m0010_forward_stream;
 mod m0011_progress;
+mod m0012_filter_postings;
 
 pub struct Migrator;
 
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_outbox_lean_indexes::Migration),
             Box::new(m0010_forward_stream::Migration),
             Box::new(m0011_progress::Migration),
+            Box::new(m0012_filter_postings::Migration),
         ]
     }
 }

@@ -74,7 +74,7 @@ async fn export(req: HttpRequest, auth: Authenticated, state: web::Data<AppState
     let total = match (request.count, bounds) {
         (false, _) => None,
         (true, None) => Some(0),
-        (true, Some(b)) => Some(stored::count_within(&state.db, &query, b).await?),
+        (true, Some(b)) => Some(stored::count_within(&state.db, state.writer.filter_index(), &query, b).await?),
     };
     let transfer_gzip = !request.gzip_file && accepts_gzip(&req);
     let mut res = HttpResponse::Ok();
@@ -88,6 +88,7 @@ async fn export(req: HttpRequest, auth: Authenticated, state: web::Data<AppState
     }
     let body = ExportBody {
         db: state.db.clone(),
+        index: state.writer.filter_index().clone(),
         query,
         bounds,
         csv_header: !request.resumed,
@@ -161,7 +162,8 @@ async fn seq_of(state: &AppState, id: &str, access: ReadAccess, credential_key: 
     let unknown = || LrsError::invalid("after", "query:after", format!("no statement with id {id} is stored"));
     let row = stored::by_id(&state.db, id).await?.ok_or_else(unknown)?;
     if access == ReadAccess::Mine
-        && !stored::has_key(&state.db, row.seq, key(KeyKind::Credential, credential_key)).await?
+        && !stored::has_key(&state.db, state.writer.filter_index(), row.seq, key(KeyKind::Credential, credential_key))
+            .await?
     {
         return Err(unknown());
     }

@@ -188,7 +188,13 @@ async fn get_statements(req: HttpRequest, auth: Authenticated, state: web::Data<
                 }
             };
             if access == ReadAccess::Mine
-                && !stored::has_key(&state.db, row.seq, key(KeyKind::Credential, &auth.key)).await?
+                && !stored::has_key(
+                    &state.db,
+                    state.writer.filter_index(),
+                    row.seq,
+                    key(KeyKind::Credential, &auth.key),
+                )
+                .await?
             {
                 return Err(LrsError::NotFound(format!("no statement with id {id}")));
             }
@@ -197,7 +203,7 @@ async fn get_statements(req: HttpRequest, auth: Authenticated, state: web::Data<
             respond(&state, texts.swap_remove(0).into_owned(), Some(rows[0].stored_us), contents)
         }
         StatementGet::Page { query, format, attachments } => {
-            let (rows, more) = stored::page(&state.db, &query).await?;
+            let (rows, more) = stored::page(&state.db, state.writer.filter_index(), &query).await?;
             let more = match rows.last() {
                 Some(last) if more => more_url(&query, format, attachments, last.seq),
                 _ => String::new(),

@@ -8,6 +8,7 @@ mod checkpoint;
 pub mod credentials;
 pub mod documents;
 pub mod feed;
+pub mod filter_index;
 pub mod forward_stream;
 pub mod identities;
 pub mod outbox;

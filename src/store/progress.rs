@@ -12,6 +12,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Value
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use super::filter_index::FilterIndex;
 use super::sql::{self, p};
 use super::writer_sql::WriterSql;
 use crate::error::LrsResult;
@@ -205,7 +206,7 @@ async fn backfill_state(db: &impl WriterSql) -> anyhow::Result<(i64, i64)> {
 /// statements (`seqs`, already marked voided) counted for. Voiding is rare;
 /// a row's statements are found through the filter keys of its learner and
 /// activity.
-pub(super) async fn recount(txn: &impl WriterSql, seqs: &[i64]) -> anyhow::Result<()> {
+pub(super) async fn recount(txn: &impl WriterSql, index: &FilterIndex, seqs: &[i64]) -> anyhow::Result<()> {
     if seqs.is_empty() {
         return Ok(());
     }
@@ -223,7 +224,7 @@ pub(super) async fn recount(txn: &impl WriterSql, seqs: &[i64]) -> anyhow::Resul
     let (through, to) = backfill_state(txn).await?;
     for row in rows {
         let mut tallies = BTreeMap::new();
-        let counted = parsed(row_statements(txn, &row, through, to).await?)?;
+        let counted = parsed(row_statements(txn, index, &row, through, to).await?)?;
         tally_into(&mut tallies, counted.iter().map(|(seq, us, s)| (*seq, *us, s)));
         tallies.retain(|k, _| *k == row);
         let delete = format!(
@@ -244,7 +245,36 @@ pub(super) async fn recount(txn: &impl WriterSql, seqs: &[i64]) -> anyhow::Resul
 /// `(seq, stored_us, body)`.
 async fn row_statements(
     txn: &impl WriterSql,
+    index: &FilterIndex,
     row: &RowKey,
+    through: i64,
+    to: i64,
+) -> anyhow::Result<Vec<(i64, i64, String)>> {
+    let keys = [key(KeyKind::Agent, &row.learner), key(KeyKind::RelatedActivity, &row.activity)];
+    let counted = |seq: &i64| *seq <= through || *seq > to;
+    let FilterIndex::Postings(postings) = index else {
+        return row_statements_by_key_rows(txn, keys, through, to).await;
+    };
+    let (first, last) = postings.blocks();
+    let mut out = Vec::new();
+    for b in first..=last {
+        let mut seqs = postings.matching(txn, b, &keys).await?;
+        seqs.retain(counted);
+        for chunk in sql::chunks(&seqs) {
+            let select = format!(
+                "SELECT seq, stored_us, body FROM statement WHERE voided = FALSE AND seq IN ({}) ORDER BY seq",
+                sql::list_placeholders(DbBackend::Sqlite, chunk.len(), 1)
+            );
+            let values = chunk.iter().map(|s| (*s).into()).collect();
+            out.extend(txn.rows(sql::stmt(DbBackend::Sqlite, select, values)).await.context("statements")?);
+        }
+    }
+    Ok(out)
+}
+
+async fn row_statements_by_key_rows(
+    txn: &impl WriterSql,
+    [agent, activity]: [i64; 2],
     through: i64,
     to: i64,
 ) -> anyhow::Result<Vec<(i64, i64, String)>> {
@@ -258,12 +288,7 @@ async fn row_statements(
         p(backend, 3),
         p(backend, 4)
     );
-    let values = vec![
-        key(KeyKind::Agent, &row.learner).into(),
-        through.into(),
-        to.into(),
-        key(KeyKind::RelatedActivity, &row.activity).into(),
-    ];
+    let values = vec![agent.into(), through.into(), to.into(), activity.into()];
     txn.rows(sql::stmt(backend, select, values)).await.context("a progress row's statements")
 }
 

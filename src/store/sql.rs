@@ -106,21 +106,6 @@ fn json_array<K: AsRef<str>>(keys: &[K]) -> String {
     serde_json::to_string(&keys).unwrap_or_default()
 }
 
-/// `[[1,2],[3,4]]`: integer pairs as one JSON array, for SQLite's `json_each`.
-pub fn json_pairs(pairs: &[(i64, i64)]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(pairs.len() * 32 + 2);
-    out.push('[');
-    for (i, (a, b)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "[{a},{b}]");
-    }
-    out.push(']');
-    out
-}
-
 /// Most rows in one multi-row statement.
 pub const MAX_ROWS: usize = 64;
 
@@ -185,48 +170,5 @@ mod tests {
             assert!(plan.iter().any(|step| step.contains(index)), "{select}: {plan:?}");
             assert!(!plan.iter().any(|step| step.starts_with("SCAN statement")), "{select}: {plan:?}");
         }
-    }
-
-    #[tokio::test]
-    async fn json_pairs_reach_sqlite_as_the_same_integers() {
-        let db = sqlite_store().await;
-        let pairs = [(i64::MIN, 1), (i64::MAX, 2), (-1, i64::MAX), (0, 3), (-6_917_529_027_641_081_857, 4)];
-        db.execute_raw(stmt(
-            DbBackend::Sqlite,
-            "INSERT INTO statement_key (key, seq) SELECT value ->> 0, value ->> 1 FROM json_each(?)",
-            vec![Value::from(json_pairs(&pairs))],
-        ))
-        .await
-        .unwrap();
-        let rows = db
-            .query_all_raw(stmt(
-                DbBackend::Sqlite,
-                "SELECT key, seq, typeof(key) FROM statement_key ORDER BY seq",
-                vec![],
-            ))
-            .await
-            .unwrap();
-        let read: Vec<(i64, i64)> =
-            rows.iter().map(|r| (r.try_get_by_index(0).unwrap(), r.try_get_by_index(1).unwrap())).collect();
-        let mut expected = pairs.to_vec();
-        expected.sort_by_key(|p| p.1);
-        assert_eq!(read, expected);
-        assert!(rows.iter().all(|r| r.try_get_by_index::<String>(2).unwrap() == "integer"));
-    }
-
-    #[test]
-    fn json_lists_escape_strings_and_keep_integers_whole() {
-        assert_eq!(json_array(&["a\"b", "c\\"]), r#"["a\"b","c\\"]"#);
-        assert_eq!(json_pairs(&[(i64::MIN, 1), (-5, i64::MAX)]), format!("[[{},1],[-5,{}]]", i64::MIN, i64::MAX));
-        assert_eq!(json_pairs(&[]), "[]");
-    }
-
-    #[test]
-    fn chunks_are_powers_of_two_up_to_the_maximum() {
-        let items: Vec<u32> = (0..(MAX_ROWS * 2 + 13) as u32).collect();
-        let sizes: Vec<usize> = chunks(&items).map(<[u32]>::len).collect();
-        assert_eq!(sizes, vec![MAX_ROWS, MAX_ROWS, 8, 4, 1]);
-        assert_eq!(chunks(&items).flatten().count(), items.len());
-        assert_eq!(chunks::<u32>(&[]).count(), 0);
     }
 }

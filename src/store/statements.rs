@@ -1,9 +1,10 @@
 //! Reading statements: by id, and filtered pages in `seq` order.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Value};
 
+use super::filter_index::{FilterIndex, Postings};
 use super::sql::{self, p};
-use crate::error::LrsResult;
+use crate::error::{LrsError, LrsResult};
 
 /// A stored statement as read back.
 #[derive(Debug, Clone)]
@@ -35,7 +36,10 @@ pub async fn by_id(db: &DatabaseConnection, id: &str) -> LrsResult<Option<Stored
 }
 
 /// Whether the statement at `seq` carries `key`.
-pub async fn has_key(db: &DatabaseConnection, seq: i64, key: i64) -> LrsResult<bool> {
+pub async fn has_key(db: &DatabaseConnection, index: &FilterIndex, seq: i64, key: i64) -> LrsResult<bool> {
+    if let FilterIndex::Postings(postings) = index {
+        return postings.has(db, seq, key).await.map_err(LrsError::Internal);
+    }
     let backend = db.get_database_backend();
     let row = db
         .query_one_raw(sql::stmt(
@@ -73,9 +77,9 @@ pub type SeqBounds = (Option<i64>, Option<i64>);
 
 /// One page of statements matching `q` (non-voided ones unless
 /// `include_voided`), plus whether more follow.
-pub async fn page(db: &DatabaseConnection, q: &PageQuery) -> LrsResult<(Vec<StoredRow>, bool)> {
+pub async fn page(db: &DatabaseConnection, index: &FilterIndex, q: &PageQuery) -> LrsResult<(Vec<StoredRow>, bool)> {
     match seq_bounds(db, q).await? {
-        Some(bounds) => page_within(db, q, bounds).await,
+        Some(bounds) => page_within(db, index, q, bounds).await,
         None => Ok((Vec::new(), false)),
     }
 }
@@ -84,26 +88,144 @@ pub async fn page(db: &DatabaseConnection, q: &PageQuery) -> LrsResult<(Vec<Stor
 /// many pages of one range).
 pub async fn page_within(
     db: &DatabaseConnection,
+    index: &FilterIndex,
     q: &PageQuery,
     bounds: SeqBounds,
 ) -> LrsResult<(Vec<StoredRow>, bool)> {
-    let backend = db.get_database_backend();
-    let rows = db.query_all_raw(filtered_sql(backend, q, bounds, Select::Page)).await?;
+    let mut rows = match index {
+        FilterIndex::Postings(postings) if !q.keys.is_empty() => page_by_postings(db, postings, q, bounds).await?,
+        _ => {
+            let backend = db.get_database_backend();
+            let rows = db.query_all_raw(filtered_sql(backend, q, bounds, Select::Page)).await?;
+            rows.iter().map(stored_row).collect::<Result<Vec<_>, _>>()?
+        }
+    };
     let more = rows.len() > q.limit as usize;
-    let mut out = Vec::with_capacity(rows.len().min(q.limit as usize));
-    for r in rows.into_iter().take(q.limit as usize) {
-        out.push(StoredRow {
-            seq: r.try_get_by_index(0)?,
-            stored_us: r.try_get_by_index(1)?,
-            voided: r.try_get_by_index(3)?,
-            body: r.try_get_by_index(2)?,
-        });
+    rows.truncate(q.limit as usize);
+    Ok((rows, more))
+}
+
+fn stored_row(r: &QueryResult) -> Result<StoredRow, sea_orm::DbErr> {
+    Ok(StoredRow {
+        seq: r.try_get_by_index(0)?,
+        stored_us: r.try_get_by_index(1)?,
+        body: r.try_get_by_index(2)?,
+        voided: r.try_get_by_index(3)?,
+    })
+}
+
+/// `q`'s seq range with its cursor, both ends inclusive.
+fn seq_range(q: &PageQuery, (lo, hi): SeqBounds) -> (i64, i64) {
+    let mut lo = lo.unwrap_or(i64::MIN);
+    let mut hi = hi.unwrap_or(i64::MAX);
+    match (q.after_seq, q.ascending) {
+        (Some(after), true) => lo = lo.max(after.saturating_add(1)),
+        (Some(after), false) => hi = hi.min(after.saturating_sub(1)),
+        (None, _) => {}
     }
-    Ok((out, more))
+    (lo, hi)
+}
+
+/// The blocks of `range` in `q`'s direction.
+fn blocks_in(postings: &Postings, q: &PageQuery, (lo, hi): (i64, i64)) -> Vec<i64> {
+    let (first, last) = postings.blocks();
+    let first = first.max(postings.block_of(lo.max(0)));
+    let last = last.min(postings.block_of(hi.max(0)));
+    if q.ascending { (first..=last).collect() } else { (first..=last).rev().collect() }
+}
+
+/// A page (one row more than the limit) through the postings: block by
+/// block in the query's direction, the matching rows read a few more than
+/// still wanted at a time (some may be voided, or not yet committed).
+async fn page_by_postings(
+    db: &DatabaseConnection,
+    postings: &Postings,
+    q: &PageQuery,
+    bounds: SeqBounds,
+) -> LrsResult<Vec<StoredRow>> {
+    let want = q.limit as usize + 1;
+    let range = seq_range(q, bounds);
+    let mut out = Vec::with_capacity(want.min(1_024));
+    for b in blocks_in(postings, q, range) {
+        let mut seqs = postings.matching(db, b, &q.keys).await.map_err(LrsError::Internal)?;
+        seqs.retain(|s| (range.0..=range.1).contains(s));
+        if !q.ascending {
+            seqs.reverse();
+        }
+        let mut rest = seqs.as_slice();
+        while !rest.is_empty() && out.len() < want {
+            let take = rest.len().min((want - out.len()).clamp(16, MAX_IN));
+            let (chunk, tail) = rest.split_at(take);
+            rest = tail;
+            out.extend(rows_at(db, chunk, q.ascending, q.include_voided).await?);
+        }
+        if out.len() >= want {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Most `seq`s in one `IN (…)`.
+const MAX_IN: usize = 500;
+
+/// The rows at `seqs` (non-voided ones unless `include_voided`), in `seq` order.
+async fn rows_at(
+    db: &DatabaseConnection,
+    seqs: &[i64],
+    ascending: bool,
+    include_voided: bool,
+) -> LrsResult<Vec<StoredRow>> {
+    let select = format!(
+        "SELECT seq, stored_us, body, voided FROM statement WHERE seq IN ({}){} ORDER BY seq {}",
+        sql::list_placeholders(DbBackend::Sqlite, seqs.len(), 1),
+        if include_voided { "" } else { " AND voided = FALSE" },
+        if ascending { "ASC" } else { "DESC" }
+    );
+    let values = seqs.iter().map(|s| Value::from(*s)).collect();
+    let rows = db.query_all_raw(sql::stmt(DbBackend::Sqlite, select, values)).await?;
+    Ok(rows.iter().map(stored_row).collect::<Result<Vec<_>, _>>()?)
+}
+
+/// `count_within` through the postings.
+async fn count_by_postings(
+    db: &DatabaseConnection,
+    postings: &Postings,
+    q: &PageQuery,
+    bounds: SeqBounds,
+) -> LrsResult<i64> {
+    let range = seq_range(q, bounds);
+    let mut total = 0;
+    for b in blocks_in(postings, q, range) {
+        let mut seqs = postings.matching(db, b, &q.keys).await.map_err(LrsError::Internal)?;
+        seqs.retain(|s| (range.0..=range.1).contains(s));
+        for chunk in seqs.chunks(MAX_IN) {
+            let select = format!(
+                "SELECT COUNT(*) FROM statement WHERE seq IN ({}){}",
+                sql::list_placeholders(DbBackend::Sqlite, chunk.len(), 1),
+                if q.include_voided { "" } else { " AND voided = FALSE" },
+            );
+            let values = chunk.iter().map(|s| Value::from(*s)).collect();
+            if let Some(r) = db.query_one_raw(sql::stmt(DbBackend::Sqlite, select, values)).await? {
+                total += r.try_get_by_index::<i64>(0)?;
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// How many non-voided statements match `q` within `bounds` (after `q.after_seq`).
-pub async fn count_within(db: &DatabaseConnection, q: &PageQuery, bounds: SeqBounds) -> LrsResult<i64> {
+pub async fn count_within(
+    db: &DatabaseConnection,
+    index: &FilterIndex,
+    q: &PageQuery,
+    bounds: SeqBounds,
+) -> LrsResult<i64> {
+    if let FilterIndex::Postings(postings) = index
+        && !q.keys.is_empty()
+    {
+        return count_by_postings(db, postings, q, bounds).await;
+    }
     let backend = db.get_database_backend();
     let row = db.query_one_raw(filtered_sql(backend, q, bounds, Select::Count)).await?;
     Ok(match row {
@@ -231,4 +353,132 @@ pub async fn stored_between(
         out.push((r.try_get_by_index(0)?, r.try_get_by_index(1)?, r.try_get_by_index(2)?));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::DatabaseArgs;
+    use crate::store::filter_index::encode_keys;
+    use crate::store::writer_sql::WriterSql;
+
+    const A: i64 = 11;
+    const B: i64 = -22;
+
+    /// Statement `seq` carries key A when even, B when divisible by 3.
+    fn keys_of(seq: i64) -> Vec<i64> {
+        let mut keys = vec![7];
+        if seq % 2 == 0 {
+            keys.push(A);
+        }
+        if seq % 3 == 0 {
+            keys.push(B);
+        }
+        keys
+    }
+
+    /// Statements 1..=n stored through the postings (blocks of 4), `voided`
+    /// marked, one group per `group` statements, as the writer does.
+    async fn store(n: i64, group: i64, voided: &[i64]) -> (sea_orm::DatabaseConnection, Arc<Postings>) {
+        let db = crate::store::connect(&DatabaseArgs { url: "sqlite::memory:".into(), pool_size: 1 }).await.unwrap();
+        crate::store::migrate(&db).await.unwrap();
+        let postings = Arc::new(Postings::with_block_bits(2));
+        postings.load(&db).await.unwrap();
+        let mut seq = 1;
+        while seq <= n {
+            let last = (seq + group - 1).min(n);
+            let keys: Vec<(i64, Vec<i64>)> = (seq..=last).map(|s| (s, keys_of(s))).collect();
+            for (s, k) in &keys {
+                let insert = "INSERT INTO statement (seq, id, stored_us, voided, key_list, filter_keys, body) \
+                    VALUES (?, ?, ?, ?, '', ?, '{}')";
+                let values = vec![
+                    (*s).into(),
+                    format!("id-{s}").into(),
+                    (*s).into(),
+                    voided.contains(s).into(),
+                    encode_keys(k.iter().copied()).into(),
+                ];
+                db.execute_raw(sql::stmt(DbBackend::Sqlite, insert, values)).await.unwrap();
+            }
+            let rows: Vec<(i64, &[i64])> = keys.iter().map(|(s, k)| (*s, k.as_slice())).collect();
+            postings.add(&db, &rows).await.unwrap();
+            postings.committed();
+            seq = last + 1;
+        }
+        (db, postings)
+    }
+
+    fn expected(n: i64, keys: &[i64], voided: &[i64]) -> Vec<i64> {
+        (1..=n).filter(|s| keys.iter().all(|k| keys_of(*s).contains(k)) && !voided.contains(s)).collect()
+    }
+
+    async fn all_pages(db: &sea_orm::DatabaseConnection, index: &FilterIndex, mut q: PageQuery) -> Vec<i64> {
+        let mut seen = Vec::new();
+        loop {
+            let (rows, more) = page(db, index, &q).await.unwrap();
+            assert!(rows.len() <= q.limit as usize);
+            seen.extend(rows.iter().map(|r| r.seq));
+            match rows.last() {
+                Some(last) if more => q.after_seq = Some(last.seq),
+                _ => return seen,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_through_written_blocks_and_the_open_one_in_either_direction() {
+        let voided = [6, 12, 13];
+        let (db, postings) = store(29, 3, &voided).await;
+        let index = FilterIndex::Postings(postings.clone());
+        let on_disk: Vec<(i64,)> = db
+            .rows(sql::stmt(DbBackend::Sqlite, "SELECT COUNT(DISTINCT block) FROM statement_posting", vec![]))
+            .await
+            .unwrap();
+        assert_eq!(on_disk[0].0, 7, "blocks 0 to 6 written, 7 open");
+        for keys in [vec![A], vec![B], vec![A, B], vec![7, B, A]] {
+            let want = expected(29, &keys, &voided);
+            for limit in [1, 2, 5, 50] {
+                let q = PageQuery { keys: keys.clone(), ascending: true, limit, ..PageQuery::default() };
+                assert_eq!(all_pages(&db, &index, q.clone()).await, want, "{keys:?} limit {limit}");
+                let desc = PageQuery { ascending: false, ..q };
+                let mut back = all_pages(&db, &index, desc).await;
+                back.reverse();
+                assert_eq!(back, want, "{keys:?} limit {limit} descending");
+            }
+            let q = PageQuery { keys: keys.clone(), ..PageQuery::default() };
+            assert_eq!(count_within(&db, &index, &q, (Some(5), Some(27))).await.unwrap(), {
+                want.iter().filter(|s| (5..=27).contains(*s)).count() as i64
+            });
+        }
+        // A key no statement has, and the other store kind's plain SQL for no keys.
+        let none = PageQuery { keys: vec![A, 99], limit: 10, ..PageQuery::default() };
+        assert!(page(&db, &index, &none).await.unwrap().0.is_empty());
+        assert!(has_key(&db, &index, 4, A).await.unwrap());
+        assert!(!has_key(&db, &index, 5, A).await.unwrap());
+        assert!(has_key(&db, &index, 28, A).await.unwrap(), "in the open block");
+    }
+
+    #[tokio::test]
+    async fn a_reload_and_added_keys_keep_what_queries_find() {
+        let (db, postings) = store(22, 5, &[]).await;
+        // Statement 5 (written block 1) and 21 (open block 5) gain key A.
+        for seq in [5, 21] {
+            postings.add_keys(&db, seq, &[A]).await.unwrap();
+        }
+        let mut want = expected(22, &[A], &[]);
+        want.extend([5, 21]);
+        want.sort();
+        let q = PageQuery { keys: vec![A], ascending: true, limit: 100, ..PageQuery::default() };
+        let index = FilterIndex::Postings(postings.clone());
+        assert_eq!(all_pages(&db, &index, q.clone()).await, want);
+        // Rebuilt from the store (statement 21's own filter_keys lack A: a
+        // reload reads what the rows say).
+        let reloaded = Arc::new(Postings::with_block_bits(2));
+        reloaded.load(&db).await.unwrap();
+        let mut after_reload = want.clone();
+        after_reload.retain(|s| *s != 21);
+        assert_eq!(all_pages(&db, &FilterIndex::Postings(reloaded), q).await, after_reload);
+    }
 }

@@ -14,6 +14,7 @@ use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checkpoint::Checkpointer;
+use super::filter_index::{FilterIndex, Postings, encode_keys};
 use super::forward_stream::Streamed;
 use super::sql;
 use super::writer_sql::{SqliteWriter, WriterSql};
@@ -54,6 +55,7 @@ pub struct Writer {
     /// it changes after every commit that stored statements, and its sender
     /// is gone once the writer stopped.
     committed: watch::Receiver<i64>,
+    index: FilterIndex,
 }
 
 /// No commit is under way.
@@ -78,12 +80,14 @@ impl Writer {
         let (commits, committed) = watch::channel(0);
         let file = super::sqlite_file(&db).await?;
         let checkpointer = file.as_ref().map(|_| Checkpointer::spawn(&db));
-        let derived = Derived { routing, progress: keep_progress };
+        let index = FilterIndex::for_backend(db.get_database_backend());
+        let derived = Derived { routing, progress: keep_progress, index: index.clone() };
         let task = Task { checkpointer, derived, metrics, rx, stop: stopped, in_flight: in_flight.clone(), commits };
         match file {
             Some(path) => {
                 let own = SqliteWriter::open(&path, super::sqlite_write_lock(&db))
                     .context("cannot open the statement writer's SQLite connection")?;
+                own.load_index(&task.derived.index).await.context("cannot read the filter index")?;
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -97,13 +101,19 @@ impl Writer {
                     .context("cannot start the statement writer's thread")?;
             }
             None => {
+                db.load_index(&task.derived.index).await.context("cannot read the filter index")?;
                 tokio::spawn(async move {
                     run(db, task).await;
                     let _ = done.send(());
                 });
             }
         }
-        Ok((Writer { tx, in_flight, committed }, WriterHandle { stop, finished }))
+        Ok((Writer { tx, in_flight, committed, index }, WriterHandle { stop, finished }))
+    }
+
+    /// The filter index its commits keep, for reading statements.
+    pub fn filter_index(&self) -> &FilterIndex {
+        &self.index
     }
 
     /// Follows this writer's commits (the live stream's wake-up): setting a
@@ -156,6 +166,9 @@ trait Store {
         derived: &'a Derived,
         batches: &[&'a [PreparedStatement]],
     ) -> anyhow::Result<Staged<'a>>;
+
+    /// Reads the filter index's memory from the store, in a transaction.
+    async fn load_index(&self, index: &FilterIndex) -> anyhow::Result<()>;
 }
 
 impl Store for DatabaseConnection {
@@ -168,6 +181,16 @@ impl Store for DatabaseConnection {
         let staged = stage(&*txn, derived, batches).await?;
         txn.commit().await.context("commit")?;
         Ok(staged)
+    }
+
+    async fn load_index(&self, index: &FilterIndex) -> anyhow::Result<()> {
+        let FilterIndex::Postings(postings) = index else {
+            return Ok(());
+        };
+        let txn = super::begin_writer_turn(self).await?;
+        postings.load(&*txn).await?;
+        txn.commit().await.context("commit")?;
+        Ok(())
     }
 }
 
@@ -182,6 +205,16 @@ impl Store for SqliteWriter {
         txn.commit().context("commit")?;
         Ok(staged)
     }
+
+    async fn load_index(&self, index: &FilterIndex) -> anyhow::Result<()> {
+        let FilterIndex::Postings(postings) = index else {
+            return Ok(());
+        };
+        let txn = self.begin().await.context("begin")?;
+        postings.load(&txn).await?;
+        txn.commit().context("commit")?;
+        Ok(())
+    }
 }
 
 /// What a commit writes beside the statements and their keys.
@@ -190,6 +223,7 @@ struct Derived {
     routing: Arc<Routing>,
     /// Learner progress.
     progress: bool,
+    index: FilterIndex,
 }
 
 /// What the writer's loop runs with.
@@ -292,7 +326,19 @@ async fn write_group(
     metrics: &Metrics,
     commits: &watch::Sender<i64>,
 ) -> anyhow::Result<Vec<Result<(), WriteError>>> {
-    let staged = store.transact(derived, batches).await?;
+    let staged = match store.transact(derived, batches).await {
+        Ok(staged) => staged,
+        Err(e) => {
+            // The index's memory took the group's keys before the commit.
+            if let Err(reload) = store.load_index(&derived.index).await {
+                tracing::error!(error = ?reload, "cannot reread the filter index after a failed commit");
+            }
+            return Err(e);
+        }
+    };
+    if let FilterIndex::Postings(postings) = &derived.index {
+        postings.committed();
+    }
     let routing = &derived.routing;
     let Staged { results, rows, bodies, stored_us, forward } = staged;
     metrics.statements_stored.inc_by(rows.len() as u64);
@@ -342,15 +388,18 @@ async fn stage<'a>(
     let bodies: Vec<String> = rows.iter().map(|(_, s)| s.body(&stored)).collect();
     if !rows.is_empty() {
         insert_statements(txn, &rows, &bodies, stored_us).await?;
-        insert_keys(txn, &rows).await?;
+        match &derived.index {
+            FilterIndex::KeyRows => insert_keys(txn, &rows).await?,
+            FilterIndex::Postings(postings) => add_postings(txn, postings, &rows).await?,
+        }
         activities::merge_in(txn, &accepted).await?;
         agent_names::merge_in(txn, &accepted).await?;
         if derived.progress {
             progress::count_in(txn, &rows, stored_us).await?;
         }
-        let voided = resolve_references(txn, &rows).await?;
+        let voided = resolve_references(txn, &derived.index, &rows).await?;
         if derived.progress {
-            progress::recount(txn, &voided).await?;
+            progress::recount(txn, &derived.index, &voided).await?;
         }
         outbox::enqueue(txn, &forward, stored_us).await?;
     }
@@ -427,7 +476,7 @@ async fn insert_statements(
     if backend == DbBackend::Postgres {
         return insert_statements_unnest(txn, rows, bodies, stored_us).await;
     }
-    const COLS: usize = 7;
+    const COLS: usize = 8;
     let rows: Vec<(&(i64, &PreparedStatement), &String)> = rows.iter().zip(bodies).collect();
     for chunk in sql::chunks(&rows) {
         let mut values = Vec::with_capacity(chunk.len() * COLS);
@@ -438,10 +487,11 @@ async fn insert_statements(
             values.push(Value::from(s.voiding));
             values.push(Value::from(s.object_ref.clone()));
             values.push(Value::from(key_list(s.keys.iter().filter(|k| k.heritable).map(|k| k.key))));
+            values.push(Value::from(encode_keys(s.keys.iter().map(|k| k.key))));
             values.push(Value::from((*body).clone()));
         }
         let sql_text = format!(
-            "INSERT INTO statement (seq, id, stored_us, voiding, object_ref, key_list, body) VALUES {}",
+            "INSERT INTO statement (seq, id, stored_us, voiding, object_ref, key_list, filter_keys, body) VALUES {}",
             sql::row_placeholders(backend, chunk.len(), COLS)
         );
         txn.run(sql::stmt(backend, sql_text, values)).await.context("insert statements")?;
@@ -486,34 +536,33 @@ async fn insert_keys(txn: &impl WriterSql, rows: &[(i64, &PreparedStatement)]) -
     insert_key_pairs(txn, &pairs, false).await
 }
 
-/// All `(key, seq)` rows in one statement (chunks of 64 rows were a round
-/// trip each: 63 for a group of 400 statements). `skip_existing` for keys a
-/// referrer inherits, some of which it may have.
+async fn add_postings(
+    txn: &impl WriterSql,
+    postings: &Postings,
+    rows: &[(i64, &PreparedStatement)],
+) -> anyhow::Result<()> {
+    let keys: Vec<Vec<i64>> = rows.iter().map(|(_, s)| s.keys.iter().map(|k| k.key).collect()).collect();
+    let rows: Vec<(i64, &[i64])> = rows.iter().zip(&keys).map(|((seq, _), k)| (*seq, k.as_slice())).collect();
+    postings.add(txn, &rows).await
+}
+
+/// All `(key, seq)` rows in one statement of column arrays (PostgreSQL;
+/// chunks of 64 rows were a round trip each: 63 for a group of 400
+/// statements). `skip_existing` for keys a referrer inherits, some of which
+/// it may have.
 async fn insert_key_pairs(txn: &impl WriterSql, pairs: &[(i64, i64)], skip_existing: bool) -> anyhow::Result<()> {
     if pairs.is_empty() {
         return Ok(());
     }
-    let backend = txn.backend();
-    let (sql_text, values) = match backend {
-        DbBackend::Postgres => (
-            format!(
-                "INSERT INTO statement_key (key, seq) SELECT * FROM unnest($1::bigint[], $2::bigint[]){}",
-                if skip_existing { " ON CONFLICT DO NOTHING" } else { "" }
-            ),
-            vec![
-                Value::from(pairs.iter().map(|(k, _)| *k).collect::<Vec<i64>>()),
-                Value::from(pairs.iter().map(|(_, s)| *s).collect::<Vec<i64>>()),
-            ],
-        ),
-        _ => (
-            format!(
-                "INSERT{} INTO statement_key (key, seq) SELECT value ->> 0, value ->> 1 FROM json_each(?)",
-                if skip_existing { " OR IGNORE" } else { "" }
-            ),
-            vec![Value::from(sql::json_pairs(pairs))],
-        ),
-    };
-    txn.run(sql::stmt(backend, sql_text, values)).await.context("insert keys")?;
+    let sql_text = format!(
+        "INSERT INTO statement_key (key, seq) SELECT * FROM unnest($1::bigint[], $2::bigint[]){}",
+        if skip_existing { " ON CONFLICT DO NOTHING" } else { "" }
+    );
+    let values = vec![
+        Value::from(pairs.iter().map(|(k, _)| *k).collect::<Vec<i64>>()),
+        Value::from(pairs.iter().map(|(_, s)| *s).collect::<Vec<i64>>()),
+    ];
+    txn.run(sql::stmt(DbBackend::Postgres, sql_text, values)).await.context("insert keys")?;
     Ok(())
 }
 
@@ -538,7 +587,11 @@ struct Referrer {
 /// new one (they arrived first). A referrer takes over its target's filter
 /// keys, transitively; a voiding referrer voids its target unless the target
 /// is itself a voiding statement. Returns the `seq`s of the statements voided.
-async fn resolve_references(txn: &impl WriterSql, rows: &[(i64, &PreparedStatement)]) -> anyhow::Result<Vec<i64>> {
+async fn resolve_references(
+    txn: &impl WriterSql,
+    index: &FilterIndex,
+    rows: &[(i64, &PreparedStatement)],
+) -> anyhow::Result<Vec<i64>> {
     let backend = txn.backend();
     let mut work: Vec<Referrer> = rows
         .iter()
@@ -572,7 +625,7 @@ async fn resolve_references(txn: &impl WriterSql, rows: &[(i64, &PreparedStateme
             .context("void")?;
             voided.push(target_seq);
         }
-        if !inherit_keys(txn, &r, target_keys).await? {
+        if !inherit_keys(txn, index, &r, target_keys).await? {
             continue;
         }
         // What this referrer gained, statements referencing it gain too.
@@ -582,7 +635,12 @@ async fn resolve_references(txn: &impl WriterSql, rows: &[(i64, &PreparedStateme
 }
 
 /// Gives the referrer the target's keys it lacks; true when it gained any.
-async fn inherit_keys(txn: &impl WriterSql, r: &Referrer, target_keys: Vec<i64>) -> anyhow::Result<bool> {
+async fn inherit_keys(
+    txn: &impl WriterSql,
+    index: &FilterIndex,
+    r: &Referrer,
+    target_keys: Vec<i64>,
+) -> anyhow::Result<bool> {
     let Some((_, own_keys, _)) = statement_by_id(txn, &r.id).await? else {
         return Ok(false);
     };
@@ -590,8 +648,16 @@ async fn inherit_keys(txn: &impl WriterSql, r: &Referrer, target_keys: Vec<i64>)
     if missing.is_empty() {
         return Ok(false);
     }
-    let pairs: Vec<(i64, i64)> = missing.iter().map(|k| (*k, r.seq)).collect();
-    insert_key_pairs(txn, &pairs, true).await?;
+    match index {
+        FilterIndex::KeyRows => {
+            let pairs: Vec<(i64, i64)> = missing.iter().map(|k| (*k, r.seq)).collect();
+            insert_key_pairs(txn, &pairs, true).await?;
+        }
+        FilterIndex::Postings(postings) => {
+            postings.add_keys(txn, r.seq, &missing).await?;
+            add_filter_keys(txn, r.seq, &missing).await?;
+        }
+    }
     let all = key_list(own_keys.into_iter().chain(missing));
     let backend = txn.backend();
     txn.run(sql::stmt(
@@ -602,6 +668,18 @@ async fn inherit_keys(txn: &impl WriterSql, r: &Referrer, target_keys: Vec<i64>)
     .await
     .context("update key list")?;
     Ok(true)
+}
+
+/// Appends `keys` to the `filter_keys` of the statement at `seq` (SQLite).
+async fn add_filter_keys(txn: &impl WriterSql, seq: i64, keys: &[i64]) -> anyhow::Result<()> {
+    let select = "SELECT filter_keys FROM statement WHERE seq = ?";
+    let rows: Vec<(Vec<u8>,)> =
+        txn.rows(sql::stmt(DbBackend::Sqlite, select, vec![seq.into()])).await.context("filter keys")?;
+    let mut all = rows.into_iter().next().map(|(k,)| k).unwrap_or_default();
+    all.extend(encode_keys(keys.iter().copied()));
+    let update = "UPDATE statement SET filter_keys = ? WHERE seq = ?";
+    txn.run(sql::stmt(DbBackend::Sqlite, update, vec![all.into(), seq.into()])).await.context("update filter keys")?;
+    Ok(())
 }
 
 async fn referrers_of(txn: &impl WriterSql, ids: &[&str]) -> anyhow::Result<Vec<Referrer>> {
@@ -630,7 +708,12 @@ mod tests {
     #[test]
     fn consistent_through_stops_before_an_in_flight_commit() {
         let (tx, _rx) = mpsc::channel(1);
-        let writer = Writer { tx, in_flight: Arc::new(AtomicI64::new(IDLE)), committed: watch::channel(0).1 };
+        let writer = Writer {
+            tx,
+            in_flight: Arc::new(AtomicI64::new(IDLE)),
+            committed: watch::channel(0).1,
+            index: FilterIndex::KeyRows,
+        };
         let before = Utc::now().timestamp_micros();
         assert!(writer.consistent_through_us() >= before);
         writer.in_flight.store(before - 5_000_000, Ordering::Release);
