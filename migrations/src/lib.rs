@@ -16,6 +16,7 @@ mod m0009_outbox_lean_indexes;
 mod m0010_forward_stream;
 mod m0011_progress;
 mod m0012_filter_postings;
+mod m0013_progress_follows_log;
 
 pub struct Migrator;
 
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_forward_stream::Migration),
             Box::new(m0011_progress::Migration),
             Box::new(m0012_filter_postings::Migration),
+            Box::new(m0013_progress_follows_log::Migration),
         ]
     }
 }

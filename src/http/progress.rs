@@ -1,7 +1,10 @@
 //! `GET /xapi/extensions/progress`: learner progress by learner, activity
 //! (a course row includes its children's statements) or registration, in
 //! pages, as JSON or CSV. The rows are kept by the writer
-//! (`store/progress.rs`); this only reads them.
+//! (`store/progress_fold.rs`); this only reads them, once the writer has
+//! counted what it committed before the request (waiting a bounded time).
+
+use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -17,6 +20,11 @@ use crate::xapi::formats::{format_timestamp, is_iri, is_uuid};
 use crate::xapi::progress::{RowKey, Status, agent_of};
 
 pub const PATH: &str = "/progress";
+/// The header saying up to when statements are counted in the answer.
+pub const CONSISTENT_THROUGH: &str = "X-Progress-Consistent-Through";
+/// How long a request waits for the writer to count what it committed
+/// before answering with what is counted (the header says how far).
+const COUNTED_WAIT: Duration = Duration::from_secs(2);
 const PARAMS: &[&str] = &["learner", "activity", "registration", "status", "limit", "format", "cursor"];
 /// Rows per page when the request names no limit (as many as a screen or a
 /// report page shows), and the most it may ask.
@@ -81,12 +89,20 @@ async fn get_progress(req: HttpRequest, auth: Authenticated, state: web::Data<Ap
         Some(token) => decode_cursor(token, &params)?,
         None => parse_query(&params)?,
     };
+    let asked_us = state.writer.consistent_through_us();
+    let through_us = match state.writer.progress_counted(COUNTED_WAIT).await {
+        true => asked_us,
+        false => progress::counted_through_us(&state.db).await?,
+    };
     let (mut rows, more) = progress::page(&state.db, &query).await?;
     if rows.is_empty() && query.after.is_none() {
         rows.extend(not_attempted(&query));
     }
     let next = more.then(|| rows.last().map(|r| next_url(&query, &r.key, form))).flatten();
     let mut response = HttpResponse::Ok();
+    if let Some(through) = timestamp(through_us) {
+        response.insert_header((CONSISTENT_THROUGH, through));
+    }
     if let Some(next) = &next {
         response.insert_header((header::LINK, format!("<{next}>; rel=\"next\"")));
     }

@@ -14,6 +14,7 @@ pub mod identities;
 pub mod outbox;
 mod pg_nodelay;
 pub mod progress;
+mod progress_fold;
 mod sql;
 pub mod statements;
 pub mod writer;

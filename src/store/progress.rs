@@ -1,8 +1,10 @@
-//! The `progress` table: kept by the writer inside each group's transaction
-//! (`count_in`), corrected when a statement is voided (`recount`), filled
-//! for statements stored before it existed (`backfill`), and read in pages
-//! (`page`). What a statement adds is decided in `xapi/progress.rs`; the
-//! upsert below adds tallies exactly as `Tally::add` does.
+//! The `progress` table: the sums of the statements up to
+//! `progress_counted.through_seq`, written in large batches by the writer's
+//! fold (`progress_fold.rs`) or read back from the log (`count_log`: what a
+//! stopped server left, what another node wrote), corrected when a counted
+//! statement is voided (`recount`), and read in pages (`page`). What a
+//! statement adds is decided in `xapi/progress.rs`; the upsert below adds
+//! tallies exactly as `Tally::add` does.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -18,10 +20,9 @@ use super::writer_sql::WriterSql;
 use crate::error::LrsResult;
 use crate::xapi::keys::{KeyKind, key};
 use crate::xapi::progress::{RowKey, Status, Tally, contributions};
-use crate::xapi::statement::PreparedStatement;
 
-/// Statements read per transaction while backfilling.
-const BACKFILL_BATCH: i64 = 5_000;
+/// Statements read from the log per transaction.
+const LOG_BATCH: i64 = 5_000;
 
 const COLUMNS: &str = "learner, activity, registration, statements, completed, passed, failed, best_score, \
      last_score, last_score_us, last_score_seq, first_us, last_us, last_seq, last_id, attempts, duration_ms";
@@ -128,7 +129,7 @@ impl<'a> JsonRow<'a> {
     }
 }
 
-async fn upsert(txn: &impl WriterSql, tallies: &BTreeMap<RowKey, Tally>) -> anyhow::Result<()> {
+pub(super) async fn upsert(txn: &impl WriterSql, tallies: &BTreeMap<RowKey, Tally>) -> anyhow::Result<()> {
     if tallies.is_empty() {
         return Ok(());
     }
@@ -164,7 +165,10 @@ async fn upsert(txn: &impl WriterSql, tallies: &BTreeMap<RowKey, Tally>) -> anyh
 
 /// Adds statements, `(seq, stored_us, statement)`, to the tallies (sorted:
 /// rows are written in key order).
-fn tally_into<'a>(tallies: &mut BTreeMap<RowKey, Tally>, statements: impl IntoIterator<Item = (i64, i64, &'a Json)>) {
+pub(super) fn tally_into<'a>(
+    tallies: &mut BTreeMap<RowKey, Tally>,
+    statements: impl IntoIterator<Item = (i64, i64, &'a Json)>,
+) {
     for (seq, stored_us, statement) in statements {
         for (key, tally) in contributions(statement, seq, stored_us) {
             match tallies.get_mut(&key) {
@@ -184,22 +188,63 @@ fn parsed(rows: Vec<(i64, i64, String)>) -> anyhow::Result<Vec<(i64, i64, Json)>
         .collect()
 }
 
-/// Counts the group's new statements (inside the writer's transaction).
-pub(super) async fn count_in(
-    txn: &impl WriterSql,
-    rows: &[(i64, &PreparedStatement)],
-    stored_us: i64,
-) -> anyhow::Result<()> {
-    let mut tallies = BTreeMap::new();
-    tally_into(&mut tallies, rows.iter().map(|(seq, s)| (*seq, stored_us, &s.statement)));
-    upsert(txn, &tallies).await
+/// How far progress counts: every statement up to `through_seq`; and
+/// whether it is kept (false while servers run with `--progress false`).
+pub(super) async fn counted_through(db: &impl WriterSql) -> anyhow::Result<(i64, bool)> {
+    let select = "SELECT through_seq, kept FROM progress_counted";
+    let rows: Vec<(i64, bool)> = db.rows(sql::stmt(db.backend(), select, vec![])).await.context("progress counted")?;
+    rows.first().copied().context("progress_counted has no row")
 }
 
-/// Which statements are counted: `(through_seq, to_seq)` of `progress_backfill`.
-async fn backfill_state(db: &impl WriterSql) -> anyhow::Result<(i64, i64)> {
-    let select = "SELECT through_seq, to_seq FROM progress_backfill";
-    let rows: Vec<(i64, i64)> = db.rows(sql::stmt(db.backend(), select, vec![])).await.context("progress backfill")?;
-    rows.first().copied().context("progress_backfill has no row")
+async fn set_counted_through(txn: &impl WriterSql, seq: i64) -> anyhow::Result<()> {
+    let backend = txn.backend();
+    let update = format!("UPDATE progress_counted SET through_seq = {}", p(backend, 1));
+    txn.run(sql::stmt(backend, update, vec![seq.into()])).await.context("progress counted")?;
+    Ok(())
+}
+
+/// Adds `tallies`, the sums of the statements after what is counted up to
+/// `through`, and counts through it (the fold's write).
+pub(super) async fn add_counted(
+    txn: &impl WriterSql,
+    tallies: &BTreeMap<RowKey, Tally>,
+    through: i64,
+) -> anyhow::Result<()> {
+    upsert(txn, tallies).await?;
+    set_counted_through(txn, through).await
+}
+
+/// The last statement stored.
+pub(super) async fn last_seq(txn: &impl WriterSql) -> anyhow::Result<i64> {
+    let select = "SELECT COALESCE(MAX(seq), 0) FROM statement";
+    let rows: Vec<(i64,)> = txn.rows(sql::stmt(txn.backend(), select, vec![])).await.context("last statement")?;
+    Ok(rows.first().map_or(0, |r| r.0))
+}
+
+/// Counts statements from the log, after `through` and up to `up_to` (no
+/// later than the last stored: the transaction holds the writer's lock),
+/// at most `LOG_BATCH` at a time. Returns how far it counted and how many
+/// statements it read.
+pub(super) async fn count_log(txn: &impl WriterSql, through: i64, up_to: i64) -> anyhow::Result<(i64, i64)> {
+    let backend = txn.backend();
+    let (mut at, mut read) = (through, 0);
+    while at < up_to {
+        let end = up_to.min(at + LOG_BATCH);
+        let select = format!(
+            "SELECT seq, stored_us, body FROM statement WHERE seq > {} AND seq <= {} AND voided = FALSE",
+            p(backend, 1),
+            p(backend, 2)
+        );
+        let batch = txn.rows(sql::stmt(backend, select, vec![at.into(), end.into()])).await.context("read the log")?;
+        let batch = parsed(batch)?;
+        let mut tallies = BTreeMap::new();
+        tally_into(&mut tallies, batch.iter().map(|(seq, us, s)| (*seq, *us, s)));
+        upsert(txn, &tallies).await?;
+        read += batch.len() as i64;
+        at = end;
+    }
+    set_counted_through(txn, at).await?;
+    Ok((at, read))
 }
 
 /// Recomputes, from the statements still counted, every row the voided
@@ -221,10 +266,10 @@ pub(super) async fn recount(txn: &impl WriterSql, index: &FilterIndex, seqs: &[i
     }
     rows.sort();
     rows.dedup();
-    let (through, to) = backfill_state(txn).await?;
+    let (through, _) = counted_through(txn).await?;
     for row in rows {
         let mut tallies = BTreeMap::new();
-        let counted = parsed(row_statements(txn, index, &row, through, to).await?)?;
+        let counted = parsed(row_statements(txn, index, &row, through).await?)?;
         tally_into(&mut tallies, counted.iter().map(|(seq, us, s)| (*seq, *us, s)));
         tallies.retain(|k, _| *k == row);
         let delete = format!(
@@ -248,12 +293,11 @@ async fn row_statements(
     index: &FilterIndex,
     row: &RowKey,
     through: i64,
-    to: i64,
 ) -> anyhow::Result<Vec<(i64, i64, String)>> {
     let keys = [key(KeyKind::Agent, &row.learner), key(KeyKind::RelatedActivity, &row.activity)];
-    let counted = |seq: &i64| *seq <= through || *seq > to;
+    let counted = |seq: &i64| *seq <= through;
     let FilterIndex::Postings(postings) = index else {
-        return row_statements_by_key_rows(txn, keys, through, to).await;
+        return row_statements_by_key_rows(txn, keys, through).await;
     };
     let (first, last) = postings.blocks();
     let mut out = Vec::new();
@@ -276,45 +320,40 @@ async fn row_statements_by_key_rows(
     txn: &impl WriterSql,
     [agent, activity]: [i64; 2],
     through: i64,
-    to: i64,
 ) -> anyhow::Result<Vec<(i64, i64, String)>> {
     let backend = txn.backend();
     let select = format!(
         "SELECT s.seq, s.stored_us, s.body FROM statement_key k0 JOIN statement s ON s.seq = k0.seq \
-         WHERE k0.key = {} AND s.voided = FALSE AND (s.seq <= {} OR s.seq > {}) AND EXISTS \
+         WHERE k0.key = {} AND s.voided = FALSE AND s.seq <= {} AND EXISTS \
          (SELECT 1 FROM statement_key k1 WHERE k1.key = {} AND k1.seq = k0.seq) ORDER BY s.seq",
         p(backend, 1),
         p(backend, 2),
-        p(backend, 3),
-        p(backend, 4)
+        p(backend, 3)
     );
-    let values = vec![agent.into(), through.into(), to.into(), activity.into()];
+    let values = vec![agent.into(), through.into(), activity.into()];
     txn.rows(sql::stmt(backend, select, values)).await.context("a progress row's statements")
 }
-
-/// `to_seq` while progress is not kept: what the table holds is stale.
-const NOT_KEPT: i64 = -1;
 
 /// Marks progress as not kept (a server runs with `--progress false`): the
 /// next server that keeps it counts every statement afresh.
 pub async fn stop_keeping(db: &DatabaseConnection) -> anyhow::Result<()> {
     let txn = super::begin_writer_turn(db).await?;
-    let mark = format!("UPDATE progress_backfill SET to_seq = {NOT_KEPT}");
+    let mark = "UPDATE progress_counted SET kept = FALSE";
     txn.execute_raw(sql::stmt(db.get_database_backend(), mark, vec![])).await.context("progress mark")?;
     txn.commit().await.context("commit")
 }
 
-/// After a time of not keeping progress: forgets the rows, and makes every
-/// statement stored so far one to count.
+/// After a time of not keeping progress: forgets the rows, so that every
+/// statement stored so far is counted again.
 async fn start_afresh(db: &DatabaseConnection) -> anyhow::Result<()> {
     let txn = super::begin_writer_turn(db).await?;
-    let (_, to) = backfill_state(&*txn).await?;
-    if to == NOT_KEPT {
+    let (_, kept) = counted_through(&*txn).await?;
+    if !kept {
         let backend = db.get_database_backend();
         for text in [
             "DELETE FROM progress",
             "DELETE FROM progress_registration",
-            "UPDATE progress_backfill SET through_seq = 0, to_seq = (SELECT COALESCE(MAX(seq), 0) FROM statement)",
+            "UPDATE progress_counted SET through_seq = 0, kept = TRUE",
         ] {
             txn.execute_raw(sql::stmt(backend, text, vec![])).await.context("progress reset")?;
         }
@@ -323,39 +362,39 @@ async fn start_afresh(db: &DatabaseConnection) -> anyhow::Result<()> {
     txn.commit().await.context("commit")
 }
 
-/// Counts the statements the writer did not (those stored before progress
-/// was kept), a batch per transaction, each under the writer's lock so that
-/// nodes starting together never count a statement twice. Returns how many
-/// it counted.
+/// Counts every statement not counted yet (left by a server that stopped
+/// before its fold was written, or stored while progress was not kept), a
+/// batch per transaction, each under the writer's lock so that nodes
+/// starting together never count a statement twice. Returns how many it
+/// counted.
 pub async fn backfill(db: &DatabaseConnection) -> anyhow::Result<i64> {
     start_afresh(db).await?;
     let mut counted = 0;
     loop {
         let txn = super::begin_writer_turn(db).await?;
-        let (through, to) = backfill_state(&*txn).await?;
-        if through >= to {
+        let (through, _) = counted_through(&*txn).await?;
+        let last = last_seq(&*txn).await?;
+        if through >= last {
             txn.rollback().await.context("rollback")?;
             return Ok(counted);
         }
-        let end = to.min(through + BACKFILL_BATCH);
-        let backend = db.get_database_backend();
-        let select = format!(
-            "SELECT seq, stored_us, body FROM statement WHERE seq > {} AND seq <= {} AND voided = FALSE",
-            p(backend, 1),
-            p(backend, 2)
-        );
-        let batch: Vec<(i64, i64, String)> =
-            (*txn).rows(sql::stmt(backend, select, vec![through.into(), end.into()])).await.context("backfill read")?;
-        let batch = parsed(batch)?;
-        let mut tallies = BTreeMap::new();
-        tally_into(&mut tallies, batch.iter().map(|(seq, us, s)| (*seq, *us, s)));
-        upsert(&*txn, &tallies).await?;
-        let update = format!("UPDATE progress_backfill SET through_seq = {}", p(backend, 1));
-        txn.execute_raw(sql::stmt(backend, update, vec![end.into()])).await.context("backfill mark")?;
+        let (at, read) = count_log(&*txn, through, last.min(through + LOG_BATCH)).await?;
         txn.commit().await.context("commit")?;
-        counted += batch.len() as i64;
-        tracing::info!(through = end, of = to, "progress: counted statements stored before it existed");
+        counted += read;
+        tracing::info!(through = at, of = last, "progress: counted statements stored before it was kept");
     }
+}
+
+/// The `stored` time (µs) of the last statement progress counts: an answer
+/// that could not wait for the writer is consistent through it.
+pub async fn counted_through_us(db: &DatabaseConnection) -> LrsResult<i64> {
+    let select = "SELECT COALESCE((SELECT s.stored_us FROM statement s JOIN progress_counted c \
+         ON s.seq = c.through_seq), 0)";
+    let row = db.query_one_raw(sql::stmt(db.get_database_backend(), select, vec![])).await?;
+    Ok(match row {
+        Some(r) => r.try_get_by_index(0)?,
+        None => 0,
+    })
 }
 
 /// A page request of progress rows.

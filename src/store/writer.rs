@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::checkpoint::Checkpointer;
 use super::filter_index::{FilterIndex, Postings, encode_keys};
 use super::forward_stream::Streamed;
+use super::progress_fold::Fold;
 use super::sql;
 use super::writer_sql::{SqliteWriter, WriterSql};
 use super::{activities, agent_names, outbox, progress};
@@ -55,6 +57,10 @@ pub struct Writer {
     /// it changes after every commit that stored statements, and its sender
     /// is gone once the writer stopped.
     committed: watch::Receiver<i64>,
+    /// How far learner progress counts (`progress_fold.rs`).
+    counted: watch::Receiver<i64>,
+    /// A reader of progress wants the fold written now.
+    flush_wanted: mpsc::Sender<()>,
     index: FilterIndex,
 }
 
@@ -78,11 +84,15 @@ impl Writer {
         let (done, finished) = oneshot::channel();
         let in_flight = Arc::new(AtomicI64::new(IDLE));
         let (commits, committed) = watch::channel(0);
+        let (counts, counted) = watch::channel(0);
+        let (flush_wanted, flush_requests) = mpsc::channel(1);
         let file = super::sqlite_file(&db).await?;
         let checkpointer = file.as_ref().map(|_| Checkpointer::spawn(&db));
         let index = FilterIndex::for_backend(db.get_database_backend());
-        let derived = Derived { routing, progress: keep_progress, index: index.clone() };
-        let task = Task { checkpointer, derived, metrics, rx, stop: stopped, in_flight: in_flight.clone(), commits };
+        let derived = Derived { routing, index: index.clone() };
+        let progress = keep_progress.then(|| Progress { fold: Fold::default(), counts, requests: flush_requests });
+        let task =
+            Task { checkpointer, derived, progress, metrics, rx, stop: stopped, in_flight: in_flight.clone(), commits };
         match file {
             Some(path) => {
                 let own = SqliteWriter::open(&path, super::sqlite_write_lock(&db))
@@ -108,7 +118,7 @@ impl Writer {
                 });
             }
         }
-        Ok((Writer { tx, in_flight, committed, index }, WriterHandle { stop, finished }))
+        Ok((Writer { tx, in_flight, committed, counted, flush_wanted, index }, WriterHandle { stop, finished }))
     }
 
     /// The filter index its commits keep, for reading statements.
@@ -131,6 +141,20 @@ impl Writer {
             IDLE => now,
             began => now.min(began - 1),
         }
+    }
+
+    /// Waits, at most `wait`, until learner progress counts every statement
+    /// this writer had committed when called (asking it to write its fold
+    /// now); false if the time ran out or the writer stopped.
+    pub async fn progress_counted(&self, wait: Duration) -> bool {
+        let target = *self.committed.borrow();
+        let mut counted = self.counted.clone();
+        if *counted.borrow() >= target {
+            return true;
+        }
+        // One request pending is enough: the flush covers every waiter.
+        let _ = self.flush_wanted.try_send(());
+        matches!(tokio::time::timeout(wait, counted.wait_for(|c| *c >= target)).await, Ok(Ok(_)))
     }
 
     /// Stores the statements (all or none) and returns once they are
@@ -164,23 +188,36 @@ trait Store {
     async fn transact<'a>(
         &self,
         derived: &'a Derived,
+        fold: Option<&Fold>,
         batches: &[&'a [PreparedStatement]],
     ) -> anyhow::Result<Staged<'a>>;
 
     /// Reads the filter index's memory from the store, in a transaction.
     async fn load_index(&self, index: &FilterIndex) -> anyhow::Result<()>;
+
+    /// Writes the fold (or counts from the log), in a transaction of its
+    /// own; returns how far progress then counts.
+    async fn flush_progress(&self, fold: &Fold) -> anyhow::Result<i64>;
 }
 
 impl Store for DatabaseConnection {
     async fn transact<'a>(
         &self,
         derived: &'a Derived,
+        fold: Option<&Fold>,
         batches: &[&'a [PreparedStatement]],
     ) -> anyhow::Result<Staged<'a>> {
         let txn = super::begin_writer_turn(self).await?;
-        let staged = stage(&*txn, derived, batches).await?;
+        let staged = stage(&*txn, derived, fold, batches).await?;
         txn.commit().await.context("commit")?;
         Ok(staged)
+    }
+
+    async fn flush_progress(&self, fold: &Fold) -> anyhow::Result<i64> {
+        let txn = super::begin_writer_turn(self).await?;
+        let through = fold.flush(&*txn, false).await?;
+        txn.commit().await.context("commit")?;
+        Ok(through)
     }
 
     async fn load_index(&self, index: &FilterIndex) -> anyhow::Result<()> {
@@ -198,12 +235,20 @@ impl Store for SqliteWriter {
     async fn transact<'a>(
         &self,
         derived: &'a Derived,
+        fold: Option<&Fold>,
         batches: &[&'a [PreparedStatement]],
     ) -> anyhow::Result<Staged<'a>> {
         let txn = self.begin().await.context("begin")?;
-        let staged = stage(&txn, derived, batches).await?;
+        let staged = stage(&txn, derived, fold, batches).await?;
         txn.commit().context("commit")?;
         Ok(staged)
+    }
+
+    async fn flush_progress(&self, fold: &Fold) -> anyhow::Result<i64> {
+        let txn = self.begin().await.context("begin")?;
+        let through = fold.flush(&txn, false).await?;
+        txn.commit().context("commit")?;
+        Ok(through)
     }
 
     async fn load_index(&self, index: &FilterIndex) -> anyhow::Result<()> {
@@ -221,9 +266,42 @@ impl Store for SqliteWriter {
 struct Derived {
     /// Outbox rows (and the stream targets' feed).
     routing: Arc<Routing>,
-    /// Learner progress.
-    progress: bool,
     index: FilterIndex,
+}
+
+/// Learner progress, when it is kept: the fold of what was committed and
+/// not counted yet, how far counting goes (for readers), and readers'
+/// requests to count now.
+struct Progress {
+    fold: Fold,
+    counts: watch::Sender<i64>,
+    requests: mpsc::Receiver<()>,
+}
+
+impl Progress {
+    /// Writes the fold in a transaction of its own.
+    async fn flush(&mut self, store: &impl Store, committed: i64) {
+        match store.flush_progress(&self.fold).await {
+            Ok(through) => {
+                self.fold.flushed(through, committed);
+                self.counts.send_replace(through);
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot count learner progress; trying again shortly");
+                self.fold.failed();
+            }
+        }
+    }
+
+    /// After a group's commit: its statements join the fold (`flushed`: the
+    /// group's transaction counted everything before them first).
+    fn committed(&mut self, staged: &Staged) {
+        if let Some(through) = staged.flushed {
+            self.fold.flushed(through, through);
+            self.counts.send_replace(through);
+        }
+        self.fold.add(&staged.rows, staged.stored_us, &staged.voided);
+    }
 }
 
 /// What the writer's loop runs with.
@@ -231,6 +309,7 @@ struct Task {
     /// A SQLite file's checkpoints.
     checkpointer: Option<Checkpointer>,
     derived: Derived,
+    progress: Option<Progress>,
     metrics: Arc<Metrics>,
     rx: mpsc::Receiver<Job>,
     stop: oneshot::Receiver<()>,
@@ -239,9 +318,14 @@ struct Task {
 }
 
 async fn run(store: impl Store, task: Task) {
-    let Task { checkpointer, derived, metrics, mut rx, mut stop, in_flight, commits } = task;
+    let Task { checkpointer, derived, mut progress, metrics, mut rx, mut stop, in_flight, commits } = task;
+    if let Some(p) = &mut progress {
+        // Readers learn how far counting goes before the first commit.
+        p.flush(&store, 0).await;
+    }
     let mut stopping = false;
     loop {
+        let deadline = progress.as_ref().and_then(|p| p.fold.deadline());
         let first = tokio::select! {
             job = rx.recv() => match job {
                 Some(job) => job,
@@ -251,6 +335,20 @@ async fn run(store: impl Store, task: Task) {
                 // No new requests; the queued ones still commit.
                 rx.close();
                 stopping = true;
+                continue;
+            }
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                if let Some(p) = &mut progress {
+                    let committed = *commits.borrow();
+                    p.flush(&store, committed).await;
+                }
+                continue;
+            }
+            Some(()) = recv_request(&mut progress) => {
+                if let Some(p) = &mut progress {
+                    let committed = *commits.borrow();
+                    p.flush(&store, committed).await;
+                }
                 continue;
             }
         };
@@ -268,7 +366,7 @@ async fn run(store: impl Store, task: Task) {
         }
         // Published before `stored` is chosen, so it is never later than it.
         in_flight.store(Utc::now().timestamp_micros(), Ordering::Release);
-        let replies = commit_group(&store, &derived, &metrics, &commits, group).await;
+        let replies = commit_group(&store, &derived, &mut progress, &metrics, &commits, group).await;
         // Idle before anyone hears of the commit: a client that stored a
         // statement and then asks (an export's fixed end, Consistent-Through)
         // must get a time that covers it.
@@ -279,9 +377,34 @@ async fn run(store: impl Store, task: Task) {
         if let Some(c) = &checkpointer {
             c.after_commit().await;
         }
+        if let Some(p) = &mut progress
+            && p.fold.due()
+        {
+            let committed = *commits.borrow();
+            p.flush(&store, committed).await;
+        }
+    }
+    if let Some(p) = &mut progress {
+        // A clean stop leaves nothing for the next start to count.
+        let committed = *commits.borrow();
+        p.flush(&store, committed).await;
     }
     if let Some(c) = checkpointer {
         c.stop().await;
+    }
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d.into()).await;
+    }
+}
+
+/// A reader's request to count now; never ready when progress is not kept.
+async fn recv_request(progress: &mut Option<Progress>) -> Option<()> {
+    match progress {
+        Some(p) => p.requests.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -289,19 +412,20 @@ async fn run(store: impl Store, task: Task) {
 async fn commit_group(
     store: &impl Store,
     derived: &Derived,
+    progress: &mut Option<Progress>,
     metrics: &Metrics,
     commits: &watch::Sender<i64>,
     group: Vec<Job>,
 ) -> Vec<Reply> {
     let batches: Vec<&[PreparedStatement]> = group.iter().map(|j| j.statements.as_slice()).collect();
-    match write_group(store, derived, &batches, metrics, commits).await {
+    match write_group(store, derived, progress, &batches, metrics, commits).await {
         Ok(results) => group.into_iter().map(|job| job.reply).zip(results).collect(),
         Err(e) if group.len() > 1 => {
             // One request may have poisoned the group: give each its own transaction.
             tracing::warn!(error = ?e, requests = group.len(), "group commit failed; retrying requests one by one");
             let mut replies = Vec::with_capacity(group.len());
             for job in group {
-                let result = match write_group(store, derived, &[&job.statements], metrics, commits).await {
+                let result = match write_group(store, derived, progress, &[&job.statements], metrics, commits).await {
                     Ok(mut r) => r.pop().unwrap_or(Err(WriteError::Closed)),
                     Err(e) => Err(WriteError::Storage(e)),
                 };
@@ -322,11 +446,12 @@ type Reply = (oneshot::Sender<Result<(), WriteError>>, Result<(), WriteError>);
 async fn write_group(
     store: &impl Store,
     derived: &Derived,
+    progress: &mut Option<Progress>,
     batches: &[&[PreparedStatement]],
     metrics: &Metrics,
     commits: &watch::Sender<i64>,
 ) -> anyhow::Result<Vec<Result<(), WriteError>>> {
-    let staged = match store.transact(derived, batches).await {
+    let staged = match store.transact(derived, progress.as_ref().map(|p| &p.fold), batches).await {
         Ok(staged) => staged,
         Err(e) => {
             // The index's memory took the group's keys before the commit.
@@ -339,8 +464,11 @@ async fn write_group(
     if let FilterIndex::Postings(postings) = &derived.index {
         postings.committed();
     }
+    if let Some(p) = progress {
+        p.committed(&staged);
+    }
     let routing = &derived.routing;
-    let Staged { results, rows, bodies, stored_us, forward } = staged;
+    let Staged { results, rows, bodies, stored_us, forward, .. } = staged;
     metrics.statements_stored.inc_by(rows.len() as u64);
     metrics.group_statements.observe(rows.len() as f64);
     if let Some((last_seq, _)) = rows.last() {
@@ -365,12 +493,17 @@ struct Staged<'a> {
     bodies: Vec<String>,
     stored_us: i64,
     forward: Vec<outbox::NewRow<'a>>,
+    /// The `seq`s of statements it voided.
+    voided: Vec<i64>,
+    /// How far progress counts, when the transaction counted it.
+    flushed: Option<i64>,
 }
 
 /// Everything a group writes, inside its transaction.
 async fn stage<'a>(
     txn: &impl WriterSql,
     derived: &'a Derived,
+    fold: Option<&Fold>,
     batches: &[&'a [PreparedStatement]],
 ) -> anyhow::Result<Staged<'a>> {
     let routing = &derived.routing;
@@ -386,7 +519,16 @@ async fn stage<'a>(
     // stored statement is never without its outbox rows.
     let forward = routing.rows(&rows);
     let bodies: Vec<String> = rows.iter().map(|(_, s)| s.body(&stored)).collect();
+    let (mut voided, mut flushed) = (Vec::new(), None);
     if !rows.is_empty() {
+        // A voided statement must be counted before it is taken out; the
+        // fold cannot take one out. Everything stored before is counted
+        // first (voiding is rare), under this transaction's lock.
+        if let Some(fold) = fold
+            && rows.iter().any(|(_, s)| s.voiding)
+        {
+            flushed = Some(fold.flush(txn, true).await?);
+        }
         insert_statements(txn, &rows, &bodies, stored_us).await?;
         match &derived.index {
             FilterIndex::KeyRows => insert_keys(txn, &rows).await?,
@@ -394,16 +536,13 @@ async fn stage<'a>(
         }
         activities::merge_in(txn, &accepted).await?;
         agent_names::merge_in(txn, &accepted).await?;
-        if derived.progress {
-            progress::count_in(txn, &rows, stored_us).await?;
-        }
-        let voided = resolve_references(txn, &derived.index, &rows).await?;
-        if derived.progress {
+        voided = resolve_references(txn, &derived.index, &rows).await?;
+        if fold.is_some() {
             progress::recount(txn, &derived.index, &voided).await?;
         }
         outbox::enqueue(txn, &forward, stored_us).await?;
     }
-    Ok(Staged { results, rows, bodies, stored_us, forward })
+    Ok(Staged { results, rows, bodies, stored_us, forward, voided, flushed })
 }
 
 /// Bodies of already stored statements whose ids the batches use (ids the
@@ -712,6 +851,8 @@ mod tests {
             tx,
             in_flight: Arc::new(AtomicI64::new(IDLE)),
             committed: watch::channel(0).1,
+            counted: watch::channel(0).1,
+            flush_wanted: mpsc::channel(1).0,
             index: FilterIndex::KeyRows,
         };
         let before = Utc::now().timestamp_micros();
