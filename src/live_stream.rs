@@ -25,7 +25,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use crate::error::LrsError;
 use crate::metrics::Metrics;
 use crate::store::filter_index::FilterIndex;
-use crate::store::forward_stream::last_seq;
+use crate::store::statements::last_stored;
 use crate::store::statements::{self, PageQuery};
 
 /// Statements one read takes; a consumer catching up reads again at once.
@@ -126,7 +126,7 @@ impl LiveStreams {
         }
         let slot = self.take_slot()?;
         let cursor = match start {
-            Start::Now => last_seq(&self.db).await.map_err(LrsError::Internal)?,
+            Start::Now => last_stored(&self.db).await.map_err(LrsError::Internal)?.0,
             Start::After(seq) => seq,
         };
         let query = PageQuery {

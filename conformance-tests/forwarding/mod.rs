@@ -7,9 +7,9 @@ use reqwest::StatusCode;
 use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
 use xlrs::config::DatabaseArgs;
-use xlrs::store::forward_stream;
 use xlrs::store::outbox::{self, Status};
 use xlrs::store::{self};
+use xlrs::store::{forward_stream, statements};
 
 use crate::helpers::*;
 use crate::simulators::bob::Bob;
@@ -148,7 +148,7 @@ async fn another_lrs_follows_the_statements_with_a_cursor_not_rows(backend: Back
     assert_eq!(f.settled().await, vec![("backup".to_owned(), Status::Succeeded, 6)]);
     // Delivered through the cursor: no outbox row; the cursor at the last statement.
     assert!(outbox::list(&f.db, "backup", None, 0, 10).await.unwrap().is_empty());
-    let last = forward_stream::last_seq(&f.db).await.unwrap();
+    let last = statements::last_stored(&f.db).await.unwrap().0;
     assert_eq!(forward_stream::cursor(&f.db, "backup").await.unwrap(), Some(last));
     // A target new to this store starts at the last statement (the past goes
     // out only by a replay); starting it again (a restart, a second node)

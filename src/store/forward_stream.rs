@@ -56,16 +56,6 @@ pub async fn cursor(db: &DatabaseConnection, target: &str) -> anyhow::Result<Opt
     })
 }
 
-/// The last statement's `seq` (0 when none).
-pub async fn last_seq(db: &DatabaseConnection) -> anyhow::Result<i64> {
-    let backend = db.get_database_backend();
-    let row = db.query_one_raw(sql::stmt(backend, "SELECT COALESCE(MAX(seq), 0) FROM statement", vec![])).await?;
-    Ok(match row {
-        Some(r) => r.try_get_by_index(0)?,
-        None => 0,
-    })
-}
-
 /// Up to `limit` statements after `after`, in `seq` order.
 pub async fn read(db: &DatabaseConnection, after: i64, limit: usize) -> anyhow::Result<Vec<Streamed>> {
     let backend = db.get_database_backend();

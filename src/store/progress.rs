@@ -214,13 +214,6 @@ pub(super) async fn add_counted(
     set_counted_through(txn, through).await
 }
 
-/// The last statement stored.
-pub(super) async fn last_seq(txn: &impl WriterSql) -> anyhow::Result<i64> {
-    let select = "SELECT COALESCE(MAX(seq), 0) FROM statement";
-    let rows: Vec<(i64,)> = txn.rows(sql::stmt(txn.backend(), select, vec![])).await.context("last statement")?;
-    Ok(rows.first().map_or(0, |r| r.0))
-}
-
 /// Counts statements from the log, after `through` and up to `up_to` (no
 /// later than the last stored: the transaction holds the writer's lock),
 /// at most `LOG_BATCH` at a time. Returns how far it counted and how many
@@ -373,7 +366,7 @@ pub async fn backfill(db: &DatabaseConnection) -> anyhow::Result<i64> {
     loop {
         let txn = super::begin_writer_turn(db).await?;
         let (through, _) = counted_through(&*txn).await?;
-        let last = last_seq(&*txn).await?;
+        let last = super::statements::last_stored(&*txn).await.context("last statement")?.0;
         if through >= last {
             txn.rollback().await.context("rollback")?;
             return Ok(counted);

@@ -17,8 +17,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::progress;
+use anyhow::Context;
+
 use super::writer_sql::WriterSql;
+use super::{progress, statements};
 use crate::xapi::progress::{RowKey, Tally};
 use crate::xapi::statement::PreparedStatement;
 
@@ -92,7 +94,7 @@ impl Fold {
         if covered && !all {
             return Ok(at);
         }
-        let stored = progress::last_seq(txn).await?;
+        let stored = statements::last_stored(txn).await.context("last statement")?.0;
         let up_to = if all { stored } else { stored.min(at + FOLD_STATEMENTS as i64) };
         if up_to > at {
             at = progress::count_log(txn, at, up_to).await?.0;

@@ -4,6 +4,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Value
 
 use super::filter_index::{FilterIndex, Postings};
 use super::sql::{self, p};
+use super::writer_sql::WriterSql;
 use crate::error::{LrsError, LrsResult};
 
 /// A stored statement as read back.
@@ -13,6 +14,13 @@ pub struct StoredRow {
     pub stored_us: i64,
     pub voided: bool,
     pub body: String,
+}
+
+/// The last statement stored: its `seq` and `stored_us` ((0, 0) when none).
+pub async fn last_stored(conn: &impl WriterSql) -> anyhow::Result<(i64, i64)> {
+    let select = "SELECT seq, stored_us FROM statement ORDER BY seq DESC LIMIT 1";
+    let rows: Vec<(i64, i64)> = conn.rows(sql::stmt(conn.backend(), select, vec![])).await?;
+    Ok(rows.first().copied().unwrap_or((0, 0)))
 }
 
 pub async fn by_id(db: &DatabaseConnection, id: &str) -> LrsResult<Option<StoredRow>> {

@@ -20,7 +20,7 @@ use super::forward_stream::Streamed;
 use super::progress_fold::Fold;
 use super::sql;
 use super::writer_sql::{SqliteWriter, WriterSql};
-use super::{activities, agent_names, outbox, progress};
+use super::{activities, agent_names, outbox, progress, statements};
 use crate::forward::Routing;
 use crate::metrics::Metrics;
 use crate::xapi::formats::format_timestamp;
@@ -337,18 +337,13 @@ async fn run(store: impl Store, task: Task) {
                 stopping = true;
                 continue;
             }
+            // The fold's lag runs out, or a reader wants it counted now.
             _ = sleep_until(deadline), if deadline.is_some() => {
-                if let Some(p) = &mut progress {
-                    let committed = *commits.borrow();
-                    p.flush(&store, committed).await;
-                }
+                flush_progress(&store, &mut progress, &commits).await;
                 continue;
             }
             Some(()) = recv_request(&mut progress) => {
-                if let Some(p) = &mut progress {
-                    let committed = *commits.borrow();
-                    p.flush(&store, committed).await;
-                }
+                flush_progress(&store, &mut progress, &commits).await;
                 continue;
             }
         };
@@ -377,20 +372,22 @@ async fn run(store: impl Store, task: Task) {
         if let Some(c) = &checkpointer {
             c.after_commit().await;
         }
-        if let Some(p) = &mut progress
-            && p.fold.due()
-        {
-            let committed = *commits.borrow();
-            p.flush(&store, committed).await;
+        if progress.as_ref().is_some_and(|p| p.fold.due()) {
+            flush_progress(&store, &mut progress, &commits).await;
         }
     }
-    if let Some(p) = &mut progress {
-        // A clean stop leaves nothing for the next start to count.
-        let committed = *commits.borrow();
-        p.flush(&store, committed).await;
-    }
+    // A clean stop leaves nothing for the next start to count.
+    flush_progress(&store, &mut progress, &commits).await;
     if let Some(c) = checkpointer {
         c.stop().await;
+    }
+}
+
+/// Writes the fold's sums, when progress is kept, through the last commit.
+async fn flush_progress(store: &impl Store, progress: &mut Option<Progress>, commits: &watch::Sender<i64>) {
+    if let Some(p) = progress {
+        let committed = *commits.borrow();
+        p.flush(store, committed).await;
     }
 }
 
@@ -510,7 +507,7 @@ async fn stage<'a>(
     let existing = existing_bodies(txn, batches).await?;
     let (accepted, results) = admit(batches, &existing);
 
-    let (last_seq, last_stored) = last_row(txn).await?;
+    let (last_seq, last_stored) = statements::last_stored(txn).await.context("last statement")?;
     let stored_us = Utc::now().timestamp_micros().max(last_stored);
     let stored = format_timestamp(chrono::DateTime::from_timestamp_micros(stored_us).unwrap_or_else(Utc::now));
     let rows: Vec<(i64, &PreparedStatement)> =
@@ -597,12 +594,6 @@ fn admit<'a>(
         }
     }
     (accepted, results)
-}
-
-async fn last_row(txn: &impl WriterSql) -> anyhow::Result<(i64, i64)> {
-    let sql_text = "SELECT seq, stored_us FROM statement ORDER BY seq DESC LIMIT 1";
-    let rows: Vec<(i64, i64)> = txn.rows(sql::stmt(txn.backend(), sql_text, vec![])).await.context("last statement")?;
-    Ok(rows.first().copied().unwrap_or((0, 0)))
 }
 
 async fn insert_statements(

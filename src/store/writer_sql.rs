@@ -22,7 +22,7 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, TryGeta
 
 /// Executes statements for the writer; rows come back as tuples. (Named
 /// apart from `ConnectionTrait`'s methods, which sea-orm types also have.)
-pub(crate) trait WriterSql {
+pub trait WriterSql {
     fn backend(&self) -> DbBackend;
 
     /// Runs `stmt`; the number of rows it changed.
@@ -47,7 +47,7 @@ impl<C: ConnectionTrait> WriterSql for C {
 }
 
 /// A row read as a tuple, from either kind of connection.
-pub(crate) trait FromRow: Sized {
+pub trait FromRow: Sized {
     fn from_result(row: &QueryResult) -> Result<Self, DbErr>;
     fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
 }

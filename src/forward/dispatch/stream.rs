@@ -13,6 +13,7 @@ use crate::forward::adapters::Job;
 use crate::forward::outcome::{Outcome, backoff};
 use crate::store::forward_stream::{self, Advance, Refused};
 use crate::store::outbox::{self, Status};
+use crate::store::statements;
 
 impl Dispatcher {
     /// Delivers the next statements after the cursor, and says when to look
@@ -33,7 +34,7 @@ impl Dispatcher {
             return Ok(Next::Now);
         };
         // Read first: an idle target costs a read, not a write transaction.
-        if forward_stream::last_seq(&self.db).await? <= cursor {
+        if statements::last_stored(&self.db).await?.0 <= cursor {
             return Ok(Next::Poll(POLL));
         }
         let limit = if self.breaker_open() { 1 } else { self.delivery.batch_size };
