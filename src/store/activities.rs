@@ -7,9 +7,10 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
 use serde_json::{Map, Value as Json};
 
 use super::sql::{self, p};
+use super::write_memo::WriteMemo;
 use super::writer_sql::WriterSql;
 use crate::error::LrsResult;
-use crate::xapi::activity::{definitions_in, merge_definition};
+use crate::xapi::activity::{definition_covers, definitions_in, merge_definition};
 use crate::xapi::statement::PreparedStatement;
 
 /// The canonical definition of `iri`, if any statement gave one.
@@ -41,37 +42,57 @@ async fn fetch(db: &impl WriterSql, iris: &[&str]) -> Result<HashMap<String, Map
 }
 
 /// Merges the definitions the new statements carry into the canonical ones
-/// (inside the writer's transaction); writes only those that change.
-pub(super) async fn merge_in(txn: &impl WriterSql, statements: &[&PreparedStatement]) -> anyhow::Result<()> {
+/// (inside the writer's transaction); writes only those that change. Reads
+/// the canonical definitions `memo` does not know; returns, when there is a
+/// memo, what it did not know or changed.
+pub(super) async fn merge_in(
+    txn: &impl WriterSql,
+    statements: &[&PreparedStatement],
+    memo: Option<&WriteMemo>,
+) -> anyhow::Result<Vec<(String, Map<String, Json>)>> {
     let mut incoming: Vec<(&str, &Map<String, Json>)> = Vec::new();
     for s in statements {
         incoming.extend(definitions_in(&s.statement));
     }
     if incoming.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let backend = txn.backend();
-    let mut iris: Vec<&str> = incoming.iter().map(|(iri, _)| *iri).collect();
-    iris.sort_unstable();
-    iris.dedup();
-    let stored = fetch(txn, &iris).await.context("activity definitions")?;
+    let known = |iri: &str| memo.and_then(|m| m.definition(iri));
+    let mut unknown: Vec<&str> = incoming.iter().map(|(iri, _)| *iri).filter(|iri| known(iri).is_none()).collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    let mut stored =
+        if unknown.is_empty() { HashMap::new() } else { fetch(txn, &unknown).await.context("activity definitions")? };
+    // Only the definitions this group changes.
     let mut merged: HashMap<&str, Map<String, Json>> = HashMap::new();
     for (iri, def) in incoming {
-        let canonical = merged.entry(iri).or_insert_with(|| stored.get(iri).cloned().unwrap_or_default());
-        merge_definition(canonical, def);
+        if let Some(canonical) = merged.get_mut(iri) {
+            merge_definition(canonical, def);
+            continue;
+        }
+        let before = known(iri).or_else(|| stored.get(iri));
+        if before.is_some_and(|c| definition_covers(c, def)) {
+            continue;
+        }
+        let mut canonical = before.cloned().unwrap_or_default();
+        merge_definition(&mut canonical, def);
+        merged.insert(iri, canonical);
     }
     let now = chrono::Utc::now().timestamp_micros();
-    let mut changed: Vec<(&str, String)> = merged
-        .into_iter()
-        .filter(|(iri, def)| stored.get(*iri) != Some(def))
-        .map(|(iri, def)| (iri, Json::Object(def).to_string()))
-        .collect();
+    let mut changed = Vec::with_capacity(merged.len());
+    for (iri, def) in &merged {
+        changed.push((*iri, serde_json::to_string(def).context("activity definition")?));
+    }
     // The same order in every group: two writers' upserts never cross.
     changed.sort_unstable();
     for chunk in sql::chunks(&changed) {
-        upsert(txn, backend, chunk, now).await?;
+        upsert(txn, txn.backend(), chunk, now).await?;
     }
-    Ok(())
+    if memo.is_none() {
+        return Ok(Vec::new());
+    }
+    stored.extend(merged.into_iter().map(|(iri, def)| (iri.to_owned(), def)));
+    Ok(stored.into_iter().collect())
 }
 
 /// One multi-row upsert of `(iri, definition)` rows.

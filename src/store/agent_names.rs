@@ -7,6 +7,7 @@ use anyhow::Context;
 use sea_orm::{DatabaseConnection, Value};
 
 use super::sql;
+use super::write_memo::WriteMemo;
 use super::writer_sql::WriterSql;
 use crate::error::LrsResult;
 use crate::xapi::agent::names_in;
@@ -30,20 +31,34 @@ async fn fetch(db: &impl WriterSql, ifis: &[&str]) -> Result<HashMap<String, Vec
 }
 
 /// Adds the names the new statements give their agents (inside the writer's
-/// transaction); writes only agents that gain a name.
-pub(super) async fn merge_in(txn: &impl WriterSql, statements: &[&PreparedStatement]) -> anyhow::Result<()> {
-    let incoming: Vec<(String, &str)> = statements.iter().flat_map(|s| names_in(&s.statement)).collect();
+/// transaction); writes only agents that gain a name. Reads the names
+/// `memo` does not know; returns, when there is a memo, what it did not
+/// know or changed.
+pub(super) async fn merge_in(
+    txn: &impl WriterSql,
+    statements: &[&PreparedStatement],
+    memo: Option<&WriteMemo>,
+) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let known = |ifi: &str| memo.and_then(|m| m.names(ifi));
+    let gains = |names: &[String], name: &str| names.len() < MAX_NAMES && !names.iter().any(|n| n == name);
+    // What the memo says is there already is left out at once.
+    let incoming: Vec<(String, &str)> = statements
+        .iter()
+        .flat_map(|s| names_in(&s.statement))
+        .filter(|(ifi, name)| known(ifi).is_none_or(|names| gains(names, name)))
+        .collect();
     if incoming.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let mut ifis: Vec<&str> = incoming.iter().map(|(ifi, _)| ifi.as_str()).collect();
-    ifis.sort_unstable();
-    ifis.dedup();
-    let mut known = fetch(txn, &ifis).await.context("agent names")?;
+    let mut unknown: Vec<&str> = incoming.iter().map(|(ifi, _)| ifi.as_str()).filter(|i| known(i).is_none()).collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    let mut names =
+        if unknown.is_empty() { HashMap::new() } else { fetch(txn, &unknown).await.context("agent names")? };
     let mut changed: Vec<&str> = Vec::new();
     for (ifi, name) in &incoming {
-        let names = known.entry(ifi.clone()).or_default();
-        if names.len() < MAX_NAMES && !names.iter().any(|n| n == name) {
+        let names = names.entry(ifi.clone()).or_insert_with(|| known(ifi).map(<[String]>::to_vec).unwrap_or_default());
+        if gains(names, name) {
             names.push((*name).to_owned());
             changed.push(ifi);
         }
@@ -62,10 +77,10 @@ pub(super) async fn merge_in(txn: &impl WriterSql, statements: &[&PreparedStatem
         );
         let mut values = Vec::with_capacity(chunk.len() * 3);
         for ifi in chunk {
-            let names = serde_json::to_string(&known[*ifi]).context("agent names")?;
+            let names = serde_json::to_string(&names[*ifi]).context("agent names")?;
             values.extend([Value::from((*ifi).to_owned()), Value::from(names), Value::from(now)]);
         }
         txn.run(sql::stmt(backend, sql_text, values)).await.context("upsert agent names")?;
     }
-    Ok(())
+    Ok(if memo.is_some() { names.into_iter().collect() } else { Vec::new() })
 }

@@ -17,6 +17,7 @@ pub mod progress;
 mod progress_fold;
 mod sql;
 pub mod statements;
+mod write_memo;
 pub mod writer;
 mod writer_sql;
 

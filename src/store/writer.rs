@@ -19,6 +19,7 @@ use super::filter_index::{FilterIndex, Postings, encode_keys};
 use super::forward_stream::Streamed;
 use super::progress_fold::Fold;
 use super::sql;
+use super::write_memo::{Learned, WriteMemo};
 use super::writer_sql::{SqliteWriter, WriterSql};
 use super::{activities, agent_names, outbox, progress, statements};
 use crate::forward::Routing;
@@ -95,8 +96,9 @@ impl Writer {
             Task { checkpointer, derived, progress, metrics, rx, stop: stopped, in_flight: in_flight.clone(), commits };
         match file {
             Some(path) => {
-                let own = SqliteWriter::open(&path, super::sqlite_write_lock(&db))
+                let sqlite = SqliteWriter::open(&path, super::sqlite_write_lock(&db))
                     .context("cannot open the statement writer's SQLite connection")?;
+                let own = SoleWriter { sqlite, memo: WriteMemo::default() };
                 own.load_index(&task.derived.index).await.context("cannot read the filter index")?;
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -186,7 +188,7 @@ impl WriterHandle {
 trait Store {
     /// `stage` in one transaction, committed.
     async fn transact<'a>(
-        &self,
+        &mut self,
         derived: &'a Derived,
         fold: Option<&Fold>,
         batches: &[&'a [PreparedStatement]],
@@ -202,13 +204,14 @@ trait Store {
 
 impl Store for DatabaseConnection {
     async fn transact<'a>(
-        &self,
+        &mut self,
         derived: &'a Derived,
         fold: Option<&Fold>,
         batches: &[&'a [PreparedStatement]],
     ) -> anyhow::Result<Staged<'a>> {
         let txn = super::begin_writer_turn(self).await?;
-        let staged = stage(&*txn, derived, fold, batches).await?;
+        // Other nodes may write too: every row merged into is read.
+        let staged = stage(&*txn, derived, fold, None, batches).await?;
         txn.commit().await.context("commit")?;
         Ok(staged)
     }
@@ -231,21 +234,29 @@ impl Store for DatabaseConnection {
     }
 }
 
-impl Store for SqliteWriter {
+/// The writer's own connection to a SQLite file, the file's only writer,
+/// and what it knows the file holds (`write_memo.rs`).
+struct SoleWriter {
+    sqlite: SqliteWriter,
+    memo: WriteMemo,
+}
+
+impl Store for SoleWriter {
     async fn transact<'a>(
-        &self,
+        &mut self,
         derived: &'a Derived,
         fold: Option<&Fold>,
         batches: &[&'a [PreparedStatement]],
     ) -> anyhow::Result<Staged<'a>> {
-        let txn = self.begin().await.context("begin")?;
-        let staged = stage(&txn, derived, fold, batches).await?;
+        let txn = self.sqlite.begin().await.context("begin")?;
+        let mut staged = stage(&txn, derived, fold, Some(&self.memo), batches).await?;
         txn.commit().context("commit")?;
+        self.memo.learn(std::mem::take(&mut staged.learned));
         Ok(staged)
     }
 
     async fn flush_progress(&self, fold: &Fold) -> anyhow::Result<i64> {
-        let txn = self.begin().await.context("begin")?;
+        let txn = self.sqlite.begin().await.context("begin")?;
         let through = fold.flush(&txn, false).await?;
         txn.commit().context("commit")?;
         Ok(through)
@@ -255,7 +266,7 @@ impl Store for SqliteWriter {
         let FilterIndex::Postings(postings) = index else {
             return Ok(());
         };
-        let txn = self.begin().await.context("begin")?;
+        let txn = self.sqlite.begin().await.context("begin")?;
         postings.load(&txn).await?;
         txn.commit().context("commit")?;
         Ok(())
@@ -317,7 +328,7 @@ struct Task {
     commits: watch::Sender<i64>,
 }
 
-async fn run(store: impl Store, task: Task) {
+async fn run(mut store: impl Store, task: Task) {
     let Task { checkpointer, derived, mut progress, metrics, mut rx, mut stop, in_flight, commits } = task;
     if let Some(p) = &mut progress {
         // Readers learn how far counting goes before the first commit.
@@ -361,7 +372,7 @@ async fn run(store: impl Store, task: Task) {
         }
         // Published before `stored` is chosen, so it is never later than it.
         in_flight.store(Utc::now().timestamp_micros(), Ordering::Release);
-        let replies = commit_group(&store, &derived, &mut progress, &metrics, &commits, group).await;
+        let replies = commit_group(&mut store, &derived, &mut progress, &metrics, &commits, group).await;
         // Idle before anyone hears of the commit: a client that stored a
         // statement and then asks (an export's fixed end, Consistent-Through)
         // must get a time that covers it.
@@ -407,7 +418,7 @@ async fn recv_request(progress: &mut Option<Progress>) -> Option<()> {
 
 /// Commits the group; the answer to each request, to send once the commit is over.
 async fn commit_group(
-    store: &impl Store,
+    store: &mut impl Store,
     derived: &Derived,
     progress: &mut Option<Progress>,
     metrics: &Metrics,
@@ -441,7 +452,7 @@ type Reply = (oneshot::Sender<Result<(), WriteError>>, Result<(), WriteError>);
 /// One transaction for all `batches`; a batch with a conflicting id is left
 /// out (and answered 409) without failing the others.
 async fn write_group(
-    store: &impl Store,
+    store: &mut impl Store,
     derived: &Derived,
     progress: &mut Option<Progress>,
     batches: &[&[PreparedStatement]],
@@ -494,6 +505,8 @@ struct Staged<'a> {
     voided: Vec<i64>,
     /// How far progress counts, when the transaction counted it.
     flushed: Option<i64>,
+    /// What the transaction read or wrote of the rows it merged into.
+    learned: Learned,
 }
 
 /// Everything a group writes, inside its transaction.
@@ -501,6 +514,7 @@ async fn stage<'a>(
     txn: &impl WriterSql,
     derived: &'a Derived,
     fold: Option<&Fold>,
+    memo: Option<&WriteMemo>,
     batches: &[&'a [PreparedStatement]],
 ) -> anyhow::Result<Staged<'a>> {
     let routing = &derived.routing;
@@ -516,7 +530,7 @@ async fn stage<'a>(
     // stored statement is never without its outbox rows.
     let forward = routing.rows(&rows);
     let bodies: Vec<String> = rows.iter().map(|(_, s)| s.body(&stored)).collect();
-    let (mut voided, mut flushed) = (Vec::new(), None);
+    let (mut voided, mut flushed, mut learned) = (Vec::new(), None, Learned::default());
     if !rows.is_empty() {
         // A voided statement must be counted before it is taken out; the
         // fold cannot take one out. Everything stored before is counted
@@ -531,15 +545,15 @@ async fn stage<'a>(
             FilterIndex::KeyRows => insert_keys(txn, &rows).await?,
             FilterIndex::Postings(postings) => add_postings(txn, postings, &rows).await?,
         }
-        activities::merge_in(txn, &accepted).await?;
-        agent_names::merge_in(txn, &accepted).await?;
+        learned.definitions = activities::merge_in(txn, &accepted, memo).await?;
+        learned.names = agent_names::merge_in(txn, &accepted, memo).await?;
         voided = resolve_references(txn, &derived.index, &rows).await?;
         if fold.is_some() {
             progress::recount(txn, &derived.index, &voided).await?;
         }
         outbox::enqueue(txn, &forward, stored_us).await?;
     }
-    Ok(Staged { results, rows, bodies, stored_us, forward, voided, flushed })
+    Ok(Staged { results, rows, bodies, stored_us, forward, voided, flushed, learned })
 }
 
 /// Bodies of already stored statements whose ids the batches use (ids the

@@ -84,10 +84,46 @@ pub fn merge_definition(canonical: &mut Map<String, Value>, new: &Map<String, Va
     }
 }
 
+/// Whether merging `new` into `canonical` would change nothing: the
+/// writer's common case (content sends the same definition every time),
+/// decided without building the merge.
+pub fn definition_covers(canonical: &Map<String, Value>, new: &Map<String, Value>) -> bool {
+    new.iter().all(|(key, value)| match (key.as_str(), canonical.get(key), value) {
+        ("name" | "description" | "extensions", Some(Value::Object(existing)), Value::Object(added)) => {
+            added.iter().all(|(k, v)| existing.get(k) == Some(v))
+        }
+        (_, existing, _) => existing == Some(value),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_definition_covers_what_merging_would_not_change() {
+        let canonical = json!({"type": "http://t", "name": {"en": "One", "fr": "Un"}, "extensions": {"http://x": 1}});
+        let canonical = canonical.as_object().unwrap();
+        let cases = [
+            (json!({}), true),
+            (json!({"type": "http://t", "name": {"en": "One"}}), true),
+            (json!({"name": {"fr": "Un"}, "extensions": {"http://x": 1}}), true),
+            (json!({"name": {"de": "Eins"}}), false),
+            (json!({"name": {"en": "Uno"}}), false),
+            (json!({"type": "http://other"}), false),
+            (json!({"description": {"en": "new"}}), false),
+            (json!({"extensions": {"http://x": 2}}), false),
+            (json!({"name": "not a map"}), false),
+        ];
+        for (new, covered) in cases {
+            let new = new.as_object().unwrap();
+            let mut merged = canonical.clone();
+            merge_definition(&mut merged, new);
+            assert_eq!(definition_covers(canonical, new), covered, "{new:?}");
+            assert_eq!(&merged == canonical, covered, "merging {new:?}");
+        }
+    }
 
     #[test]
     fn canonical_definitions_replace_what_a_statement_carried() {
