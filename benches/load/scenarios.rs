@@ -93,6 +93,24 @@ impl Lrs {
 }
 
 impl Lrs {
+    /// Returns once learner progress counts every statement committed
+    /// before the call: a progress read waits up to 2 s for that (asking the
+    /// writer to count now) and says how far its answer goes.
+    pub async fn progress_counted(&self) {
+        let asked = chrono::Utc::now();
+        let query = format!("/extensions/progress?learner={}", q(&json!({"mbox": "mailto:nobody@example.com"})));
+        for _ in 0..30 {
+            let r = self.request(Method::GET, &query).send().await.expect("progress read");
+            assert!(r.status().is_success(), "progress read: {}", r.status());
+            let through = r.headers().get("X-Progress-Consistent-Through").and_then(|v| v.to_str().ok());
+            let through = through.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            if through.is_some_and(|t| t >= asked) {
+                return;
+            }
+        }
+        panic!("learner progress did not catch up in a minute");
+    }
+
     /// GET a progress page; counts its rows (none in a smoke run, whose
     /// fill may store nothing: the POST scenarios stored enough before it).
     async fn progress(&self, path_and_query: &str) -> Done {

@@ -25,8 +25,11 @@ impl Drop for Served {
 
 /// Starts the release `xlrs serve` on `database_url` with an admin
 /// credential (`KEY`, `SECRET`) and `env`, and waits for its port.
+/// `XLRS_BENCH_SERVER` names another build's binary: runs of a change and of
+/// what it changes alternate with the same harness.
 pub fn serve(database_url: &str, env: &[(&str, &str)]) -> Served {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xlrs"));
+    let binary = std::env::var_os("XLRS_BENCH_SERVER").unwrap_or_else(|| env!("CARGO_BIN_EXE_xlrs").into());
+    let mut cmd = Command::new(binary);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
         .env("XLRS_ADMIN_KEY", KEY)
         .env("XLRS_ADMIN_SECRET", SECRET)
