@@ -51,33 +51,30 @@ const LATER_SCORE: &str = "(excluded.last_score_us IS NOT NULL AND (progress.las
 const LATER: &str = "(excluded.last_us > progress.last_us \
      OR (excluded.last_us = progress.last_us AND excluded.last_seq > progress.last_seq))";
 
-/// The upsert of a JSON array of rows (`JsonRow`), one statement however
-/// many rows: SQLite reads it with `json_each`, PostgreSQL with
-/// `jsonb_array_elements`. Made once per backend: every group runs it.
-fn upsert_sql(backend: DbBackend) -> &'static str {
-    static SQLITE: LazyLock<String> = LazyLock::new(|| make_upsert_sql(DbBackend::Sqlite));
-    static POSTGRES: LazyLock<String> = LazyLock::new(|| make_upsert_sql(DbBackend::Postgres));
-    match backend {
-        DbBackend::Postgres => &POSTGRES,
-        _ => &SQLITE,
-    }
+/// PostgreSQL's upsert of a JSON array of rows (`JsonRow`): one statement
+/// however many rows, read with `jsonb_array_elements`. Made once: every
+/// group runs it.
+fn upsert_json_sql() -> &'static str {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let casts = [
+            "text", "text", "text", "bigint", "boolean", "boolean", "boolean", "float8", "float8", "bigint", "bigint",
+            "bigint", "bigint", "bigint", "text", "bigint", "bigint",
+        ];
+        let fields: Vec<String> = casts.iter().enumerate().map(|(i, t)| format!("(value ->> {i})::{t}")).collect();
+        format!(
+            "INSERT INTO progress ({COLUMNS}) SELECT {} FROM jsonb_array_elements($1::jsonb) AS t(value) {}",
+            fields.join(", "),
+            merge_sql()
+        )
+    });
+    &SQL
 }
 
-fn make_upsert_sql(backend: DbBackend) -> String {
-    let casts = [
-        "text", "text", "text", "bigint", "boolean", "boolean", "boolean", "float8", "float8", "bigint", "bigint",
-        "bigint", "bigint", "bigint", "text", "bigint", "bigint",
-    ];
-    let merge = MERGE.replace("{later_score}", LATER_SCORE).replace("{later}", LATER);
-    let (fields, from): (Vec<String>, &str) = match backend {
-        DbBackend::Postgres => (
-            casts.iter().enumerate().map(|(i, t)| format!("(value ->> {i})::{t}")).collect(),
-            "jsonb_array_elements($1::jsonb) AS t(value)",
-        ),
-        // `WHERE true` tells SQLite's parser the ON CONFLICT is the upsert's.
-        _ => ((0..casts.len()).map(|i| format!("value ->> {i}")).collect(), "json_each(?) WHERE true"),
-    };
-    format!("INSERT INTO progress ({COLUMNS}) SELECT {} FROM {from} {merge}", fields.join(", "))
+/// `MERGE` with its conditions written in.
+fn merge_sql() -> &'static str {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| MERGE.replace("{later_score}", LATER_SCORE).replace("{later}", LATER));
+    &SQL
 }
 
 /// One row as a JSON array in `COLUMNS` order (a tuple struct serialises as
@@ -104,6 +101,32 @@ struct JsonRow<'a>(
 );
 
 impl<'a> JsonRow<'a> {
+    const COLUMNS: usize = 17;
+
+    /// The row as bound values, in `COLUMNS` order.
+    fn values(&self) -> [Value; JsonRow::COLUMNS] {
+        let text = |s: &str| Value::from(s.to_owned());
+        [
+            text(self.0),
+            text(self.1),
+            text(self.2),
+            self.3.into(),
+            self.4.into(),
+            self.5.into(),
+            self.6.into(),
+            self.7.into(),
+            self.8.into(),
+            self.9.into(),
+            self.10.into(),
+            self.11.into(),
+            self.12.into(),
+            self.13.into(),
+            text(self.14),
+            self.15.into(),
+            self.16.into(),
+        ]
+    }
+
     fn of(key: &'a RowKey, t: &'a Tally) -> JsonRow<'a> {
         let ((last_us, last_seq), last_id) = &t.last;
         let score = t.last_score;
@@ -135,8 +158,6 @@ pub(super) async fn upsert(txn: &impl WriterSql, tallies: &BTreeMap<RowKey, Tall
     }
     let rows: Vec<JsonRow> = tallies.iter().map(|(k, t)| JsonRow::of(k, t)).collect();
     let backend = txn.backend();
-    let values = vec![Value::from(serde_json::to_string(&rows).context("progress rows")?)];
-    txn.run(sql::stmt(backend, upsert_sql(backend), values)).await.context("upsert progress")?;
     let mut starts: Vec<[&str; 2]> = tallies
         .keys()
         .filter(|k| !k.registration.is_empty())
@@ -144,22 +165,47 @@ pub(super) async fn upsert(txn: &impl WriterSql, tallies: &BTreeMap<RowKey, Tall
         .collect();
     starts.sort_unstable();
     starts.dedup();
+    match backend {
+        // One statement however many rows: a round trip each is what costs.
+        DbBackend::Postgres => upsert_json(txn, &rows, &starts).await,
+        // In process, bound values are cheaper than JSON for SQLite to read
+        // (`->>` parses the row again for each of its 17 fields).
+        _ => upsert_bound(txn, &rows, &starts).await,
+    }
+}
+
+async fn upsert_json(txn: &impl WriterSql, rows: &[JsonRow<'_>], starts: &[[&str; 2]]) -> anyhow::Result<()> {
+    let backend = txn.backend();
+    let values = vec![Value::from(serde_json::to_string(&rows).context("progress rows")?)];
+    txn.run(sql::stmt(backend, upsert_json_sql(), values)).await.context("upsert progress")?;
     if starts.is_empty() {
         return Ok(());
     }
     // A pair already there is only looked up: no page is written for it.
-    let sql_text = match backend {
-        DbBackend::Postgres => {
-            "INSERT INTO progress_registration (registration, learner) \
-             SELECT value ->> 0, value ->> 1 FROM jsonb_array_elements($1::jsonb) AS t(value) ON CONFLICT DO NOTHING"
-        }
-        _ => {
-            "INSERT OR IGNORE INTO progress_registration (registration, learner) \
-             SELECT value ->> 0, value ->> 1 FROM json_each(?)"
-        }
-    };
+    let sql_text = "INSERT INTO progress_registration (registration, learner) \
+         SELECT value ->> 0, value ->> 1 FROM jsonb_array_elements($1::jsonb) AS t(value) ON CONFLICT DO NOTHING";
     let values = vec![Value::from(serde_json::to_string(&starts).context("registrations")?)];
     txn.run(sql::stmt(backend, sql_text, values)).await.context("progress registrations")?;
+    Ok(())
+}
+
+async fn upsert_bound(txn: &impl WriterSql, rows: &[JsonRow<'_>], starts: &[[&str; 2]]) -> anyhow::Result<()> {
+    let backend = txn.backend();
+    let merge = merge_sql();
+    for chunk in sql::chunks(rows) {
+        let placeholders = sql::row_placeholders(backend, chunk.len(), JsonRow::COLUMNS);
+        let sql_text = format!("INSERT INTO progress ({COLUMNS}) VALUES {placeholders} {merge}");
+        let values = chunk.iter().flat_map(JsonRow::values).collect();
+        txn.run(sql::stmt(backend, sql_text, values)).await.context("upsert progress")?;
+    }
+    for chunk in sql::chunks(starts) {
+        let sql_text = format!(
+            "INSERT OR IGNORE INTO progress_registration (registration, learner) VALUES {}",
+            sql::row_placeholders(backend, chunk.len(), 2)
+        );
+        let values = chunk.iter().flat_map(|pair| pair.map(|v| Value::from(v.to_owned()))).collect();
+        txn.run(sql::stmt(backend, sql_text, values)).await.context("progress registrations")?;
+    }
     Ok(())
 }
 

@@ -76,7 +76,9 @@ pub fn prepare(statement: Value, id: Option<&str>, ctx: &StoreContext<'_>) -> Re
     let id = match map.get("id").and_then(Value::as_str) {
         Some(existing) => existing.to_lowercase(),
         None => {
-            let id = id.map(str::to_lowercase).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            // Time-ordered (version 7): the id index gains each new id at
+            // its end, where a random id would write a page of its own.
+            let id = id.map(str::to_lowercase).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
             map.shift_insert(0, "id".into(), Value::String(id.clone()));
             id
         }
