@@ -77,8 +77,8 @@ fn merge_sql() -> &'static str {
     &SQL
 }
 
-/// One row as a JSON array in `COLUMNS` order (a tuple struct serialises as
-/// an array), written straight into the statement's text.
+/// One row in `COLUMNS` order: serialised as a JSON array for PostgreSQL
+/// (a tuple struct serialises as an array), bound as values for SQLite.
 #[derive(Serialize)]
 struct JsonRow<'a>(
     &'a str,
@@ -199,10 +199,8 @@ async fn upsert_bound(txn: &impl WriterSql, rows: &[JsonRow<'_>], starts: &[[&st
         txn.run(sql::stmt(backend, sql_text, values)).await.context("upsert progress")?;
     }
     for chunk in sql::chunks(starts) {
-        let sql_text = format!(
-            "INSERT OR IGNORE INTO progress_registration (registration, learner) VALUES {}",
-            sql::row_placeholders(backend, chunk.len(), 2)
-        );
+        let placeholders = sql::row_placeholders(backend, chunk.len(), 2);
+        let sql_text = sql::insert_ignore(backend, "progress_registration (registration, learner)", &placeholders);
         let values = chunk.iter().flat_map(|pair| pair.map(|v| Value::from(v.to_owned()))).collect();
         txn.run(sql::stmt(backend, sql_text, values)).await.context("progress registrations")?;
     }
