@@ -62,7 +62,12 @@ fn args() -> Args {
 
 fn prepared(n: usize, seed: u64) -> Vec<PreparedStatement> {
     let authority = json!({"objectType": "Agent", "account": {"homePage": "http://lrs", "name": "bench"}});
-    let ctx = StoreContext { version: XapiVersion::V1_0, authority: &authority, credential_key: "bench" };
+    let ctx = StoreContext {
+        version: XapiVersion::V1_0,
+        authority: &authority,
+        credential_key: "bench",
+        keep_progress: true,
+    };
     let mut g = generator::Generator::new(seed);
     (0..n).map(|_| prepare(g.statement(), None, &ctx).expect("generated statements are valid")).collect()
 }

@@ -64,7 +64,7 @@ async fn put_statement(
     {
         return Err(LrsError::invalid("id", "id:matches-parameter", "the statement's id differs from statementId"));
     }
-    let ctx = store_context(&req, &auth);
+    let ctx = store_context(&req, &auth, &state);
     let prepared = vec![prepare(statement, Some(id), &ctx).map_err(|e| invalid(e, None))?];
     write(&state, prepared, attachments).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -79,7 +79,7 @@ async fn post_statements(
     auth.require_statement_write()?;
     Params::parse(req.query_string(), &[])?;
     let (statements, attachments) = statement_upload::read(&req, payload, &state.uploads).await?;
-    let ctx = store_context(&req, &auth);
+    let ctx = store_context(&req, &auth, &state);
     let prepared = match statements {
         Value::Array(items) => items
             .into_iter()
@@ -110,8 +110,13 @@ async fn post_statements(
     Ok(HttpResponse::Ok().json(ids))
 }
 
-fn store_context<'a>(req: &HttpRequest, auth: &'a Authenticated) -> StoreContext<'a> {
-    StoreContext { version: super::request_version(req), authority: &auth.authority, credential_key: &auth.key }
+fn store_context<'a>(req: &HttpRequest, auth: &'a Authenticated, state: &AppState) -> StoreContext<'a> {
+    StoreContext {
+        version: super::request_version(req),
+        authority: &auth.authority,
+        credential_key: &auth.key,
+        keep_progress: state.progress,
+    }
 }
 
 fn invalid(e: Invalid, index: Option<usize>) -> LrsError {

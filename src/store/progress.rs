@@ -225,6 +225,19 @@ pub(super) fn tally_into<'a>(
     }
 }
 
+/// Adds a statement's rows, placed (`Unplaced::placed`), to the tallies;
+/// a key is copied only for a row the tallies did not have.
+pub(super) fn add_placed<'a>(tallies: &mut BTreeMap<RowKey, Tally>, rows: impl Iterator<Item = (&'a RowKey, Tally)>) {
+    for (key, tally) in rows {
+        match tallies.get_mut(key) {
+            Some(sum) => sum.add(&tally),
+            None => {
+                tallies.insert(key.clone(), tally);
+            }
+        }
+    }
+}
+
 /// Stored rows `(seq, stored_us, body)` with their bodies parsed.
 fn parsed(rows: Vec<(i64, i64, String)>) -> anyhow::Result<Vec<(i64, i64, Json)>> {
     rows.into_iter()

@@ -25,9 +25,9 @@ use crate::xapi::progress::{RowKey, Tally};
 use crate::xapi::statement::PreparedStatement;
 
 /// Statements folded before the sums are written whatever their age.
-const FOLD_STATEMENTS: usize = 20_000;
+const FOLD_STATEMENTS: usize = 50_000;
 /// How long a folded statement waits at most before it is counted.
-pub const MAX_LAG: Duration = Duration::from_millis(500);
+pub const MAX_LAG: Duration = Duration::from_millis(2_000);
 
 #[derive(Default)]
 pub(super) struct Fold {
@@ -61,8 +61,13 @@ impl Fold {
             self.tallies.clear();
             return;
         }
-        let counted = rows.iter().filter(|(seq, _)| !voided.contains(seq));
-        progress::tally_into(&mut self.tallies, counted.map(|(seq, s)| (*seq, stored_us, &s.statement)));
+        for (seq, s) in rows.iter().filter(|(seq, _)| !voided.contains(seq)) {
+            match &s.progress {
+                Some(unplaced) => progress::add_placed(&mut self.tallies, unplaced.placed(*seq, stored_us)),
+                // Prepared by a context that did not keep progress.
+                None => progress::tally_into(&mut self.tallies, [(*seq, stored_us, &s.statement)]),
+            }
+        }
         self.span = Some((self.span.map_or(*first, |(f, _)| f), *last));
         self.statements += rows.len();
     }
@@ -141,7 +146,12 @@ mod tests {
         let db = crate::store::connect(&DatabaseArgs { url, pool_size: 2 }).await.unwrap();
         crate::store::migrate(&db).await.unwrap();
         let authority = json!({"objectType": "Agent", "account": {"homePage": "http://lrs", "name": "t"}});
-        let ctx = StoreContext { version: XapiVersion::V1_0, authority: &authority, credential_key: "t" };
+        let ctx = StoreContext {
+            version: XapiVersion::V1_0,
+            authority: &authority,
+            credential_key: "t",
+            keep_progress: true,
+        };
         let statements: Vec<PreparedStatement> = (0..6)
             .map(|n| {
                 let s = json!({

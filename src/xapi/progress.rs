@@ -125,6 +125,35 @@ impl Tally {
     }
 }
 
+/// What a statement will count for, worked out before it is stored (on the
+/// request's worker, not the writer): its rows with the `seq` and, for a
+/// statement without a timestamp, the time still to be given (`placed`).
+#[derive(Debug, Clone, Default)]
+pub struct Unplaced {
+    rows: Vec<(RowKey, Tally)>,
+    timestamp_us: Option<i64>,
+}
+
+impl Unplaced {
+    pub fn of(statement: &Value) -> Unplaced {
+        let timestamp_us = statement.get("timestamp").and_then(Value::as_str).and_then(parse_timestamp);
+        Unplaced { rows: contributions(statement, 0, 0), timestamp_us: timestamp_us.map(|t| t.timestamp_micros()) }
+    }
+
+    /// The rows once stored as `seq` at `stored_us`: what
+    /// `contributions(statement, seq, stored_us)` gives.
+    pub fn placed(&self, seq: i64, stored_us: i64) -> impl Iterator<Item = (&RowKey, Tally)> {
+        let when = (self.timestamp_us.unwrap_or(stored_us), seq);
+        self.rows.iter().map(move |(key, tally)| {
+            let mut tally = tally.clone();
+            tally.first_us = when.0;
+            tally.last.0 = when;
+            tally.last_score = tally.last_score.map(|(score, _)| (score, when));
+            (key, tally)
+        })
+    }
+}
+
 /// The rows `statement` (stored with `seq` and `stored_us`) counts for, and
 /// what it adds to each; empty when it is not about a learner and an activity.
 pub fn contributions(statement: &Value, seq: i64, stored_us: i64) -> Vec<(RowKey, Tally)> {
@@ -249,6 +278,21 @@ mod tests {
         assert_eq!(parent_key.activity, "http://c/course");
         assert_eq!((child.status(), child.best_score, child.duration_ms), (Status::InProgress, None, 90_000));
         assert_eq!(child.last.1, "0b1c2d3e-0000-4000-8000-000000000001");
+    }
+
+    /// Worked out before `seq` and `stored` are known, and placed after,
+    /// a statement's rows are what it counts for when stored.
+    #[test]
+    fn unplaced_rows_once_placed_are_the_stored_statements_rows() {
+        let scored = json!({"score": {"scaled": 0.8}, "duration": "PT1M30S"});
+        let with_time = statement(PASSED, scored.clone(), &["http://c/course"]);
+        let mut without = with_time.clone();
+        without.as_object_mut().unwrap().remove("timestamp");
+        for s in [with_time, without] {
+            let placed: Vec<(RowKey, Tally)> =
+                Unplaced::of(&s).placed(42, 1_700_000_000_000_000).map(|(k, t)| (k.clone(), t)).collect();
+            assert_eq!(placed, contributions(&s, 42, 1_700_000_000_000_000));
+        }
     }
 
     #[test]

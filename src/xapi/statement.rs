@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::keys::{FilterKey, object_type, statement_keys};
+use super::progress::Unplaced;
 use super::rules::{self, VOIDED_VERB};
 use super::{XapiVersion, formats, schema};
 
@@ -13,6 +14,9 @@ pub struct StoreContext<'a> {
     /// The Agent the LRS writes as `authority`.
     pub authority: &'a Value,
     pub credential_key: &'a str,
+    /// The LRS keeps learner progress: work out what each statement counts
+    /// for now, on the request's worker.
+    pub keep_progress: bool,
 }
 
 /// Where and why a statement is invalid.
@@ -39,6 +43,8 @@ pub struct PreparedStatement {
     /// Target of a StatementRef object, lower-cased.
     pub object_ref: Option<String>,
     pub voiding: bool,
+    /// What it counts for in learner progress, when progress is kept.
+    pub progress: Option<Unplaced>,
     /// The statement as it will be stored, but for `stored` (and a defaulted
     /// `timestamp`). The same-statement check, attachment matching and
     /// signatures read it: they ignore what the LRS set (authority, version).
@@ -108,7 +114,18 @@ pub fn prepare(statement: Value, id: Option<&str>, ctx: &StoreContext<'_>) -> Re
     let keys = statement_keys(&statement, ctx.credential_key);
     let mut body_open = serde_json::to_string(&statement).expect("a JSON value serialises");
     body_open.pop();
-    Ok(PreparedStatement { id, id_generated, body_open, needs_timestamp, keys, object_ref, voiding, statement })
+    let progress = ctx.keep_progress.then(|| Unplaced::of(&statement));
+    Ok(PreparedStatement {
+        id,
+        id_generated,
+        body_open,
+        needs_timestamp,
+        keys,
+        object_ref,
+        voiding,
+        progress,
+        statement,
+    })
 }
 
 /// Under 2.0 a `timestamp` with an offset other than `Z` is stored as the
@@ -157,7 +174,12 @@ mod tests {
     #[test]
     fn prepare_assigns_lrs_properties() {
         let authority = json!({"objectType": "Agent", "account": {"homePage": "http://lrs", "name": "k"}});
-        let ctx = StoreContext { version: XapiVersion::V1_0, authority: &authority, credential_key: "k" };
+        let ctx = StoreContext {
+            version: XapiVersion::V1_0,
+            authority: &authority,
+            credential_key: "k",
+            keep_progress: true,
+        };
         let s = json!({"actor": {"mbox": "mailto:a@x"}, "verb": {"id": "http://v"}, "object": {"id": "http://a"},
                        "stored": "2000-01-01T00:00:00Z"});
         let p = prepare(s, None, &ctx).unwrap();
@@ -177,7 +199,7 @@ mod tests {
                        "object": {"objectType": "SubStatement", "actor": {"mbox": "mailto:b@x"}, "verb": {"id": "http://v"},
                                   "object": {"id": "http://a"}, "timestamp": "2020-06-01T00:30:00-05:30"}});
         let stored = |version| {
-            let ctx = StoreContext { version, authority: &authority, credential_key: "k" };
+            let ctx = StoreContext { version, authority: &authority, credential_key: "k", keep_progress: true };
             let p = prepare(s.clone(), None, &ctx).unwrap();
             serde_json::from_str::<Value>(&p.body("2024-01-01T00:00:00.000000Z")).unwrap()
         };
@@ -192,7 +214,12 @@ mod tests {
     #[test]
     fn context_activities_become_arrays() {
         let authority = json!({"objectType": "Agent", "mbox": "mailto:lrs@x"});
-        let ctx = StoreContext { version: XapiVersion::V1_0, authority: &authority, credential_key: "k" };
+        let ctx = StoreContext {
+            version: XapiVersion::V1_0,
+            authority: &authority,
+            credential_key: "k",
+            keep_progress: true,
+        };
         let s = json!({"actor": {"mbox": "mailto:a@x"}, "verb": {"id": "http://v"}, "object": {"id": "http://a"},
                        "context": {"contextActivities": {"parent": {"id": "http://p"}, "other": [{"id": "http://o"}]}}});
         let p = prepare(s, None, &ctx).unwrap();
