@@ -25,7 +25,7 @@ use crate::xapi::progress::{RowKey, Tally};
 use crate::xapi::statement::PreparedStatement;
 
 /// Statements folded before the sums are written whatever their age.
-const FOLD_STATEMENTS: usize = 50_000;
+const FOLD_STATEMENTS: usize = 20_000;
 /// How long a folded statement waits at most before it is counted.
 pub const MAX_LAG: Duration = Duration::from_millis(2_000);
 
