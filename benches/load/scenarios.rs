@@ -379,12 +379,15 @@ impl Bodies {
     fn make(secs: f64, rate: f64, size: usize, seed: u64) -> Bodies {
         let count = ((secs * rate) as usize).div_ceil(size).max(1);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let made: Vec<Vec<bytes::Bytes>> = std::thread::scope(|scope| {
-            let parts: Vec<_> = (0..threads)
-                .map(|t| {
+        // Each thread makes a run of consecutive bodies: joined in order,
+        // body i is the one made from seed i.
+        let share = count.div_ceil(threads);
+        let bodies: Vec<bytes::Bytes> = std::thread::scope(|scope| {
+            let parts: Vec<_> = (0..count)
+                .step_by(share)
+                .map(|first| {
                     scope.spawn(move || {
-                        (t..count)
-                            .step_by(threads)
+                        (first..count.min(first + share))
                             .map(|i| {
                                 let mut g = Generator::new(seed << 32 | i as u64);
                                 let body = if size == 1 {
@@ -394,18 +397,12 @@ impl Bodies {
                                 };
                                 bytes::Bytes::from(serde_json::to_vec(&body).expect("JSON"))
                             })
-                            .collect()
+                            .collect::<Vec<_>>()
                     })
                 })
                 .collect();
-            parts.into_iter().map(|p| p.join().expect("maker")).collect()
+            parts.into_iter().flat_map(|p| p.join().expect("maker")).collect()
         });
-        // Back in index order: body i was made by thread i % threads.
-        let mut bodies = Vec::with_capacity(count);
-        let mut iters: Vec<_> = made.into_iter().map(Vec::into_iter).collect();
-        for i in 0..count {
-            bodies.push(iters[i % threads].next().expect("made"));
-        }
         Bodies(Arc::new(bodies))
     }
 

@@ -214,19 +214,13 @@ pub(super) fn tally_into<'a>(
     statements: impl IntoIterator<Item = (i64, i64, &'a Json)>,
 ) {
     for (seq, stored_us, statement) in statements {
-        for (key, tally) in contributions(statement, seq, stored_us) {
-            match tallies.get_mut(&key) {
-                Some(sum) => sum.add(&tally),
-                None => {
-                    tallies.insert(key, tally);
-                }
-            }
-        }
+        let rows = contributions(statement, seq, stored_us);
+        add_placed(tallies, rows.iter().map(|(key, tally)| (key, tally.clone())));
     }
 }
 
-/// Adds a statement's rows, placed (`Unplaced::placed`), to the tallies;
-/// a key is copied only for a row the tallies did not have.
+/// Adds a statement's rows (`Unplaced::placed`, or `contributions`) to the
+/// tallies; a key is copied only for a row the tallies did not have.
 pub(super) fn add_placed<'a>(tallies: &mut BTreeMap<RowKey, Tally>, rows: impl Iterator<Item = (&'a RowKey, Tally)>) {
     for (key, tally) in rows {
         match tallies.get_mut(key) {
