@@ -17,6 +17,7 @@ mod m0010_forward_stream;
 mod m0011_progress;
 mod m0012_filter_postings;
 mod m0013_progress_follows_log;
+mod m0014_progress_name_ids;
 
 pub struct Migrator;
 
@@ -62,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_progress::Migration),
             Box::new(m0012_filter_postings::Migration),
             Box::new(m0013_progress_follows_log::Migration),
+            Box::new(m0014_progress_name_ids::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@
 //! tallies exactly as `Tally::add` does.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::sync::LazyLock;
 
 use anyhow::Context;
@@ -19,7 +20,9 @@ use super::sql::{self, p};
 use super::writer_sql::WriterSql;
 use crate::error::LrsResult;
 use crate::xapi::keys::{KeyKind, key};
-use crate::xapi::progress::{RowKey, Status, Tally, contributions};
+use crate::xapi::progress::{
+    NO_REGISTRATION, NameKind, RowId, RowKey, Status, Tally, contributions, name_id, registration_id,
+};
 
 /// Statements read from the log per transaction.
 const LOG_BATCH: i64 = 5_000;
@@ -57,8 +60,8 @@ const LATER: &str = "(excluded.last_us > progress.last_us \
 fn upsert_json_sql() -> &'static str {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         let casts = [
-            "text", "text", "text", "bigint", "boolean", "boolean", "boolean", "float8", "float8", "bigint", "bigint",
-            "bigint", "bigint", "bigint", "text", "bigint", "bigint",
+            "bigint", "bigint", "bigint", "bigint", "boolean", "boolean", "boolean", "float8", "float8", "bigint",
+            "bigint", "bigint", "bigint", "bigint", "text", "bigint", "bigint",
         ];
         let fields: Vec<String> = casts.iter().enumerate().map(|(i, t)| format!("(value ->> {i})::{t}")).collect();
         format!(
@@ -81,9 +84,9 @@ fn merge_sql() -> &'static str {
 /// (a tuple struct serialises as an array), bound as values for SQLite.
 #[derive(Serialize)]
 struct JsonRow<'a>(
-    &'a str,
-    &'a str,
-    &'a str,
+    i64,
+    i64,
+    i64,
     i64,
     bool,
     bool,
@@ -105,11 +108,10 @@ impl<'a> JsonRow<'a> {
 
     /// The row as bound values, in `COLUMNS` order.
     fn values(&self) -> [Value; JsonRow::COLUMNS] {
-        let text = |s: &str| Value::from(s.to_owned());
         [
-            text(self.0),
-            text(self.1),
-            text(self.2),
+            self.0.into(),
+            self.1.into(),
+            self.2.into(),
             self.3.into(),
             self.4.into(),
             self.5.into(),
@@ -121,19 +123,19 @@ impl<'a> JsonRow<'a> {
             self.11.into(),
             self.12.into(),
             self.13.into(),
-            text(self.14),
+            Value::from(self.14.to_owned()),
             self.15.into(),
             self.16.into(),
         ]
     }
 
-    fn of(key: &'a RowKey, t: &'a Tally) -> JsonRow<'a> {
+    fn of(key: &RowId, t: &'a Tally) -> JsonRow<'a> {
         let ((last_us, last_seq), last_id) = &t.last;
         let score = t.last_score;
         JsonRow(
-            &key.learner,
-            &key.activity,
-            &key.registration,
+            key.learner,
+            key.activity,
+            key.registration,
             t.statements,
             t.completed,
             t.passed,
@@ -152,44 +154,101 @@ impl<'a> JsonRow<'a> {
     }
 }
 
-pub(super) async fn upsert(txn: &impl WriterSql, tallies: &BTreeMap<RowKey, Tally>) -> anyhow::Result<()> {
-    if tallies.is_empty() {
-        return Ok(());
+/// Tallies by row, and the names the rows' ids stand for: what an upsert
+/// writes. Sorted, so that rows are written in the primary key's order.
+#[derive(Debug, Default)]
+pub(super) struct Sums {
+    pub(super) rows: BTreeMap<RowId, Tally>,
+    names: BTreeMap<i64, String>,
+}
+
+impl Sums {
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
     }
-    let rows: Vec<JsonRow> = tallies.iter().map(|(k, t)| JsonRow::of(k, t)).collect();
-    let backend = txn.backend();
-    let mut starts: Vec<[&str; 2]> = tallies
-        .keys()
-        .filter(|k| !k.registration.is_empty())
-        .map(|k| [k.registration.as_str(), k.learner.as_str()])
-        .collect();
-    starts.sort_unstable();
-    starts.dedup();
-    match backend {
-        // One statement however many rows: a round trip each is what costs.
-        DbBackend::Postgres => upsert_json(txn, &rows, &starts).await,
-        // In process, bound values are cheaper than JSON for SQLite to read
-        // (`->>` parses the row again for each of its 17 fields).
-        _ => upsert_bound(txn, &rows, &starts).await,
+
+    /// Adds a statement's rows and names (`Unplaced::placed`, `names`).
+    pub fn add_placed<'a>(
+        &mut self,
+        rows: impl Iterator<Item = (RowId, Tally)>,
+        names: impl Iterator<Item = (i64, &'a str)>,
+    ) {
+        for (id, tally) in rows {
+            match self.rows.entry(id) {
+                Entry::Occupied(mut sum) => sum.get_mut().add(&tally),
+                Entry::Vacant(row) => {
+                    row.insert(tally);
+                }
+            }
+        }
+        for (id, name) in names {
+            if let Entry::Vacant(new) = self.names.entry(id) {
+                new.insert(name.to_owned());
+            }
+        }
+    }
+
+    /// Adds statements as stored, `(seq, stored_us, statement)`.
+    pub fn add_stored<'a>(&mut self, statements: impl IntoIterator<Item = (i64, i64, &'a Json)>) {
+        for (seq, stored_us, statement) in statements {
+            for (key, tally) in contributions(statement, seq, stored_us) {
+                self.add_placed([(key.id(), tally)].into_iter(), key.names());
+            }
+        }
     }
 }
 
-async fn upsert_json(txn: &impl WriterSql, rows: &[JsonRow<'_>], starts: &[[&str; 2]]) -> anyhow::Result<()> {
+pub(super) async fn upsert(txn: &impl WriterSql, sums: &Sums) -> anyhow::Result<()> {
+    if sums.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<JsonRow> = sums.rows.iter().map(|(k, t)| JsonRow::of(k, t)).collect();
+    let names: Vec<(i64, &str)> = sums.names.iter().map(|(id, name)| (*id, name.as_str())).collect();
+    let mut starts: Vec<[i64; 2]> =
+        sums.rows.keys().filter(|k| k.registration != NO_REGISTRATION).map(|k| [k.registration, k.learner]).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    match txn.backend() {
+        // One statement a table however many rows: a round trip each is what costs.
+        DbBackend::Postgres => upsert_json(txn, &rows, &names, &starts).await,
+        // In process, bound values are cheaper than JSON for SQLite to read
+        // (`->>` parses the row again for each of its 17 fields).
+        _ => upsert_bound(txn, &rows, &names, &starts).await,
+    }
+}
+
+async fn upsert_json(
+    txn: &impl WriterSql,
+    rows: &[JsonRow<'_>],
+    names: &[(i64, &str)],
+    starts: &[[i64; 2]],
+) -> anyhow::Result<()> {
     let backend = txn.backend();
     let values = vec![Value::from(serde_json::to_string(&rows).context("progress rows")?)];
     txn.run(sql::stmt(backend, upsert_json_sql(), values)).await.context("upsert progress")?;
+    // A name or pair already there is only looked up: no page is written for it.
+    let sql_text = "INSERT INTO progress_name (id, name) \
+         SELECT (value ->> 0)::bigint, value ->> 1 FROM jsonb_array_elements($1::jsonb) AS t(value) \
+         ON CONFLICT DO NOTHING";
+    let values = vec![Value::from(serde_json::to_string(&names).context("names")?)];
+    txn.run(sql::stmt(backend, sql_text, values)).await.context("progress names")?;
     if starts.is_empty() {
         return Ok(());
     }
-    // A pair already there is only looked up: no page is written for it.
     let sql_text = "INSERT INTO progress_registration (registration, learner) \
-         SELECT value ->> 0, value ->> 1 FROM jsonb_array_elements($1::jsonb) AS t(value) ON CONFLICT DO NOTHING";
+         SELECT (value ->> 0)::bigint, (value ->> 1)::bigint FROM jsonb_array_elements($1::jsonb) AS t(value) \
+         ON CONFLICT DO NOTHING";
     let values = vec![Value::from(serde_json::to_string(&starts).context("registrations")?)];
     txn.run(sql::stmt(backend, sql_text, values)).await.context("progress registrations")?;
     Ok(())
 }
 
-async fn upsert_bound(txn: &impl WriterSql, rows: &[JsonRow<'_>], starts: &[[&str; 2]]) -> anyhow::Result<()> {
+async fn upsert_bound(
+    txn: &impl WriterSql,
+    rows: &[JsonRow<'_>],
+    names: &[(i64, &str)],
+    starts: &[[i64; 2]],
+) -> anyhow::Result<()> {
     let backend = txn.backend();
     let merge = merge_sql();
     for chunk in sql::chunks(rows) {
@@ -198,38 +257,19 @@ async fn upsert_bound(txn: &impl WriterSql, rows: &[JsonRow<'_>], starts: &[[&st
         let values = chunk.iter().flat_map(JsonRow::values).collect();
         txn.run(sql::stmt(backend, sql_text, values)).await.context("upsert progress")?;
     }
+    for chunk in sql::chunks(names) {
+        let placeholders = sql::row_placeholders(backend, chunk.len(), 2);
+        let sql_text = sql::insert_ignore(backend, "progress_name (id, name)", &placeholders);
+        let values = chunk.iter().flat_map(|(id, name)| [Value::from(*id), Value::from((*name).to_owned())]).collect();
+        txn.run(sql::stmt(backend, sql_text, values)).await.context("progress names")?;
+    }
     for chunk in sql::chunks(starts) {
         let placeholders = sql::row_placeholders(backend, chunk.len(), 2);
         let sql_text = sql::insert_ignore(backend, "progress_registration (registration, learner)", &placeholders);
-        let values = chunk.iter().flat_map(|pair| pair.map(|v| Value::from(v.to_owned()))).collect();
+        let values = chunk.iter().flat_map(|pair| pair.map(Value::from)).collect();
         txn.run(sql::stmt(backend, sql_text, values)).await.context("progress registrations")?;
     }
     Ok(())
-}
-
-/// Adds statements, `(seq, stored_us, statement)`, to the tallies (sorted:
-/// rows are written in key order).
-pub(super) fn tally_into<'a>(
-    tallies: &mut BTreeMap<RowKey, Tally>,
-    statements: impl IntoIterator<Item = (i64, i64, &'a Json)>,
-) {
-    for (seq, stored_us, statement) in statements {
-        let rows = contributions(statement, seq, stored_us);
-        add_placed(tallies, rows.iter().map(|(key, tally)| (key, tally.clone())));
-    }
-}
-
-/// Adds a statement's rows (`Unplaced::placed`, or `contributions`) to the
-/// tallies; a key is copied only for a row the tallies did not have.
-pub(super) fn add_placed<'a>(tallies: &mut BTreeMap<RowKey, Tally>, rows: impl Iterator<Item = (&'a RowKey, Tally)>) {
-    for (key, tally) in rows {
-        match tallies.get_mut(key) {
-            Some(sum) => sum.add(&tally),
-            None => {
-                tallies.insert(key.clone(), tally);
-            }
-        }
-    }
 }
 
 /// Stored rows `(seq, stored_us, body)` with their bodies parsed.
@@ -254,14 +294,10 @@ async fn set_counted_through(txn: &impl WriterSql, seq: i64) -> anyhow::Result<(
     Ok(())
 }
 
-/// Adds `tallies`, the sums of the statements after what is counted up to
+/// Adds `sums`, the sums of the statements after what is counted up to
 /// `through`, and counts through it (the fold's write).
-pub(super) async fn add_counted(
-    txn: &impl WriterSql,
-    tallies: &BTreeMap<RowKey, Tally>,
-    through: i64,
-) -> anyhow::Result<()> {
-    upsert(txn, tallies).await?;
+pub(super) async fn add_counted(txn: &impl WriterSql, sums: &Sums, through: i64) -> anyhow::Result<()> {
+    upsert(txn, sums).await?;
     set_counted_through(txn, through).await
 }
 
@@ -281,9 +317,9 @@ pub(super) async fn count_log(txn: &impl WriterSql, through: i64, up_to: i64) ->
         );
         let batch = txn.rows(sql::stmt(backend, select, vec![at.into(), end.into()])).await.context("read the log")?;
         let batch = parsed(batch)?;
-        let mut tallies = BTreeMap::new();
-        tally_into(&mut tallies, batch.iter().map(|(seq, us, s)| (*seq, *us, s)));
-        upsert(txn, &tallies).await?;
+        let mut sums = Sums::default();
+        sums.add_stored(batch.iter().map(|(seq, us, s)| (*seq, *us, s)));
+        upsert(txn, &sums).await?;
         read += batch.len() as i64;
         at = end;
     }
@@ -312,19 +348,20 @@ pub(super) async fn recount(txn: &impl WriterSql, index: &FilterIndex, seqs: &[i
     rows.dedup();
     let (through, _) = counted_through(txn).await?;
     for row in rows {
-        let mut tallies = BTreeMap::new();
+        let mut sums = Sums::default();
         let counted = parsed(row_statements(txn, index, &row, through).await?)?;
-        tally_into(&mut tallies, counted.iter().map(|(seq, us, s)| (*seq, *us, s)));
-        tallies.retain(|k, _| *k == row);
+        sums.add_stored(counted.iter().map(|(seq, us, s)| (*seq, *us, s)));
+        let id = row.id();
+        sums.rows.retain(|k, _| *k == id);
         let delete = format!(
             "DELETE FROM progress WHERE learner = {} AND activity = {} AND registration = {}",
             p(backend, 1),
             p(backend, 2),
             p(backend, 3)
         );
-        let values = vec![row.learner.clone().into(), row.activity.clone().into(), row.registration.clone().into()];
+        let values = vec![id.learner.into(), id.activity.into(), id.registration.into()];
         txn.run(sql::stmt(backend, delete, values)).await.context("delete progress row")?;
-        upsert(txn, &tallies).await?;
+        upsert(txn, &sums).await?;
     }
     Ok(())
 }
@@ -512,19 +549,20 @@ impl Column {
         }
     }
 
-    fn of(self, q: &ProgressQuery) -> Option<&String> {
+    /// The id the query fixes the column to.
+    fn of(self, q: &ProgressQuery) -> Option<i64> {
         match self {
-            Column::Learner => q.learner.as_ref(),
-            Column::Registration => q.registration.as_ref(),
-            Column::Activity => q.activity.as_ref(),
+            Column::Learner => q.learner.as_deref().map(|l| name_id(NameKind::Learner, l)),
+            Column::Registration => q.registration.as_deref().map(registration_id),
+            Column::Activity => q.activity.as_deref().map(|a| name_id(NameKind::Activity, a)),
         }
     }
 
-    fn of_key(self, k: &RowKey) -> &String {
+    fn of_key(self, k: &RowId) -> i64 {
         match self {
-            Column::Learner => &k.learner,
-            Column::Registration => &k.registration,
-            Column::Activity => &k.activity,
+            Column::Learner => k.learner,
+            Column::Registration => k.registration,
+            Column::Activity => k.activity,
         }
     }
 }
@@ -541,8 +579,8 @@ pub async fn page(db: &DatabaseConnection, q: &ProgressQuery) -> LrsResult<(Vec<
 fn page_sql(backend: DbBackend, q: &ProgressQuery) -> sea_orm::Statement {
     let path = Path::of(q);
     let mut values: Vec<Value> = Vec::new();
-    let mut bind = |v: &String| {
-        values.push(v.clone().into());
+    let mut bind = |v: i64| {
+        values.push(v.into());
         p(backend, values.len())
     };
     let mut conditions = Vec::new();
@@ -561,7 +599,8 @@ fn page_sql(backend: DbBackend, q: &ProgressQuery) -> sea_orm::Statement {
     if let Some(after) = &q.after
         && !free.is_empty()
     {
-        let marks: Vec<String> = free.iter().map(|c| bind(c.of_key(after))).collect();
+        let after = after.id();
+        let marks: Vec<String> = free.iter().map(|c| bind(c.of_key(&after))).collect();
         conditions.push(format!("({}) > ({})", order.join(", "), marks.join(", ")));
     }
     values.push((i64::from(q.limit) + 1).into());
@@ -579,7 +618,15 @@ fn page_sql(backend: DbBackend, q: &ProgressQuery) -> sea_orm::Statement {
     let where_clause =
         if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
     let order_clause = if order.is_empty() { String::new() } else { format!(" ORDER BY {}", order.join(", ")) };
-    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("p.{c}")).collect();
+    // A row's names, each by its id (the absent registration has none).
+    let name = |column: &str| format!("COALESCE((SELECT n.name FROM progress_name n WHERE n.id = p.{column}), '')");
+    let columns: Vec<String> = COLUMNS
+        .split(", ")
+        .map(|c| match c {
+            "learner" | "activity" | "registration" => name(c),
+            _ => format!("p.{c}"),
+        })
+        .collect();
     let select = format!("SELECT {} FROM {from}{where_clause}{order_clause} LIMIT {limit}", columns.join(", "));
     sql::stmt(backend, select, values)
 }
@@ -701,7 +748,9 @@ mod tests {
         let mut expected: Option<Tally> = None;
         for n in [6, 3, 14, 9, 1, 21, 10, 4, 35, 2, 12] {
             let t = tally(n);
-            upsert(&db, &BTreeMap::from([(key.clone(), t.clone())])).await.unwrap();
+            let mut sums = Sums::default();
+            sums.add_placed([(key.id(), t.clone())].into_iter(), key.names());
+            upsert(&db, &sums).await.unwrap();
             match &mut expected {
                 Some(sum) => sum.add(&t),
                 None => expected = Some(t),

@@ -14,14 +14,13 @@
 //! right. A server killed with a fold in memory leaves `through_seq`
 //! behind, and start-up counts the rest from the log (`progress::backfill`).
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::progress::{self, Sums};
+use super::statements;
 use super::writer_sql::WriterSql;
-use super::{progress, statements};
-use crate::xapi::progress::{RowKey, Tally};
 use crate::xapi::statement::PreparedStatement;
 
 /// Statements folded before the sums are written whatever their age.
@@ -31,7 +30,7 @@ pub const MAX_LAG: Duration = Duration::from_millis(2_000);
 
 #[derive(Default)]
 pub(super) struct Fold {
-    tallies: BTreeMap<RowKey, Tally>,
+    sums: Sums,
     /// The first and last `seq` folded.
     span: Option<(i64, i64)>,
     statements: usize,
@@ -58,14 +57,14 @@ impl Fold {
         {
             // Another node's statements came between: the log has them all.
             self.behind = true;
-            self.tallies.clear();
+            self.sums = Sums::default();
             return;
         }
         for (seq, s) in rows.iter().filter(|(seq, _)| !voided.contains(seq)) {
             match &s.progress {
-                Some(unplaced) => progress::add_placed(&mut self.tallies, unplaced.placed(*seq, stored_us)),
+                Some(unplaced) => self.sums.add_placed(unplaced.placed(*seq, stored_us), unplaced.names()),
                 // Prepared by a context that did not keep progress.
-                None => progress::tally_into(&mut self.tallies, [(*seq, stored_us, &s.statement)]),
+                None => self.sums.add_stored([(*seq, stored_us, &s.statement)]),
             }
         }
         self.span = Some((self.span.map_or(*first, |(f, _)| f), *last));
@@ -91,7 +90,7 @@ impl Fold {
             && !self.behind
             && first == at + 1
         {
-            progress::add_counted(txn, &self.tallies, last).await?;
+            progress::add_counted(txn, &self.sums, last).await?;
             at = last;
         }
         // What this writer committed is counted (here or by another node).
@@ -174,7 +173,8 @@ mod tests {
     }
 
     async fn table(db: &DatabaseConnection) -> Vec<String> {
-        let select = "SELECT concat_ws('|', learner, activity, statements, completed, passed, quote(best_score), \
+        let select = "SELECT concat_ws('|', (SELECT name FROM progress_name WHERE id = learner), \
+             (SELECT name FROM progress_name WHERE id = activity), statements, completed, passed, quote(best_score), \
              quote(last_score), first_us, last_us, last_id, duration_ms) FROM progress ORDER BY learner, activity";
         let rows = db.query_all_raw(sql::stmt(DbBackend::Sqlite, select, vec![])).await.unwrap();
         rows.iter().map(|r| r.try_get_by_index::<String>(0).unwrap()).collect()
@@ -238,7 +238,7 @@ mod tests {
         fold.add(&[(1, &statements[0]), (2, &statements[1])], 0, &[]);
         assert!(!fold.due(), "waits up to MAX_LAG");
         fold.add(&[(5, &statements[4]), (6, &statements[5])], 0, &[]);
-        assert!(fold.behind && fold.tallies.is_empty() && fold.due());
+        assert!(fold.behind && fold.sums.is_empty() && fold.due());
         assert_eq!(flush(&db, &fold).await, 6);
         let from_the_log = table(&db).await;
         forget(&db).await;

@@ -45,8 +45,14 @@ impl KeyKind {
 }
 
 pub fn key(kind: KeyKind, value: &str) -> i64 {
+    hashed(kind.tag(), value)
+}
+
+/// `(tag, value)` as 64 bits of SHA-256: filter keys, and the ids of
+/// progress rows' names (`progress::NameKind`), whose tags differ from these.
+pub fn hashed(tag: u8, value: &str) -> i64 {
     let mut h = Sha256::new();
-    h.update([kind.tag(), 0]);
+    h.update([tag, 0]);
     h.update(value.as_bytes());
     let digest = h.finalize();
     let mut first = [0u8; 8];

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::agent;
 use super::formats::{duration_secs, parse_timestamp};
-use super::keys::object_activity;
+use super::keys::{hashed, object_activity};
 
 const COMPLETED: &str = "http://adlnet.gov/expapi/verbs/completed";
 const PASSED: &str = "http://adlnet.gov/expapi/verbs/passed";
@@ -33,6 +33,64 @@ pub struct RowKey {
     /// Lower-cased; empty for statements without one.
     pub registration: String,
     pub activity: String,
+}
+
+impl RowKey {
+    /// The key as stored: each name by its id.
+    pub fn id(&self) -> RowId {
+        RowId {
+            learner: name_id(NameKind::Learner, &self.learner),
+            registration: registration_id(&self.registration),
+            activity: name_id(NameKind::Activity, &self.activity),
+        }
+    }
+
+    /// The names the key's ids stand for (not the absent registration's).
+    pub fn names(&self) -> impl Iterator<Item = (i64, &str)> {
+        let id = self.id();
+        [(id.learner, &self.learner), (id.registration, &self.registration), (id.activity, &self.activity)]
+            .into_iter()
+            .filter(|(id, _)| *id != NO_REGISTRATION)
+            .map(|(id, name)| (id, name.as_str()))
+    }
+}
+
+/// The registration id of statements without one: it has no name row.
+pub const NO_REGISTRATION: i64 = 0;
+
+/// A registration's id (lower-cased text; empty for none).
+pub fn registration_id(text: &str) -> i64 {
+    if text.is_empty() { NO_REGISTRATION } else { name_id(NameKind::Registration, text) }
+}
+
+/// Which of a row's names an id stands for. A row holds three 64-bit ids
+/// instead of its names' text (an IFI, an IRI, a UUID: about 130 bytes a
+/// row and as much again in each index entry); each name is stored once,
+/// in `progress_name`. Ids are hashes, not counters, so that the request's
+/// worker works them out and no writer has to look one up or hand one out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Learner,
+    Activity,
+    Registration,
+}
+
+/// The id of a name (tags unlike the filter keys' ones: `keys::hashed`).
+pub fn name_id(kind: NameKind, text: &str) -> i64 {
+    let tag = match kind {
+        NameKind::Learner => b'L',
+        NameKind::Activity => b'Y',
+        NameKind::Registration => b'G',
+    };
+    hashed(tag, text)
+}
+
+/// A row's key as stored, in the order of the table's primary key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RowId {
+    pub learner: i64,
+    pub registration: i64,
+    pub activity: i64,
 }
 
 /// A point in a learner's history: the statement's timestamp (µs), then its
@@ -130,27 +188,51 @@ impl Tally {
 /// statement without a timestamp, the time still to be given (`placed`).
 #[derive(Debug, Clone, Default)]
 pub struct Unplaced {
-    rows: Vec<(RowKey, Tally)>,
+    rows: Vec<(RowId, Tally)>,
+    /// The rows' names by id, each once.
+    names: Vec<(i64, String)>,
     timestamp_us: Option<i64>,
 }
 
 impl Unplaced {
     pub fn of(statement: &Value) -> Unplaced {
         let timestamp_us = statement.get("timestamp").and_then(Value::as_str).and_then(parse_timestamp);
-        Unplaced { rows: contributions(statement, 0, 0), timestamp_us: timestamp_us.map(|t| t.timestamp_micros()) }
+        let rows = contributions(statement, 0, 0);
+        let mut names = Vec::with_capacity(rows.len() + 2);
+        if let Some((first, _)) = rows.first() {
+            let id = first.id();
+            names.push((id.learner, first.learner.clone()));
+            if id.registration != NO_REGISTRATION {
+                names.push((id.registration, first.registration.clone()));
+            }
+        }
+        let rows = rows
+            .into_iter()
+            .map(|(key, tally)| {
+                let id = key.id();
+                names.push((id.activity, key.activity));
+                (id, tally)
+            })
+            .collect();
+        Unplaced { rows, names, timestamp_us: timestamp_us.map(|t| t.timestamp_micros()) }
     }
 
     /// The rows once stored as `seq` at `stored_us`: what
     /// `contributions(statement, seq, stored_us)` gives.
-    pub fn placed(&self, seq: i64, stored_us: i64) -> impl Iterator<Item = (&RowKey, Tally)> {
+    pub fn placed(&self, seq: i64, stored_us: i64) -> impl Iterator<Item = (RowId, Tally)> {
         let when = (self.timestamp_us.unwrap_or(stored_us), seq);
-        self.rows.iter().map(move |(key, tally)| {
+        self.rows.iter().map(move |(id, tally)| {
             let mut tally = tally.clone();
             tally.first_us = when.0;
             tally.last.0 = when;
             tally.last_score = tally.last_score.map(|(score, _)| (score, when));
-            (key, tally)
+            (*id, tally)
         })
+    }
+
+    /// The names the rows' ids stand for.
+    pub fn names(&self) -> impl Iterator<Item = (i64, &str)> {
+        self.names.iter().map(|(id, name)| (*id, name.as_str()))
     }
 }
 
@@ -288,10 +370,22 @@ mod tests {
         let with_time = statement(PASSED, scored.clone(), &["http://c/course"]);
         let mut without = with_time.clone();
         without.as_object_mut().unwrap().remove("timestamp");
-        for s in [with_time, without] {
-            let placed: Vec<(RowKey, Tally)> =
-                Unplaced::of(&s).placed(42, 1_700_000_000_000_000).map(|(k, t)| (k.clone(), t)).collect();
-            assert_eq!(placed, contributions(&s, 42, 1_700_000_000_000_000));
+        let mut unregistered = with_time.clone();
+        unregistered["context"].as_object_mut().unwrap().remove("registration");
+        for s in [with_time, without, unregistered] {
+            let unplaced = Unplaced::of(&s);
+            let placed: Vec<(RowId, Tally)> = unplaced.placed(42, 1_700_000_000_000_000).collect();
+            let stored = contributions(&s, 42, 1_700_000_000_000_000);
+            assert_eq!(placed, stored.iter().map(|(k, t)| (k.id(), t.clone())).collect::<Vec<_>>());
+            let mut names: Vec<(i64, &str)> = unplaced.names().collect();
+            names.sort_unstable();
+            let mut expected: Vec<(i64, &str)> = stored.iter().flat_map(|(k, _)| k.names()).collect();
+            expected.sort_unstable();
+            expected.dedup();
+            assert_eq!(names, expected, "each name once");
+            let registration = s.pointer("/context/registration").is_some();
+            assert_eq!(placed[0].0.registration != NO_REGISTRATION, registration);
+            assert_eq!(names.len(), 3 + usize::from(registration), "learner, module, course, registration");
         }
     }
 
