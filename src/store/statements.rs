@@ -142,9 +142,9 @@ fn blocks_in(postings: &Postings, q: &PageQuery, (lo, hi): (i64, i64)) -> Vec<i6
     if q.ascending { (first..=last).collect() } else { (first..=last).rev().collect() }
 }
 
-/// A page (one row more than the limit) through the postings: block by
-/// block in the query's direction, the matching rows read a few more than
-/// still wanted at a time (some may be voided, or not yet committed).
+/// A page (one row more than the limit) through the postings: blocks in
+/// the query's direction, the matching rows read a few more than still
+/// wanted at a time (some may be voided, or not yet committed).
 async fn page_by_postings(
     db: &DatabaseConnection,
     postings: &Postings,
@@ -154,8 +154,16 @@ async fn page_by_postings(
     let want = q.limit as usize + 1;
     let range = seq_range(q, bounds);
     let mut out = Vec::with_capacity(want.min(1_024));
-    for b in blocks_in(postings, q, range) {
-        let mut seqs = postings.matching(db, b, &q.keys).await.map_err(LrsError::Internal)?;
+    let blocks = blocks_in(postings, q, range);
+    // One block first (a common key fills a page there), then twice as
+    // many each time: a rare key's page reads every block in a few queries.
+    let mut step = 1;
+    let mut rest_blocks = blocks.as_slice();
+    while !rest_blocks.is_empty() {
+        let (batch, later) = rest_blocks.split_at(step.min(rest_blocks.len()));
+        rest_blocks = later;
+        step *= 2;
+        let mut seqs = postings.matching_in(db, batch, &q.keys).await.map_err(LrsError::Internal)?;
         seqs.retain(|s| (range.0..=range.1).contains(s));
         if !q.ascending {
             seqs.reverse();
@@ -204,8 +212,10 @@ async fn count_by_postings(
 ) -> LrsResult<i64> {
     let range = seq_range(q, bounds);
     let mut total = 0;
-    for b in blocks_in(postings, q, range) {
-        let mut seqs = postings.matching(db, b, &q.keys).await.map_err(LrsError::Internal)?;
+    // A few blocks a query: a query per block was a round trip each, and
+    // all of them at once would hold every matching seq in memory.
+    for blocks in blocks_in(postings, q, range).chunks(8) {
+        let mut seqs = postings.matching_in(db, blocks, &q.keys).await.map_err(LrsError::Internal)?;
         seqs.retain(|s| (range.0..=range.1).contains(s));
         for chunk in seqs.chunks(MAX_IN) {
             let select = format!(
