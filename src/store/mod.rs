@@ -17,6 +17,8 @@ pub mod progress;
 mod progress_fold;
 mod sql;
 pub mod statements;
+#[cfg(test)]
+mod test_databases;
 mod write_memo;
 pub mod writer;
 mod writer_sql;

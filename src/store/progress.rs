@@ -776,35 +776,12 @@ mod tests {
         }
     }
 
-    /// A migrated database on SQLite, and on PostgreSQL when
-    /// `XLRS_TEST_POSTGRES` names a server (a fresh database there, named as
-    /// the conformance tests name theirs, so a killed run's is cleaned up).
-    async fn databases(name: &str) -> Vec<DatabaseConnection> {
-        let sqlite = super::super::connect(&DatabaseArgs { url: "sqlite::memory:".into(), pool_size: 1 }).await;
-        let mut out = vec![sqlite.unwrap()];
-        if let Ok(base) = std::env::var("XLRS_TEST_POSTGRES") {
-            use sqlx::Connection;
-            let mut admin = sqlx::PgConnection::connect(&format!("{base}/postgres")).await.unwrap();
-            let db = format!("xlrs_t_{}_{name}", std::process::id());
-            for text in [format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"), format!("CREATE DATABASE \"{db}\"")]
-            {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(text)).execute(&mut admin).await.unwrap();
-            }
-            let url = format!("{base}/{db}");
-            out.push(super::super::connect(&DatabaseArgs { url, pool_size: 1 }).await.unwrap());
-        }
-        for db in &out {
-            super::super::migrate(db).await.unwrap();
-        }
-        out
-    }
-
     /// The SQL upsert must add tallies exactly as `Tally::add` does: one
     /// upsert per tally (the conflict path every time) against the sum in
     /// Rust, on each database (their upserts are written differently).
     #[tokio::test]
     async fn the_upsert_adds_as_tally_add_does() {
-        for db in databases("upsert").await {
+        for db in crate::store::test_databases::each("upsert").await {
             upsert_adds_as_tally_add_does(&db).await;
         }
     }
