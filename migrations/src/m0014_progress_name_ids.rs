@@ -64,6 +64,9 @@ impl MigrationTrait for Migration {
             format!("CREATE TABLE progress_name (id {bigint} PRIMARY KEY, name TEXT NOT NULL)"),
             "UPDATE progress_counted SET through_seq = 0".to_owned(),
         ];
-        crate::execute_all(manager, &statements).await
+        // One batch, so one connection: on SQLite, statements spread over
+        // the pool's connections met a schema another one had just changed
+        // ("index progress_activity already exists" after the DROP TABLE).
+        crate::execute_all(manager, &[statements.join(";\n")]).await
     }
 }
