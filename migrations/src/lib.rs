@@ -36,13 +36,14 @@ fn column_types(manager: &SchemaManager) -> Result<ColumnTypes, DbErr> {
     }
 }
 
-/// Runs `statements` in order.
+/// Runs `statements` in order, as one batch: on SQLite the manager's
+/// connection is a pool, and statements spread over its connections met a
+/// schema another had just changed (m0014's CREATE INDEX failed with "index
+/// progress_activity already exists" after its DROP TABLE).
 async fn execute_all(manager: &SchemaManager<'_>, statements: &[impl AsRef<str>]) -> Result<(), DbErr> {
     use sea_orm_migration::sea_orm::ConnectionTrait;
-    let db = manager.get_connection();
-    for sql in statements {
-        db.execute_unprepared(sql.as_ref()).await?;
-    }
+    let batch: Vec<&str> = statements.iter().map(AsRef::as_ref).collect();
+    manager.get_connection().execute_unprepared(&batch.join(";\n")).await?;
     Ok(())
 }
 

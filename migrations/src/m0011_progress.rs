@@ -23,12 +23,12 @@ use sea_orm_migration::sea_orm::DbBackend;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-fn table(bigint: &str, real: &str, storage: &str) -> String {
+fn table(key: &str, bigint: &str, real: &str, storage: &str) -> String {
     format!(
         "CREATE TABLE progress (
-            learner TEXT NOT NULL,
-            activity TEXT NOT NULL,
-            registration TEXT NOT NULL,
+            learner {key} NOT NULL,
+            activity {key} NOT NULL,
+            registration {key} NOT NULL,
             statements {bigint} NOT NULL,
             completed BOOLEAN NOT NULL,
             passed BOOLEAN NOT NULL,
@@ -48,31 +48,41 @@ fn table(bigint: &str, real: &str, storage: &str) -> String {
     )
 }
 
+/// The progress table, its activity index and `progress_registration`, with
+/// the learner, activity and registration columns of type `key` (text
+/// here; 64-bit name ids from m0014 on).
+pub(crate) fn progress_tables(manager: &SchemaManager, key: &str) -> Result<[String; 3], DbErr> {
+    let bigint = crate::column_types(manager)?.bigint;
+    let (create, without_rowid) = match manager.get_database_backend() {
+        // The primary key is the table: one B-tree write per row.
+        DbBackend::Sqlite => (table(key, bigint, "REAL", " WITHOUT ROWID"), " WITHOUT ROWID"),
+        // Room on each page for HOT updates: a row's update (its key
+        // never changes) then writes no index.
+        _ => (table(key, bigint, "DOUBLE PRECISION", " WITH (fillfactor = 80)"), ""),
+    };
+    Ok([
+        create,
+        "CREATE INDEX progress_activity ON progress (activity, learner, registration)".to_owned(),
+        format!(
+            "CREATE TABLE progress_registration (
+                    registration {key} NOT NULL,
+                    learner {key} NOT NULL,
+                    PRIMARY KEY (registration, learner)
+                ){without_rowid}"
+        ),
+    ])
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let bigint = crate::column_types(manager)?.bigint;
-        let (create, without_rowid) = match manager.get_database_backend() {
-            // The primary key is the table: one B-tree write per row.
-            DbBackend::Sqlite => (table(bigint, "REAL", " WITHOUT ROWID"), " WITHOUT ROWID"),
-            // Room on each page for HOT updates: a row's update (its key
-            // never changes) then writes no index.
-            _ => (table(bigint, "DOUBLE PRECISION", " WITH (fillfactor = 80)"), ""),
-        };
-        let statements = [
-            create,
-            "CREATE INDEX progress_activity ON progress (activity, learner, registration)".to_owned(),
-            format!(
-                "CREATE TABLE progress_registration (
-                    registration TEXT NOT NULL,
-                    learner TEXT NOT NULL,
-                    PRIMARY KEY (registration, learner)
-                ){without_rowid}"
-            ),
+        let mut statements = progress_tables(manager, "TEXT")?.to_vec();
+        statements.extend([
             format!("CREATE TABLE progress_backfill (through_seq {bigint} NOT NULL, to_seq {bigint} NOT NULL)"),
             "INSERT INTO progress_backfill (through_seq, to_seq) SELECT 0, COALESCE(MAX(seq), 0) FROM statement"
                 .to_owned(),
-        ];
+        ]);
         crate::execute_all(manager, &statements).await
     }
 }

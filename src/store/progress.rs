@@ -229,7 +229,8 @@ impl Sums {
     pub fn add_stored<'a>(&mut self, statements: impl IntoIterator<Item = (i64, i64, &'a Json)>) {
         for (seq, stored_us, statement) in statements {
             for (key, tally) in contributions(statement, seq, stored_us) {
-                self.add_placed([(key.id(), tally)].into_iter(), key.names());
+                let id = key.id();
+                self.add_placed([(id, tally)].into_iter(), key.names(id));
             }
         }
     }
@@ -793,7 +794,7 @@ mod tests {
         for n in [6, 3, 14, 9, 1, 21, 10, 4, 35, 2, 12] {
             let t = tally(n);
             let mut sums = Sums::default();
-            sums.add_placed([(key.id(), t.clone())].into_iter(), key.names());
+            sums.add_placed([(key.id(), t.clone())].into_iter(), key.names(key.id()));
             upsert(db, &sums).await.unwrap();
             match &mut expected {
                 Some(sum) => sum.add(&t),

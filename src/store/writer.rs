@@ -707,9 +707,6 @@ async fn insert_key_pairs(txn: &impl WriterSql, pairs: &[(i64, i64)], skip_exist
         "INSERT INTO statement_key (key, seq) SELECT * FROM unnest($1::bigint[], $2::bigint[]){}",
         if skip_existing { " ON CONFLICT DO NOTHING" } else { "" }
     );
-    // In index order: consecutive rows then land on the same leaf pages.
-    let mut pairs = pairs.to_vec();
-    pairs.sort_unstable();
     let values = vec![
         Value::from(pairs.iter().map(|(k, _)| *k).collect::<Vec<i64>>()),
         Value::from(pairs.iter().map(|(_, s)| *s).collect::<Vec<i64>>()),

@@ -45,9 +45,8 @@ impl RowKey {
         }
     }
 
-    /// The names the key's ids stand for (not the absent registration's).
-    pub fn names(&self) -> impl Iterator<Item = (i64, &str)> {
-        let id = self.id();
+    /// The names the key's ids (`id()`) stand for (not the absent registration's).
+    pub fn names(&self, id: RowId) -> impl Iterator<Item = (i64, &str)> {
         [(id.learner, &self.learner), (id.registration, &self.registration), (id.activity, &self.activity)]
             .into_iter()
             .filter(|(id, _)| *id != NO_REGISTRATION)
@@ -199,19 +198,23 @@ impl Unplaced {
         let timestamp_us = statement.get("timestamp").and_then(Value::as_str).and_then(parse_timestamp);
         let rows = contributions(statement, 0, 0);
         let mut names = Vec::with_capacity(rows.len() + 2);
-        if let Some((first, _)) = rows.first() {
-            let id = first.id();
-            names.push((id.learner, first.learner.clone()));
-            if id.registration != NO_REGISTRATION {
-                names.push((id.registration, first.registration.clone()));
-            }
+        // A statement's rows share their learner and registration: each
+        // is hashed once, each activity once.
+        let Some((first, _)) = rows.first() else {
+            return Unplaced { timestamp_us: timestamp_us.map(|t| t.timestamp_micros()), ..Unplaced::default() };
+        };
+        let (learner, registration) =
+            (name_id(NameKind::Learner, &first.learner), registration_id(&first.registration));
+        names.push((learner, first.learner.clone()));
+        if registration != NO_REGISTRATION {
+            names.push((registration, first.registration.clone()));
         }
         let rows = rows
             .into_iter()
             .map(|(key, tally)| {
-                let id = key.id();
-                names.push((id.activity, key.activity));
-                (id, tally)
+                let activity = name_id(NameKind::Activity, &key.activity);
+                names.push((activity, key.activity));
+                (RowId { learner, registration, activity }, tally)
             })
             .collect();
         Unplaced { rows, names, timestamp_us: timestamp_us.map(|t| t.timestamp_micros()) }
@@ -379,7 +382,7 @@ mod tests {
             assert_eq!(placed, stored.iter().map(|(k, t)| (k.id(), t.clone())).collect::<Vec<_>>());
             let mut names: Vec<(i64, &str)> = unplaced.names().collect();
             names.sort_unstable();
-            let mut expected: Vec<(i64, &str)> = stored.iter().flat_map(|(k, _)| k.names()).collect();
+            let mut expected: Vec<(i64, &str)> = stored.iter().flat_map(|(k, _)| k.names(k.id())).collect();
             expected.sort_unstable();
             expected.dedup();
             assert_eq!(names, expected, "each name once");
