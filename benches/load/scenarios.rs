@@ -28,7 +28,14 @@ pub struct Lrs {
 impl Lrs {
     pub fn new(port: u16, pid: u32) -> Lrs {
         Lrs {
-            client: reqwest::Client::new(),
+            // A connection idle for actix's keep-alive (5 s) is closed by the
+            // server; one reused at that instant fails before any answer
+            // ("error sending request", CI's smoke run on PostgreSQL after
+            // the fill). Dropping idle connections sooner avoids the race.
+            client: reqwest::Client::builder()
+                .pool_idle_timeout(std::time::Duration::from_secs(2))
+                .build()
+                .expect("an HTTP client with default TLS settings"),
             base: format!("http://127.0.0.1:{port}/xapi"),
             pid,
             stored: Arc::default(),
