@@ -102,7 +102,7 @@ pub async fn page_within(
 ) -> LrsResult<(Vec<StoredRow>, bool)> {
     let mut rows = match index {
         FilterIndex::Postings(postings) if !q.keys.is_empty() => page_by_postings(db, postings, q, bounds).await?,
-        _ if fenced_probes(db.get_database_backend(), q) => page_by_fenced_probes(db, q, bounds).await?,
+        FilterIndex::KeyRows if q.keys.len() > 1 => page_by_fenced_probes(db, q, bounds).await?,
         _ => {
             let backend = db.get_database_backend();
             let rows = db.query_all_raw(filtered_sql(backend, q, bounds, Select::Page)).await?;
@@ -114,15 +114,10 @@ pub async fn page_within(
     Ok((rows, more))
 }
 
-/// Whether a page of `q` finds its statements by keys alone before it reads
-/// any statement row (`Select::Matches`): on PostgreSQL with more than one
-/// key, where joining each candidate of the first key to its statement row
-/// first reads hundreds of cold heap pages for a page of a few matches.
-fn fenced_probes(backend: DbBackend, q: &PageQuery) -> bool {
-    backend == DbBackend::Postgres && q.keys.len() > 1
-}
-
-/// The page through `Select::Matches`: the voided statements among the
+/// A page of several keys on the key rows (PostgreSQL) through
+/// `Select::Matches`: joining each candidate of the first key to its
+/// statement row before the other keys are probed read hundreds of cold heap
+/// pages for a page of a few matches. The voided statements among the
 /// matches are left out here, and a batch of matches that loses some asks
 /// again after its last `seq` until the page (one row more than the limit)
 /// is full or the matches run out.
@@ -478,6 +473,22 @@ mod tests {
         (1..=n).filter(|s| keys.iter().all(|k| keys_of(*s).contains(k)) && !voided.contains(s)).collect()
     }
 
+    /// Every page of `keys` at `limit`, ascending and descending, finds `want`.
+    async fn assert_pages_both_ways(
+        db: &sea_orm::DatabaseConnection,
+        index: &FilterIndex,
+        keys: &[i64],
+        limit: u32,
+        want: &[i64],
+    ) {
+        let q = PageQuery { keys: keys.to_vec(), ascending: true, limit, ..PageQuery::default() };
+        assert_eq!(all_pages(db, index, q.clone()).await, want, "{keys:?} limit {limit}");
+        let desc = PageQuery { ascending: false, ..q };
+        let mut back = all_pages(db, index, desc).await;
+        back.reverse();
+        assert_eq!(back, want, "{keys:?} limit {limit} descending");
+    }
+
     async fn all_pages(db: &sea_orm::DatabaseConnection, index: &FilterIndex, mut q: PageQuery) -> Vec<i64> {
         let mut seen = Vec::new();
         loop {
@@ -504,12 +515,7 @@ mod tests {
         for keys in [vec![A], vec![B], vec![A, B], vec![7, B, A]] {
             let want = expected(29, &keys, &voided);
             for limit in [1, 2, 5, 50] {
-                let q = PageQuery { keys: keys.clone(), ascending: true, limit, ..PageQuery::default() };
-                assert_eq!(all_pages(&db, &index, q.clone()).await, want, "{keys:?} limit {limit}");
-                let desc = PageQuery { ascending: false, ..q };
-                let mut back = all_pages(&db, &index, desc).await;
-                back.reverse();
-                assert_eq!(back, want, "{keys:?} limit {limit} descending");
+                assert_pages_both_ways(&db, &index, &keys, limit, &want).await;
             }
             let q = PageQuery { keys: keys.clone(), ..PageQuery::default() };
             assert_eq!(count_within(&db, &index, &q, (Some(5), Some(27))).await.unwrap(), {
@@ -553,12 +559,7 @@ mod tests {
         for keys in [vec![A, B], vec![7, B, A], vec![A, 99]] {
             let want = expected(70, &keys, &voided);
             for limit in [1, 2, 3, 50] {
-                let q = PageQuery { keys: keys.clone(), ascending: true, limit, ..PageQuery::default() };
-                assert_eq!(all_pages(&db, &index, q.clone()).await, want, "{keys:?} limit {limit}");
-                let desc = PageQuery { ascending: false, ..q };
-                let mut back = all_pages(&db, &index, desc).await;
-                back.reverse();
-                assert_eq!(back, want, "{keys:?} limit {limit} descending");
+                assert_pages_both_ways(&db, &index, &keys, limit, &want).await;
             }
         }
         // The live stream's pages keep the voided ones.
