@@ -195,13 +195,13 @@ pub struct Unplaced {
 
 impl Unplaced {
     pub fn of(statement: &Value) -> Unplaced {
-        let timestamp_us = statement.get("timestamp").and_then(Value::as_str).and_then(parse_timestamp);
-        let rows = contributions(statement, 0, 0);
+        let timestamp_us = timestamp_us(statement);
+        let rows = contributions_at(statement, timestamp_us, 0, 0);
         let mut names = Vec::with_capacity(rows.len() + 2);
         // A statement's rows share their learner and registration: each
         // is hashed once, each activity once.
         let Some((first, _)) = rows.first() else {
-            return Unplaced { timestamp_us: timestamp_us.map(|t| t.timestamp_micros()), ..Unplaced::default() };
+            return Unplaced { timestamp_us, ..Unplaced::default() };
         };
         let (learner, registration) =
             (name_id(NameKind::Learner, &first.learner), registration_id(&first.registration));
@@ -217,7 +217,7 @@ impl Unplaced {
                 (RowId { learner, registration, activity }, tally)
             })
             .collect();
-        Unplaced { rows, names, timestamp_us: timestamp_us.map(|t| t.timestamp_micros()) }
+        Unplaced { rows, names, timestamp_us }
     }
 
     /// The rows once stored as `seq` at `stored_us`: what
@@ -242,6 +242,16 @@ impl Unplaced {
 /// The rows `statement` (stored with `seq` and `stored_us`) counts for, and
 /// what it adds to each; empty when it is not about a learner and an activity.
 pub fn contributions(statement: &Value, seq: i64, stored_us: i64) -> Vec<(RowKey, Tally)> {
+    contributions_at(statement, timestamp_us(statement), seq, stored_us)
+}
+
+/// The statement's own `timestamp`, in µs.
+fn timestamp_us(statement: &Value) -> Option<i64> {
+    statement.get("timestamp").and_then(Value::as_str).and_then(parse_timestamp).map(|t| t.timestamp_micros())
+}
+
+/// `contributions` of a statement whose `timestamp` was read already.
+fn contributions_at(statement: &Value, timestamp_us: Option<i64>, seq: i64, stored_us: i64) -> Vec<(RowKey, Tally)> {
     let Some(learner) = learner(statement) else {
         return Vec::new();
     };
@@ -251,8 +261,7 @@ pub fn contributions(statement: &Value, seq: i64, stored_us: i64) -> Vec<(RowKey
     let registration =
         statement.pointer("/context/registration").and_then(Value::as_str).map(str::to_lowercase).unwrap_or_default();
     let id = statement.get("id").and_then(Value::as_str).unwrap_or_default();
-    let when_us = statement.get("timestamp").and_then(Value::as_str).and_then(parse_timestamp);
-    let when = (when_us.map_or(stored_us, |t| t.timestamp_micros()), seq);
+    let when = (timestamp_us.unwrap_or(stored_us), seq);
     let duration_ms = statement.pointer("/result/duration").and_then(Value::as_str).and_then(duration_ms).unwrap_or(0);
     let child = Tally {
         statements: 1,
