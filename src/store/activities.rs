@@ -27,13 +27,23 @@ pub async fn definition(db: &DatabaseConnection, iri: &str) -> LrsResult<Option<
 
 /// The canonical definitions of these activities (those the LRS has).
 pub async fn definitions(db: &DatabaseConnection, iris: &[&str]) -> LrsResult<HashMap<String, Map<String, Json>>> {
-    Ok(fetch(db, iris).await?)
+    Ok(fetch(db, iris, false).await?)
 }
 
-async fn fetch(db: &impl WriterSql, iris: &[&str]) -> Result<HashMap<String, Map<String, Json>>, sea_orm::DbErr> {
+/// `writer_turn`: asked inside the writer's turn (`sql::select_in_writer_turn`).
+async fn fetch(
+    db: &impl WriterSql,
+    iris: &[&str],
+    writer_turn: bool,
+) -> Result<HashMap<String, Map<String, Json>>, sea_orm::DbErr> {
     let mut out = HashMap::new();
     let select = "SELECT iri, definition FROM activity WHERE iri";
-    for (iri, text) in sql::select_in::<_, (String, String)>(db, select, iris).await? {
+    let rows: Vec<(String, String)> = if writer_turn {
+        sql::select_in_writer_turn(db, select, iris).await?
+    } else {
+        sql::select_in(db, select, iris).await?
+    };
+    for (iri, text) in rows {
         if let Ok(definition) = serde_json::from_str(&text) {
             out.insert(iri, definition);
         }
@@ -61,8 +71,11 @@ pub(super) async fn merge_in(
     let mut unknown: Vec<&str> = incoming.iter().map(|(iri, _)| *iri).filter(|iri| known(iri).is_none()).collect();
     unknown.sort_unstable();
     unknown.dedup();
-    let mut stored =
-        if unknown.is_empty() { HashMap::new() } else { fetch(txn, &unknown).await.context("activity definitions")? };
+    let mut stored = if unknown.is_empty() {
+        HashMap::new()
+    } else {
+        fetch(txn, &unknown, true).await.context("activity definitions")?
+    };
     // Only the definitions this group changes.
     let mut merged: HashMap<&str, Map<String, Json>> = HashMap::new();
     for (iri, def) in incoming {

@@ -18,13 +18,23 @@ const MAX_NAMES: usize = 32;
 
 /// The names given to the agent with this canonical IFI, first seen first.
 pub async fn names(db: &DatabaseConnection, ifi: &str) -> LrsResult<Vec<String>> {
-    Ok(fetch(db, &[ifi]).await?.remove(ifi).unwrap_or_default())
+    Ok(fetch(db, &[ifi], false).await?.remove(ifi).unwrap_or_default())
 }
 
-async fn fetch(db: &impl WriterSql, ifis: &[&str]) -> Result<HashMap<String, Vec<String>>, sea_orm::DbErr> {
+/// `writer_turn`: asked inside the writer's turn (`sql::select_in_writer_turn`).
+async fn fetch(
+    db: &impl WriterSql,
+    ifis: &[&str],
+    writer_turn: bool,
+) -> Result<HashMap<String, Vec<String>>, sea_orm::DbErr> {
     let mut out = HashMap::new();
     let select = "SELECT ifi, names FROM agent_name WHERE ifi";
-    for (ifi, text) in sql::select_in::<_, (String, String)>(db, select, ifis).await? {
+    let rows: Vec<(String, String)> = if writer_turn {
+        sql::select_in_writer_turn(db, select, ifis).await?
+    } else {
+        sql::select_in(db, select, ifis).await?
+    };
+    for (ifi, text) in rows {
         out.insert(ifi, serde_json::from_str(&text).unwrap_or_default());
     }
     Ok(out)
@@ -54,7 +64,7 @@ pub(super) async fn merge_in(
     unknown.sort_unstable();
     unknown.dedup();
     let mut names =
-        if unknown.is_empty() { HashMap::new() } else { fetch(txn, &unknown).await.context("agent names")? };
+        if unknown.is_empty() { HashMap::new() } else { fetch(txn, &unknown, true).await.context("agent names")? };
     let mut changed: Vec<&str> = Vec::new();
     for (ifi, name) in &incoming {
         let names = names.entry(ifi.clone()).or_insert_with(|| known(ifi).map(<[String]>::to_vec).unwrap_or_default());

@@ -162,7 +162,11 @@ pub(super) async fn begin_writer_turn(db: &DatabaseConnection) -> anyhow::Result
     use sea_orm::ConnectionTrait;
     let txn = begin_write(db).await.context("begin")?;
     if db.get_database_backend() == sea_orm::DbBackend::Postgres {
-        let lock = format!("SELECT pg_advisory_xact_lock({PG_WRITER_LOCK})");
+        // Custom plans for the turn's statements (`sql::select_in_writer_turn`),
+        // set in the lock's round trip; `true`: for this transaction only.
+        let lock = format!(
+            "SELECT pg_advisory_xact_lock({PG_WRITER_LOCK}), set_config('plan_cache_mode', 'force_custom_plan', true)"
+        );
         txn.execute_raw(sql::stmt(sea_orm::DbBackend::Postgres, lock, vec![])).await.context("writer lock")?;
     }
     Ok(txn)

@@ -99,6 +99,23 @@ pub async fn select_in<K: AsRef<str>, R: FromRow>(
     Ok(rows)
 }
 
+/// `select_in` inside the writer's turn (`begin_writer_turn`), where
+/// PostgreSQL plans every statement for its own parameters: there the keys
+/// go as one array, `= ANY($1)`, one round trip however many there are (the
+/// chunks were five or six a group, each a round trip in the writer's
+/// serial chain), and the plan sees the array, not a cached guess at it.
+pub async fn select_in_writer_turn<K: AsRef<str>, R: FromRow>(
+    db: &impl WriterSql,
+    select: &str,
+    keys: &[K],
+) -> Result<Vec<R>, DbErr> {
+    if keys.is_empty() || db.backend() != DbBackend::Postgres {
+        return select_in(db, select, keys).await;
+    }
+    let keys: Vec<String> = keys.iter().map(|k| k.as_ref().to_owned()).collect();
+    db.rows(stmt(DbBackend::Postgres, format!("{select} = ANY($1::text[])"), vec![Value::from(keys)])).await
+}
+
 /// `["a","b"]`: strings as one JSON array, for SQLite's `json_each`.
 fn json_array<K: AsRef<str>>(keys: &[K]) -> String {
     let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();

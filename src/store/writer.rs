@@ -570,8 +570,9 @@ async fn existing_bodies(
     let ids: Vec<&str> =
         batches.iter().flat_map(|b| b.iter()).filter(|s| !s.id_generated).map(|s| s.id.as_str()).collect();
     let mut found = HashMap::new();
-    let rows: Vec<(String, String)> =
-        sql::select_in(txn, "SELECT id, body FROM statement WHERE id", &ids).await.context("existing ids")?;
+    let rows: Vec<(String, String)> = sql::select_in_writer_turn(txn, "SELECT id, body FROM statement WHERE id", &ids)
+        .await
+        .context("existing ids")?;
     for (id, body) in rows {
         found.insert(id, serde_json::from_str(&body).context("stored body is JSON")?);
     }
@@ -753,7 +754,8 @@ async fn resolve_references(
             })
         })
         .collect();
-    let new_ids: Vec<&str> = rows.iter().map(|(_, s)| s.id.as_str()).collect();
+    // No statement stored before can name an id the LRS has just made up.
+    let new_ids: Vec<&str> = rows.iter().filter(|(_, s)| !s.id_generated).map(|(_, s)| s.id.as_str()).collect();
     work.extend(referrers_of(txn, &new_ids).await?);
     let mut done: HashSet<(i64, String)> = HashSet::new();
     let mut voided = Vec::new();
@@ -833,7 +835,8 @@ async fn add_filter_keys(txn: &impl WriterSql, seq: i64, keys: &[i64]) -> anyhow
 
 async fn referrers_of(txn: &impl WriterSql, ids: &[&str]) -> anyhow::Result<Vec<Referrer>> {
     let select = "SELECT seq, id, voiding, object_ref FROM statement WHERE object_ref";
-    let rows: Vec<(i64, String, bool, String)> = sql::select_in(txn, select, ids).await.context("referrers")?;
+    let rows: Vec<(i64, String, bool, String)> =
+        sql::select_in_writer_turn(txn, select, ids).await.context("referrers")?;
     Ok(rows.into_iter().map(|(seq, id, voiding, target)| Referrer { seq, id, voiding, target }).collect())
 }
 
@@ -911,6 +914,39 @@ mod tests {
         let (file, count) = store_one_and_count(&format!("sqlite://{}", path.display())).await;
         assert_eq!(count, 1);
         assert_eq!(file.map(|f| f.canonicalize().unwrap()), Some(path.canonicalize().unwrap()));
+    }
+
+    /// The writer's turn asks for many keys in one statement (`= ANY`) and
+    /// finds each row, and PostgreSQL compresses new bodies with lz4 where
+    /// the server has it (m0015).
+    #[tokio::test]
+    async fn the_writer_turn_finds_rows_by_many_keys_and_bodies_compress_with_lz4() {
+        use sea_orm::ConnectionTrait;
+        for db in crate::store::test_databases::each("writer_turn").await {
+            let txn = crate::store::begin_writer_turn(&db).await.unwrap();
+            let ids: Vec<String> = (0..150).map(|i| format!("0000{i:04}-0000-4000-8000-000000000000")).collect();
+            for (seq, id) in ids.iter().enumerate().filter(|(seq, _)| seq % 3 == 0) {
+                let insert = format!(
+                    "INSERT INTO statement (seq, id, stored_us, key_list, body) VALUES ({seq}, '{id}', 0, '', '{{}}')"
+                );
+                (&*txn).run(sql::stmt(db.get_database_backend(), insert, vec![])).await.unwrap();
+            }
+            let found: Vec<(String, String)> =
+                sql::select_in_writer_turn(&*txn, "SELECT id, body FROM statement WHERE id", &ids).await.unwrap();
+            let mut found: Vec<String> = found.into_iter().map(|(id, _)| id).collect();
+            found.sort();
+            assert_eq!(found, ids.iter().step_by(3).cloned().collect::<Vec<_>>());
+            txn.rollback().await.unwrap();
+            if db.get_database_backend() == DbBackend::Postgres {
+                let lz4 = "SELECT count(*) FROM pg_settings WHERE name = 'default_toast_compression' \
+                     AND 'lz4' = ANY(enumvals)";
+                let method = "SELECT count(*) FROM pg_attribute WHERE attrelid = 'statement'::regclass \
+                     AND attname = 'body' AND attcompression = 'l'";
+                let has: Vec<(i64,)> = db.rows(sql::stmt(DbBackend::Postgres, lz4, vec![])).await.unwrap();
+                let uses: Vec<(i64,)> = db.rows(sql::stmt(DbBackend::Postgres, method, vec![])).await.unwrap();
+                assert_eq!(uses[0].0, has[0].0);
+            }
+        }
     }
 
     #[test]
