@@ -18,6 +18,7 @@ mod m0011_progress;
 mod m0012_filter_postings;
 mod m0013_progress_follows_log;
 mod m0014_progress_name_ids;
+mod m0015_statement_body_lz4;
 
 pub struct Migrator;
 
@@ -65,6 +66,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_filter_postings::Migration),
             Box::new(m0013_progress_follows_log::Migration),
             Box::new(m0014_progress_name_ids::Migration),
+            Box::new(m0015_statement_body_lz4::Migration),
         ]
     }
 }
