@@ -921,7 +921,6 @@ mod tests {
     /// the server has it (m0015).
     #[tokio::test]
     async fn the_writer_turn_finds_rows_by_many_keys_and_bodies_compress_with_lz4() {
-        use sea_orm::ConnectionTrait;
         for db in crate::store::test_databases::each("writer_turn").await {
             let txn = crate::store::begin_writer_turn(&db).await.unwrap();
             let ids: Vec<String> = (0..150).map(|i| format!("0000{i:04}-0000-4000-8000-000000000000")).collect();
@@ -929,7 +928,7 @@ mod tests {
                 let insert = format!(
                     "INSERT INTO statement (seq, id, stored_us, key_list, body) VALUES ({seq}, '{id}', 0, '', '{{}}')"
                 );
-                (&*txn).run(sql::stmt(db.get_database_backend(), insert, vec![])).await.unwrap();
+                (*txn).run(sql::stmt(db.get_database_backend(), insert, vec![])).await.unwrap();
             }
             let found: Vec<(String, String)> =
                 sql::select_in_writer_turn(&*txn, "SELECT id, body FROM statement WHERE id", &ids).await.unwrap();
