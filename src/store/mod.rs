@@ -13,6 +13,7 @@ pub mod forward_stream;
 pub mod identities;
 pub mod outbox;
 mod pg_nodelay;
+mod pg_writer;
 pub mod progress;
 mod progress_fold;
 mod sql;
@@ -150,10 +151,14 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, se
     Ok(WriteTransaction { txn: db.begin_with_options(options).await?, _lock: lock })
 }
 
-/// Serialises the statement writer's commits (and what must not run beside
-/// them) across `xlrs serve` nodes sharing a PostgreSQL database, so `seq`
-/// order is commit order (keyset paging relies on it).
-const PG_WRITER_LOCK: i64 = 0x786c_7273; // "xlrs"
+/// Takes the statement writer's turn on PostgreSQL: an advisory lock
+/// (2020373107 is 0x786c7273, "xlrs") that serialises the writer's commits
+/// across `xlrs serve` nodes sharing a database, so `seq` order is commit
+/// order (keyset paging relies on it); and custom plans for the turn's
+/// statements (`sql::select_in_writer_turn`) in the same round trip
+/// (`true`: for this transaction only).
+const WRITER_TURN_SQL: &str =
+    "SELECT pg_advisory_xact_lock(2020373107), set_config('plan_cache_mode', 'force_custom_plan', true)";
 
 /// A write transaction in the statement writer's turn: on SQLite the file's
 /// write lock is that already; on PostgreSQL every node's writer also takes
@@ -162,12 +167,9 @@ pub(super) async fn begin_writer_turn(db: &DatabaseConnection) -> anyhow::Result
     use sea_orm::ConnectionTrait;
     let txn = begin_write(db).await.context("begin")?;
     if db.get_database_backend() == sea_orm::DbBackend::Postgres {
-        // Custom plans for the turn's statements (`sql::select_in_writer_turn`),
-        // set in the lock's round trip; `true`: for this transaction only.
-        let lock = format!(
-            "SELECT pg_advisory_xact_lock({PG_WRITER_LOCK}), set_config('plan_cache_mode', 'force_custom_plan', true)"
-        );
-        txn.execute_raw(sql::stmt(sea_orm::DbBackend::Postgres, lock, vec![])).await.context("writer lock")?;
+        txn.execute_raw(sql::stmt(sea_orm::DbBackend::Postgres, WRITER_TURN_SQL, vec![]))
+            .await
+            .context("writer lock")?;
     }
     Ok(txn)
 }

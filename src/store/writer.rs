@@ -17,10 +17,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::checkpoint::Checkpointer;
 use super::filter_index::{FilterIndex, Postings, encode_keys};
 use super::forward_stream::Streamed;
+use super::pg_writer::PgWriterTransaction;
 use super::progress_fold::Fold;
 use super::sql;
 use super::write_memo::{Learned, WriteMemo};
-use super::writer_sql::{SqliteWriter, WriterSql};
+use super::writer_sql::{CopyRows, SqliteWriter, WriterSql};
 use super::{activities, agent_names, outbox, progress, statements};
 use crate::forward::Routing;
 use crate::metrics::Metrics;
@@ -216,8 +217,14 @@ impl Store for DatabaseConnection {
         fold: Option<&Fold>,
         batches: &[&'a [PreparedStatement]],
     ) -> anyhow::Result<Staged<'a>> {
-        let txn = super::begin_writer_turn(self).await?;
         // Other nodes may write too: every row merged into is read.
+        if self.get_database_backend() == DbBackend::Postgres {
+            let txn = PgWriterTransaction::begin(self).await.context("begin")?;
+            let staged = stage(&txn, derived, fold, None, batches).await?;
+            txn.commit().await.context("commit")?;
+            return Ok(staged);
+        }
+        let txn = super::begin_writer_turn(self).await?;
         let staged = stage(&*txn, derived, fold, None, batches).await?;
         txn.commit().await.context("commit")?;
         Ok(staged)
@@ -624,7 +631,7 @@ async fn insert_statements(
 ) -> anyhow::Result<()> {
     let backend = txn.backend();
     if backend == DbBackend::Postgres {
-        return insert_statements_unnest(txn, rows, bodies, stored_us).await;
+        return insert_statements_copy(txn, rows, bodies, stored_us).await;
     }
     const COLS: usize = 8;
     let rows: Vec<(&(i64, &PreparedStatement), &String)> = rows.iter().zip(bodies).collect();
@@ -649,41 +656,48 @@ async fn insert_statements(
     Ok(())
 }
 
-/// PostgreSQL: all the rows in one statement of column arrays, so a group
-/// is one round trip however large (chunks of 64 rows were one each).
-async fn insert_statements_unnest(
+/// PostgreSQL: all the rows in one binary COPY (`pg_writer.rs` says why).
+async fn insert_statements_copy(
     txn: &impl WriterSql,
     rows: &[(i64, &PreparedStatement)],
     bodies: &[String],
     stored_us: i64,
 ) -> anyhow::Result<()> {
-    let sql_text = "INSERT INTO statement (seq, id, stored_us, voiding, object_ref, key_list, body) \
-         SELECT s, i, $3, v, NULLIF(r, ''), l, b FROM unnest($1::bigint[], $2::text[], $4::bool[], $5::text[], \
-         $6::text[], $7::text[]) AS t(s, i, v, r, l, b)";
-    let values = vec![
-        Value::from(rows.iter().map(|(seq, _)| *seq).collect::<Vec<i64>>()),
-        Value::from(rows.iter().map(|(_, s)| s.id.clone()).collect::<Vec<String>>()),
-        Value::from(stored_us),
-        Value::from(rows.iter().map(|(_, s)| s.voiding).collect::<Vec<bool>>()),
-        // An object_ref is a UUID, never empty: '' stands for none.
-        Value::from(rows.iter().map(|(_, s)| s.object_ref.clone().unwrap_or_default()).collect::<Vec<String>>()),
-        Value::from(
-            rows.iter()
-                .map(|(_, s)| key_list(s.keys.iter().filter(|k| k.heritable).map(|k| k.key)))
-                .collect::<Vec<String>>(),
-        ),
-        Value::from(bodies.to_vec()),
-    ];
-    txn.run(sql::stmt(DbBackend::Postgres, sql_text, values)).await.context("insert statements")?;
-    Ok(())
+    let size: usize = bodies.iter().map(|b| b.len() + 200).sum();
+    let mut copy = CopyRows::new(size);
+    for ((seq, s), body) in rows.iter().zip(bodies) {
+        let key_list = key_list(s.keys.iter().filter(|k| k.heritable).map(|k| k.key));
+        copy.row(7).int8(*seq).text(Some(&s.id)).int8(stored_us).bool(s.voiding);
+        copy.text(s.object_ref.as_deref()).text(Some(&key_list)).text(Some(body));
+    }
+    let sql_text =
+        "COPY statement (seq, id, stored_us, voiding, object_ref, key_list, body) FROM STDIN (FORMAT binary)";
+    copy_in(txn, sql_text, copy).await.context("insert statements")
+}
+
+/// Sends `copy`, which only the writer's own PostgreSQL transaction can.
+async fn copy_in(txn: &impl WriterSql, sql_text: &str, copy: CopyRows) -> anyhow::Result<()> {
+    match txn.copy_in(sql_text, copy).await? {
+        Some(_) => Ok(()),
+        None => anyhow::bail!("COPY needs the writer's PostgreSQL transaction"),
+    }
 }
 
 async fn insert_keys(txn: &impl WriterSql, rows: &[(i64, &PreparedStatement)]) -> anyhow::Result<()> {
-    let pairs: Vec<(i64, i64)> = rows.iter().flat_map(|(seq, s)| s.keys.iter().map(move |k| (k.key, *seq))).collect();
-    // New seqs cannot conflict (a statement's keys are distinct), and on
-    // PostgreSQL ON CONFLICT makes each row a speculative insertion, which
-    // took most of a group's time.
-    insert_key_pairs(txn, &pairs, false).await
+    let count: usize = rows.iter().map(|(_, s)| s.keys.len()).sum();
+    if count == 0 {
+        return Ok(());
+    }
+    // New seqs cannot conflict (a statement's keys are distinct): no ON
+    // CONFLICT, which on PostgreSQL made each row a speculative insertion
+    // and took most of a group's time.
+    let mut copy = CopyRows::new(count * 26);
+    for (seq, s) in rows {
+        for key in &s.keys {
+            copy.row(2).int8(key.key).int8(*seq);
+        }
+    }
+    copy_in(txn, "COPY statement_key (key, seq) FROM STDIN (FORMAT binary)", copy).await.context("insert keys")
 }
 
 async fn add_postings(
