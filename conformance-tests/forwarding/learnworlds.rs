@@ -279,3 +279,49 @@ async fn learnworlds_calls_keep_within_thirty_in_ten_seconds(backend: Backend) {
     assert_eq!(answers[17].0, 401, "the 30th call is answered");
     assert_eq!(answers[18], (429, r#"{"error":"Too many requests"}"#.to_owned()));
 }
+
+forwarding_test!(learnworlds_documented_course_rule_completes_the_whole_course);
+async fn learnworlds_documented_course_rule_completes_the_whole_course(backend: Backend) {
+    let sim = school();
+    // The course rule of docs/forwarding.md ("Learners and courses") as it is written there.
+    let config = format!(
+        r#"
+        [[forwarder]]
+        name = "lw"
+        kind = "learnworlds"
+        school_url = "{url}"
+        client_id = {{ file = "$DIR/lw-id" }}
+        client_secret = {{ file = "$DIR/lw-secret" }}
+        [[forwarder.course]]
+        pattern = '^https://lms\.example\.com/courses/(?P<code>[^/]+)(/units/(?P<unit>[^/]+))?$'
+        course = "$code"
+        unit = "$unit"                       # optional (LearnWorlds units)
+        "#,
+        url = sim.url
+    );
+    let secrets = [("lw-id", CLIENT), ("lw-secret", SECRET)];
+    let Some(f) = Forwarding::start(backend, &config, &secrets).await else { return };
+    f.app.store(&did(ann(), "completed", "https://lms.example.com/courses/fire")).await;
+    assert!(sim.wait_until(WAIT, |lw| lw.completions().len() == 1).await, "{:?}", rows(&f).await);
+    f.app.store(&did(ann(), "completed", FIRE_U1)).await;
+    assert!(sim.wait_until(WAIT, |lw| lw.completions().len() == 2).await, "{:?}", rows(&f).await);
+    assert_eq!(sim.behaviour.completions(), [progress("u-ann", "fire", &[]), progress("u-ann", "fire", &["u1"])]);
+    let completes: Vec<_> = sim.requests().into_iter().filter(|r| r.path.ends_with("/complete")).collect();
+    assert_eq!(body(&completes[0]), json!({"send_course_complete_email": false, "units": []}));
+    assert_eq!(f.settled().await, vec![("lw".to_owned(), Status::Succeeded, 2)]);
+
+    // The school refuses an empty unit id, as the real one does.
+    let token = sim.requests().into_iter().find(|r| r.path == TOKEN_PATH).expect("a token was minted");
+    assert_eq!(token.status, 200);
+    let minted = sim.behaviour.state.lock().unwrap().tokens.iter().next().cloned().unwrap();
+    let res = reqwest::Client::new()
+        .post(format!("{}/admin/api/v2/users/u-ann/courses/fire/complete", sim.url))
+        .bearer_auth(minted)
+        .header("Lw-Client", CLIENT)
+        .json(&json!({"send_course_complete_email": false, "units": [""]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 422);
+    assert_eq!(res.text().await.unwrap(), r#"{"error":"Invalid learning activity id(s)"}"#);
+}

@@ -150,7 +150,11 @@ impl LearnWorlds {
             return error(404, "Course not found");
         }
         let Some(units) = body["units"].as_array() else { return error(422, "units is required") };
-        let units = units.iter().filter_map(Value::as_str).map(str::to_owned).collect();
+        // As the school does: a unit id must name a learning activity, and
+        // an empty one names none.
+        let units: Option<Vec<String>> =
+            units.iter().map(|u| u.as_str().filter(|u| !u.is_empty()).map(str::to_owned)).collect();
+        let Some(units) = units else { return error(422, "Invalid learning activity id(s)") };
         let mut state = self.state.lock().unwrap();
         let progress = Progress { user: user.clone(), course: course.clone(), units };
         match action {

@@ -27,7 +27,8 @@ impl Courses {
         for rule in rules {
             match (&rule.activity, &rule.pattern) {
                 (Some(iri), _) => {
-                    courses.exact.insert(iri.clone(), Course { id: rule.course.clone(), unit: rule.unit.clone() });
+                    let unit = rule.unit.clone().and_then(some_unit);
+                    courses.exact.insert(iri.clone(), Course { id: rule.course.clone(), unit });
                 }
                 (None, Some(p)) => courses.patterns.push((Regex::new(p)?, rule.course.clone(), rule.unit.clone())),
                 (None, None) => anyhow::bail!("a course rule has neither `activity` nor `pattern`"),
@@ -47,7 +48,8 @@ impl Courses {
                 caps.expand(template, &mut out);
                 out
             };
-            Some(Course { id: expand(course), unit: unit.as_deref().map(expand) }).filter(|c| !c.id.is_empty())
+            let unit = unit.as_deref().map(expand).and_then(some_unit);
+            Some(Course { id: expand(course), unit }).filter(|c| !c.id.is_empty())
         })
     }
 
@@ -57,6 +59,13 @@ impl Courses {
             format!("no course is mapped for the activity {iri}: add a [[forwarder.course]] rule, then retry")
         })
     }
+}
+
+/// A unit that is there: an empty one (an optional capture that took no part,
+/// as in `(/units/(?P<unit>[^/]+))?`) is no unit, i.e. the whole course.
+/// Platforms refuse an empty unit id (LearnWorlds: 422).
+fn some_unit(unit: String) -> Option<String> {
+    (!unit.is_empty()).then_some(unit)
 }
 
 #[cfg(test)]
@@ -84,5 +93,32 @@ mod tests {
         );
         assert_eq!(courses.resolve("https://lms/c/sleep").unwrap().id, "course-sleep");
         assert!(courses.require("https://other/x").unwrap_err().contains("https://other/x"));
+    }
+
+    #[test]
+    fn the_documented_optional_unit_means_the_whole_course_when_absent() {
+        // docs/forwarding.md, "Learners and courses", word for word.
+        let config = crate::forward::config::ForwardingConfig::parse(
+            r#"
+            [[forwarder]]
+            name = "academy"
+            kind = "webhook"
+            url = "http://x"
+            [[forwarder.course]]
+            pattern = '^https://lms\.example\.com/courses/(?P<code>[^/]+)(/units/(?P<unit>[^/]+))?$'
+            course = "$code"
+            unit = "$unit"                       # optional (LearnWorlds units)
+            "#,
+        )
+        .unwrap();
+        let courses = Courses::new(&config.targets[0].courses).unwrap();
+        assert_eq!(
+            courses.resolve("https://lms.example.com/courses/fire"),
+            Some(Course { id: "fire".into(), unit: None })
+        );
+        assert_eq!(
+            courses.resolve("https://lms.example.com/courses/fire/units/u1"),
+            Some(Course { id: "fire".into(), unit: Some("u1".into()) })
+        );
     }
 }
