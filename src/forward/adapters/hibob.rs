@@ -15,8 +15,11 @@ use crate::forward::router::Op;
 use crate::xapi::output::language_value;
 
 /// Bob's documented limits: statements 300/min, content calls 10/min,
-/// integration calls 3/min.
-pub const BUCKETS: &[Bucket] = &[("statements", 5.0, 5), ("catalog", 10.0 / 60.0, 1), ("integration", 3.0 / 60.0, 1)];
+/// integration calls 3/min. Each bucket's burst and refill together make
+/// the minute's limit (`Bucket`): 5 + 295, 1 + 9, 1 + 2.
+pub const BUCKETS: &[Bucket] =
+    &[Bucket::new("statements", 300, 60, 5), Bucket::new("catalog", 10, 60, 1), Bucket::new("integration", 3, 60, 1)];
+const _: () = assert!(crate::forward::rate::keep_within_limits(BUCKETS));
 
 /// Bob's field id of a course's stable identifier.
 const EXTERNAL_ID: &str = "/trainingContent/externalIdentifier";

@@ -23,8 +23,10 @@ use crate::store::outbox;
 use crate::xapi::formats::duration_secs;
 use crate::xapi::formats::parse_timestamp;
 
-/// 360's limits per company: writes 10/s, reads 50/s.
-pub const BUCKETS: &[Bucket] = &[("write", 10.0, 10), ("read", 50.0, 50)];
+/// 360's limits per company: writes 10/s, reads 50/s. Each bucket's burst
+/// and refill together make the second's limit (`Bucket`): 2 + 8, 10 + 40.
+pub const BUCKETS: &[Bucket] = &[Bucket::new("write", 10, 1, 2), Bucket::new("read", 50, 1, 10)];
+const _: () = assert!(crate::forward::rate::keep_within_limits(BUCKETS));
 
 /// Most rows in one bulk job.
 const MAX_ROWS: usize = 10_000;

@@ -20,7 +20,8 @@ use super::config::{KindConfig, SecretRef, TargetConfig};
 use super::courses::Courses;
 use super::identity::Identities;
 use super::outcome::{Outcome, retry_after};
-use super::rate::RateLimiter;
+pub use super::rate::Bucket;
+use super::rate::{Pacer, RateLimiter};
 use super::router::Op;
 use super::token;
 use crate::store::outbox::Claimed;
@@ -113,14 +114,10 @@ impl Job {
 /// logins sees one refused login, not one per row.
 pub struct Channel {
     pub client: reqwest::Client,
-    limiter: Mutex<RateLimiter>,
-    buckets: Vec<(&'static str, Mutex<RateLimiter>)>,
+    pacer: Pacer,
     hold_until: Mutex<Option<Instant>>,
     round_stopped: AtomicBool,
 }
-
-/// A platform's own limit on some endpoints: name, requests per second, burst.
-pub type Bucket = (&'static str, f64, u32);
 
 /// Why a request got no answer.
 #[derive(Debug)]
@@ -133,12 +130,9 @@ pub enum SendError {
 
 impl Channel {
     pub fn new(client: reqwest::Client, limiter: RateLimiter, buckets: &[Bucket]) -> Channel {
-        let buckets =
-            buckets.iter().map(|(name, rate, burst)| (*name, Mutex::new(RateLimiter::new(*rate, *burst)))).collect();
         Channel {
             client,
-            limiter: Mutex::new(limiter),
-            buckets,
+            pacer: Pacer::new(limiter, buckets),
             hold_until: Mutex::new(None),
             round_stopped: AtomicBool::new(false),
         }
@@ -179,11 +173,7 @@ impl Channel {
         if !follow_up && self.round_stopped.load(Ordering::Relaxed) {
             return Err(SendError::NotSent(Duration::ZERO));
         }
-        let bucket = bucket.and_then(|b| self.buckets.iter().find(|(name, _)| *name == b)).map(|(_, l)| l);
-        let limiters = [Some(&self.limiter), bucket];
-        let now = Instant::now();
-        let wait = limiters.iter().flatten().map(|l| l.lock().expect("rate limiter lock").reserve(now)).max();
-        if let Some(wait) = wait.filter(|w| *w > Duration::ZERO) {
+        while let Err(wait) = self.pacer.take(bucket, Instant::now()) {
             tokio::time::sleep(wait).await;
         }
         let response = request.send().await.map_err(|e| {
@@ -191,11 +181,7 @@ impl Channel {
             SendError::Network(e)
         })?;
         let status = response.status();
-        let throttled = status == reqwest::StatusCode::TOO_MANY_REQUESTS;
-        for l in limiters.iter().flatten() {
-            let mut l = l.lock().expect("rate limiter lock");
-            if throttled { l.throttled(Instant::now()) } else { l.answered() }
-        }
+        self.pacer.answered(bucket, status == reqwest::StatusCode::TOO_MANY_REQUESTS, Instant::now());
         if matches!(status.as_u16(), 401 | 403 | 408 | 425 | 429 | 500..=599) {
             self.round_stopped.store(true, Ordering::Relaxed);
             if let Some(after) = retry_after(response.headers(), chrono::Utc::now()) {
@@ -318,4 +304,68 @@ pub async fn read_response(response: reqwest::Response) -> (reqwest::StatusCode,
     let headers = response.headers().clone();
     let body = response.text().await.unwrap_or_default();
     (status, headers, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::config::DeliveryConfig;
+
+    /// Every endpoint of a platform has a request ready at all times, for
+    /// `span` of simulated time (no sleeping): each goes as soon as the
+    /// pacer lets it. The times of each bucket's calls.
+    fn flood(pacer: &Pacer, buckets: &[Bucket], span: Duration) -> Vec<Vec<Duration>> {
+        let t0 = Instant::now();
+        let mut ready = vec![Duration::ZERO; buckets.len()];
+        let mut calls = vec![Vec::new(); buckets.len()];
+        loop {
+            // The earliest sender next: simulated time only moves forward.
+            let (i, at) = ready.iter().copied().enumerate().min_by_key(|(_, at)| *at).expect("a bucket");
+            if at > span {
+                return calls;
+            }
+            match pacer.take(Some(buckets[i].name), t0 + at) {
+                Ok(()) => calls[i].push(at),
+                Err(wait) => ready[i] = at + wait,
+            }
+        }
+    }
+
+    /// The most calls of `calls` (in order) within any `window`, ends included.
+    fn most_in_a_window(calls: &[Duration], window: Duration) -> usize {
+        let mut start = 0;
+        let mut most = 0;
+        for (end, at) in calls.iter().enumerate() {
+            while *at - calls[start] > window {
+                start += 1;
+            }
+            most = most.max(end - start + 1);
+        }
+        most
+    }
+
+    #[test]
+    fn no_window_of_a_platform_holds_more_calls_than_its_limit() {
+        let d = DeliveryConfig::default();
+        for buckets in [hibob::BUCKETS, learnworlds::BUCKETS, learning360::BUCKETS] {
+            let longest = buckets.iter().map(Bucket::window).max().expect("buckets");
+            // A target limiter out of the way: each bucket alone holds its limit, and uses it.
+            let pacer = Pacer::new(RateLimiter::new(1e6, 1_000_000), buckets);
+            for (bucket, calls) in buckets.iter().zip(flood(&pacer, buckets, longest * 3)) {
+                let most = most_in_a_window(&calls, bucket.window());
+                assert!(most <= bucket.limit as usize, "{}: {most} calls in {:?}", bucket.name, bucket.window());
+                assert!(most + 1 >= bucket.limit as usize, "{}: only {most} calls in a window", bucket.name);
+            }
+            // With the default target limiter every call passes too: neither overshoots.
+            let pacer = Pacer::new(RateLimiter::new(d.rate_per_sec, d.burst), buckets);
+            let calls = flood(&pacer, buckets, longest * 3);
+            for (bucket, calls) in buckets.iter().zip(&calls) {
+                assert!(most_in_a_window(calls, bucket.window()) <= bucket.limit as usize, "{}", bucket.name);
+            }
+            let mut all: Vec<Duration> = calls.concat();
+            all.sort();
+            let target_limit = d.burst as usize + d.rate_per_sec as usize;
+            assert!(most_in_a_window(&all, Duration::from_secs(1)) <= target_limit);
+        }
+    }
 }
