@@ -157,6 +157,11 @@ pub enum KindConfig {
     },
 }
 
+/// An optional secret's field, when it is set.
+fn set<'a>((field, secret): (&'static str, &'a Option<SecretRef>)) -> Option<(&'static str, &'a SecretRef)> {
+    secret.as_ref().map(|s| (field, s))
+}
+
 fn learning360_url() -> String {
     "https://app.360learning.com".into()
 }
@@ -212,10 +217,42 @@ impl KindConfig {
         }
     }
 
+    /// Every secret of the target, by its field's name.
+    pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
+        match self {
+            KindConfig::XapiLrs { username, password, .. } => {
+                [("username", username), ("password", password)].into_iter().filter_map(set).collect()
+            }
+            KindConfig::Webhook { secret, .. } => [("secret", secret)].into_iter().filter_map(set).collect(),
+            KindConfig::Hibob { service_user_id, service_user_token, .. } => {
+                vec![("service_user_id", service_user_id), ("service_user_token", service_user_token)]
+            }
+            KindConfig::Learnworlds { client_id, client_secret, .. }
+            | KindConfig::Learning360 { client_id, client_secret, .. } => {
+                vec![("client_id", client_id), ("client_secret", client_secret)]
+            }
+            KindConfig::Docebo { client_id, client_secret, username, password, .. } => {
+                let user = [("username", username), ("password", password)].into_iter().filter_map(set);
+                [("client_id", client_id), ("client_secret", client_secret)].into_iter().chain(user).collect()
+            }
+            KindConfig::Mobieus { api_key, .. } => vec![("api_key", api_key)],
+        }
+    }
+
     /// Whether voiding a forwarded completion undoes it on the target.
     pub fn revokes(&self) -> bool {
         matches!(self, KindConfig::Learnworlds { reset_on_void: true, .. })
     }
+}
+
+/// A TOML error without the source line toml's own message quotes: the line
+/// may hold a secret (one written inline, or where a secret belongs).
+fn unquoted(error: &toml::de::Error, text: &str) -> anyhow::Error {
+    let Some(span) = error.span() else { return anyhow::anyhow!("{}", error.message()) };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    anyhow::anyhow!("line {line}, column {column}: {}", error.message())
 }
 
 /// Which statements a target receives. Each list that is set must match;
@@ -300,7 +337,7 @@ impl ForwardingConfig {
     }
 
     pub fn parse(text: &str) -> anyhow::Result<ForwardingConfig> {
-        let config: ForwardingConfig = toml::from_str(text)?;
+        let config: ForwardingConfig = toml::from_str(text).map_err(|e| unquoted(&e, text))?;
         let mut names = std::collections::HashSet::new();
         for t in &config.targets {
             if t.name.is_empty() || !t.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
@@ -318,6 +355,9 @@ impl ForwardingConfig {
                     _ => bail!("forwarder '{}': a course rule has one of `activity` and `pattern`", t.name),
                 }
             }
+            if let Some((field, _)) = t.kind.secrets().into_iter().find(|(_, s)| matches!(s, SecretRef::Inline)) {
+                bail!("forwarder '{}': {field}: {INLINE_REFUSED}", t.name);
+            }
             let d = &t.delivery;
             if d.batch_size == 0 || d.rate_per_sec <= 0.0 || d.max_attempts == 0 {
                 bail!("forwarder '{}': batch_size, rate_per_sec and max_attempts must be above 0", t.name);
@@ -327,33 +367,99 @@ impl ForwardingConfig {
     }
 }
 
-/// Where a secret is: an environment variable or a file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
+/// Where a secret is: an environment variable or a file. `Inline` is a
+/// secret written into the configuration itself, which the docs forbid:
+/// `ForwardingConfig::parse` refuses it by its field. Its value is dropped
+/// as it is read, so that nothing (serde's "unknown variant" message, a
+/// `Debug` of the configuration) can ever print it.
+#[derive(Debug, Clone)]
 pub enum SecretRef {
     Env(String),
     File(std::path::PathBuf),
+    Inline,
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SecretRefVisitor)
+    }
+}
+
+struct SecretRefVisitor;
+
+impl SecretRefVisitor {
+    /// Any value that is not a table is the secret itself.
+    fn inline<E>(self) -> Result<SecretRef, E> {
+        Ok(SecretRef::Inline)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for SecretRefVisitor {
+    type Value = SecretRef;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(r#"{ env = "VAR" } or { file = "PATH" }"#)
+    }
+
+    fn visit_str<E>(self, _secret: &str) -> Result<SecretRef, E> {
+        self.inline()
+    }
+
+    fn visit_i64<E>(self, _secret: i64) -> Result<SecretRef, E> {
+        self.inline()
+    }
+
+    fn visit_u64<E>(self, _secret: u64) -> Result<SecretRef, E> {
+        self.inline()
+    }
+
+    fn visit_f64<E>(self, _secret: f64) -> Result<SecretRef, E> {
+        self.inline()
+    }
+
+    fn visit_bool<E>(self, _secret: bool) -> Result<SecretRef, E> {
+        self.inline()
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<SecretRef, A::Error> {
+        use serde::de::Error;
+        const FIELDS: &[&str] = &["env", "file"];
+        let secret = match map.next_key::<String>()?.as_deref() {
+            Some("env") => SecretRef::Env(map.next_value()?),
+            Some("file") => SecretRef::File(map.next_value()?),
+            Some(other) => return Err(A::Error::unknown_field(other, FIELDS)),
+            None => return Err(A::Error::custom(r#"a secret is { env = "VAR" } or { file = "PATH" }"#)),
+        };
+        if map.next_key::<String>()?.is_some() {
+            return Err(A::Error::custom("a secret is one of `env` and `file`, not both"));
+        }
+        Ok(secret)
+    }
 }
 
 impl SecretRef {
     /// The secret (a file's content without its final newline). Errors name
-    /// where it should be, never what it is.
-    pub fn read(&self, target: &str) -> anyhow::Result<String> {
+    /// the field and where the secret should be, never what it is.
+    pub fn read(&self, target: &str, field: &str) -> anyhow::Result<String> {
+        let at = format!("forwarder '{target}': {field}");
         let value = match self {
-            SecretRef::Env(var) => std::env::var(var).ok().filter(|v| !v.is_empty()).with_context(|| {
-                format!("forwarder '{target}': the environment variable {var} (named in its configuration) is not set")
+            SecretRef::Env(var) => std::env::var(var).with_context(|| {
+                format!("{at}: the environment variable {var} (named in its configuration) is not set")
             })?,
             SecretRef::File(path) => std::fs::read_to_string(path)
-                .with_context(|| format!("forwarder '{target}': cannot read the secret file {}", path.display()))?
+                .with_context(|| format!("{at}: cannot read the secret file {}", path.display()))?
                 .trim_end_matches(['\r', '\n'])
                 .to_owned(),
+            SecretRef::Inline => bail!("{at}: {INLINE_REFUSED}"),
         };
         if value.is_empty() {
-            bail!("forwarder '{target}': a secret is empty");
+            bail!("{at}: the secret is empty");
         }
         Ok(value)
     }
 }
+
+const INLINE_REFUSED: &str = r#"inline secrets are not allowed; use { env = "VAR" } or { file = "PATH" }"#;
 
 #[cfg(test)]
 mod tests {
@@ -400,5 +506,47 @@ mod tests {
         ] {
             assert!(ForwardingConfig::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    const SECRET: &str = "s3cr3t-Value-9f8e7d";
+
+    fn learnworlds(client_secret: &str) -> String {
+        format!(
+            "[[forwarder]]\nname = \"academy\"\nkind = \"learnworlds\"\nschool_url = \"https://a.example.com\"\n\
+             client_id = {{ env = \"LW_ID\" }}\nclient_secret = {client_secret}\n"
+        )
+    }
+
+    #[test]
+    fn an_inline_secret_is_refused_by_its_field_never_its_value() {
+        let error = format!("{:#}", ForwardingConfig::parse(&learnworlds(&format!("\"{SECRET}\""))).unwrap_err());
+        assert!(error.contains("forwarder 'academy': client_secret: inline secrets are not allowed"), "{error}");
+        assert!(error.contains(r#"use { env = "VAR" } or { file = "PATH" }"#), "{error}");
+        assert!(!error.contains(SECRET), "{error}");
+        // A number where a secret belongs is the secret too.
+        let error = format!("{:#}", ForwardingConfig::parse(&learnworlds("982734651")).unwrap_err());
+        assert!(error.contains("client_secret: inline secrets") && !error.contains("982734651"), "{error}");
+        // Every kind's secrets, by their own names.
+        let hook =
+            "[[forwarder]]\nname = \"h\"\nkind = \"webhook\"\nurl = \"http://x\"\nsecret = \"s3cr3t-Value-9f8e7d\"";
+        let error = format!("{:#}", ForwardingConfig::parse(hook).unwrap_err());
+        assert!(error.contains("forwarder 'h': secret: inline") && !error.contains(SECRET), "{error}");
+
+        // A syntax error on the secret's line: the line is not quoted.
+        let error = format!("{:#}", ForwardingConfig::parse(&learnworlds(&format!("\"{SECRET}"))).unwrap_err());
+        assert!(error.contains("line 6"), "{error}");
+        assert!(!error.contains(SECRET) && !error.contains("client_secret ="), "{error}");
+    }
+
+    #[test]
+    fn an_empty_secret_is_named_by_its_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "\n").unwrap();
+        let text = learnworlds(&format!("{{ file = {:?} }}", path.display().to_string()));
+        let config = ForwardingConfig::parse(&text).unwrap();
+        let KindConfig::Learnworlds { client_secret, .. } = &config.targets[0].kind else { panic!("learnworlds") };
+        let error = format!("{:#}", client_secret.read("academy", "client_secret").unwrap_err());
+        assert_eq!(error, "forwarder 'academy': client_secret: the secret is empty");
     }
 }

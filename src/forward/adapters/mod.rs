@@ -203,34 +203,39 @@ pub enum Adapter {
 }
 
 impl Adapter {
-    /// Builds the adapter of `target`, reading its secrets.
+    /// Builds the adapter of `target`, reading its secrets (an error names
+    /// the field, never the value).
     pub fn new(target: &TargetConfig) -> anyhow::Result<Adapter> {
-        let secret = |r: &Option<SecretRef>| r.as_ref().map(|r| r.read(&target.name)).transpose();
+        let read = |r: &SecretRef, field: &str| r.read(&target.name, field);
+        let secret = |r: &Option<SecretRef>, field: &str| r.as_ref().map(|r| read(r, field)).transpose();
         Ok(match &target.kind {
             KindConfig::XapiLrs { url, username, password, version } => {
-                let credentials = both_or_neither(target, secret(username)?, secret(password)?)?;
+                let credentials =
+                    both_or_neither(target, secret(username, "username")?, secret(password, "password")?)?;
                 Adapter::XapiLrs(xapi_lrs::XapiLrs::new(url, credentials, version))
             }
-            KindConfig::Webhook { url, secret: key } => Adapter::Webhook(webhook::Webhook::new(url, secret(key)?)),
+            KindConfig::Webhook { url, secret: key } => {
+                Adapter::Webhook(webhook::Webhook::new(url, secret(key, "secret")?))
+            }
             KindConfig::Hibob { url, provider_identifier, provider_name, service_user_id, service_user_token } => {
-                let user = (service_user_id.read(&target.name)?, service_user_token.read(&target.name)?);
+                let user = (read(service_user_id, "service_user_id")?, read(service_user_token, "service_user_token")?);
                 Adapter::Hibob(hibob::Bob::new(url, provider_identifier, provider_name.clone(), user))
             }
             KindConfig::Mobieus { url, api_key } => {
-                Adapter::Mobieus(mobieus::Mobieus::new(url, api_key.read(&target.name)?))
+                Adapter::Mobieus(mobieus::Mobieus::new(url, read(api_key, "api_key")?))
             }
             KindConfig::Learnworlds { school_url, api_url, client_id, client_secret, .. } => {
-                let client = (client_id.read(&target.name)?, client_secret.read(&target.name)?);
+                let client = (read(client_id, "client_id")?, read(client_secret, "client_secret")?);
                 Adapter::Learnworlds(learnworlds::LearnWorlds::new(school_url, api_url.as_deref(), client))
             }
             KindConfig::Docebo { url, client_id, client_secret, username, password, username_is_email, .. } => {
-                let user = both_or_neither(target, secret(username)?, secret(password)?)?;
-                let client = (client_id.read(&target.name)?, client_secret.read(&target.name)?);
+                let user = both_or_neither(target, secret(username, "username")?, secret(password, "password")?)?;
+                let client = (read(client_id, "client_id")?, read(client_secret, "client_secret")?);
                 let tokens = token::TokenSource::docebo(url, client.0, client.1, user);
                 Adapter::Docebo(docebo::Docebo::new(url, tokens, *username_is_email))
             }
             KindConfig::Learning360 { url, integration_id, client_id, client_secret, company_id } => {
-                let (id, secret) = (client_id.read(&target.name)?, client_secret.read(&target.name)?);
+                let (id, secret) = (read(client_id, "client_id")?, read(client_secret, "client_secret")?);
                 let token = token::TokenSource::learning360(url, id, secret, company_id.clone());
                 Adapter::Learning360(learning360::Learning360::new(url, integration_id, token, target.delivery.lease()))
             }
