@@ -228,6 +228,7 @@ impl Dispatcher {
             closes.push(self.close(job, outcome, now_us));
         }
         outbox::close(&self.db, &closes, now_us).await?;
+        warn_of_rows_for_an_operator(&self.name, &closes);
         let dead = closes.iter().filter(|c| c.status == Status::Dead).count();
         self.metrics.forward_dead_letters.with_label_values(&[self.name.as_str()]).inc_by(dead as u64);
         self.failures = if transient { self.failures.saturating_add(1) } else { 0 };
@@ -411,6 +412,132 @@ impl Next {
     }
 }
 
+/// Dead and parked rows wait for an operator, so each is said at WARN with
+/// what the target answered (the reason holds the start of its answer,
+/// `HTTP 422: …`; answers are the target's words about our request, never
+/// our credentials). Other closes stay at debug: they need no one.
+fn warn_of_rows_for_an_operator(target: &str, closes: &[Close]) {
+    for c in closes.iter().filter(|c| matches!(c.status, Status::Dead | Status::Parked)) {
+        tracing::warn!(
+            target_name = %target,
+            outbox_id = c.id,
+            status = c.status.as_str(),
+            http_status = ?c.http_status,
+            reason = c.error.as_deref().unwrap_or(""),
+            "forwarder row needs an operator"
+        );
+    }
+}
+
 fn close_as(id: i64, status: Status, next_attempt_us: i64, http_status: Option<u16>, error: Option<String>) -> Close {
     Close { id, status, next_attempt_us, http_status, error, uncount: false }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use actix_web::{HttpRequest, HttpResponse, web};
+    use sea_orm::ConnectionTrait;
+
+    use super::*;
+
+    /// What a tracing subscriber wrote, for a test to read.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Log {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A school that mints tokens and refuses every other call as the real
+    /// one refuses an empty unit id.
+    async fn refusing_school(request: HttpRequest) -> HttpResponse {
+        if request.path().ends_with("/oauth2/access_token") {
+            return HttpResponse::Ok()
+                .json(serde_json::json!({"tokenData": {"access_token": "tok-never-logged-42", "expires_in": 8000}}));
+        }
+        HttpResponse::UnprocessableEntity().json(serde_json::json!({"error": "Invalid learning activity id(s)"}))
+    }
+
+    /// A stored statement of `actor` completing `activity`, and its outbox row.
+    async fn row(db: &DatabaseConnection, seq: i64, activity: &str) {
+        let statement = serde_json::json!({"actor": {"mbox": "mailto:ann@example.com"},
+            "verb": {"id": "http://adlnet.gov/expapi/verbs/completed"}, "object": {"id": activity}});
+        let id = format!("00000000-0000-4000-8000-{seq:012}");
+        let key = crate::forward::router::order_key(&statement);
+        let backend = db.get_database_backend();
+        for text in [
+            format!(
+                "INSERT INTO statement (seq, id, stored_us, key_list, body) VALUES ({seq}, '{id}', 0, '', '{statement}')"
+            ),
+            format!(
+                "INSERT INTO forward_outbox (target, op, statement_seq, statement_id, order_key, status, attempts, \
+                 next_attempt_us, created_us, updated_us) VALUES ('lw', 'complete', {seq}, '{id}', '{key}', 'pending', \
+                 0, 0, 0, 0)"
+            ),
+        ] {
+            db.execute_raw(sea_orm::Statement::from_string(backend, text)).await.unwrap();
+        }
+    }
+
+    #[actix_web::test]
+    async fn dead_and_parked_rows_are_warned_of_with_their_reason() {
+        let server = actix_web::HttpServer::new(|| actix_web::App::new().default_service(web::to(refusing_school)))
+            .workers(1)
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+        let school = format!("http://{}", server.addrs()[0]);
+        actix_web::rt::spawn(server.run());
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "lw-secret-never-logged").unwrap();
+        let config = ForwardingConfig::parse(&format!(
+            "[[forwarder]]\nname = \"lw\"\nkind = \"learnworlds\"\nschool_url = \"{school}\"\n\
+             client_id = {{ file = {secret:?} }}\nclient_secret = {{ file = {secret:?} }}\n\
+             [[forwarder.course]]\nactivity = \"https://lms.example.com/courses/fire\"\ncourse = \"fire\"\n"
+        ))
+        .unwrap();
+        for db in crate::store::test_databases::each("dispatch_warns").await {
+            row(&db, 1, "https://lms.example.com/courses/fire").await;
+            row(&db, 2, "https://other.example.com/unmapped").await;
+            let stop = watch::channel(false).1;
+            let metrics = Arc::new(Metrics::new().unwrap());
+            let target = &config.targets[0];
+            let mut d = Dispatcher::new(db.clone(), target, Default::default(), stop, "n".into(), metrics).unwrap();
+
+            let log = Log::default();
+            let writer = log.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish();
+            let guard = tracing::subscriber::set_default(subscriber);
+            d.round().await.unwrap();
+            drop(guard);
+
+            let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+            let warned: Vec<&str> = log.lines().filter(|l| l.contains("WARN xlrs::forward")).collect();
+            assert_eq!(warned.len(), 2, "{log}");
+            let (dead, parked) = (warned[0], warned[1]);
+            for expected in ["target_name=lw", "outbox_id=1", "status=\"dead\"", "http_status=Some(422)"] {
+                assert!(dead.contains(expected), "{expected} in {dead}");
+            }
+            assert!(dead.contains(r#"HTTP 422: {\"error\":\"Invalid learning activity id(s)\"}"#), "{dead}");
+            for expected in ["target_name=lw", "outbox_id=2", "status=\"parked\"", "http_status=None"] {
+                assert!(parked.contains(expected), "{expected} in {parked}");
+            }
+            assert!(parked.contains("no course is mapped for the activity https://other.example.com/unmapped"));
+            assert!(!log.contains("lw-secret-never-logged") && !log.contains("tok-never-logged"), "{log}");
+        }
+    }
 }

@@ -19,7 +19,7 @@ mod progress_fold;
 mod sql;
 pub mod statements;
 #[cfg(test)]
-mod test_databases;
+pub(crate) mod test_databases;
 mod write_memo;
 pub mod writer;
 mod writer_sql;

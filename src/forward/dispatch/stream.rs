@@ -83,6 +83,7 @@ impl Dispatcher {
             refused: &round.refused,
         };
         forward_stream::advance(&self.db, &advance, now_us).await?;
+        warn_of_refused_statements(&self.name, &round.refused);
         let dead = round.refused.iter().filter(|r| r.status == Status::Dead).count();
         self.metrics.forward_dead_letters.with_label_values(&[self.name.as_str()]).inc_by(dead as u64);
         self.after_stream_round(round, full, now_us).await
@@ -177,5 +178,22 @@ impl StreamRound {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
+    }
+}
+
+/// A statement the target refused for good (dead) or that waits for an
+/// operator (parked) became a row in `advance`: said at WARN like a row's
+/// close (`warn_of_rows_for_an_operator`), by its statement id, which
+/// `forward rows` shows beside the row's.
+fn warn_of_refused_statements(target: &str, refused: &[Refused]) {
+    for r in refused.iter().filter(|r| matches!(r.status, Status::Dead | Status::Parked)) {
+        tracing::warn!(
+            target_name = %target,
+            statement_id = %r.statement_id,
+            status = r.status.as_str(),
+            http_status = ?r.http_status,
+            reason = %r.error,
+            "forwarder statement needs an operator"
+        );
     }
 }
