@@ -278,3 +278,58 @@ async fn refusals_are_json_and_name_the_problem(backend: Backend) {
 async fn outbox_paused(f: &Forwarding) -> Option<(i64, String)> {
     xlrs::store::outbox::paused_until(&f.db, "backup").await.unwrap()
 }
+
+/// A target with one dead-lettered statement, mended and retried: its row is
+/// delivered (`succeeded`). Returns the row's id.
+async fn delivered_row(f: &Forwarding, sim: &Simulator<Lrs>) -> i64 {
+    f.app.store(&with_verb(REFUSED)).await;
+    f.settled().await;
+    let (_, dead) = call(admin(&f.app, Method::GET, "/admin/forwarders/backup/outbox?status=dead")).await;
+    let id = ids(&dead)[0];
+    sim.behaviour.refused_verbs.lock().unwrap().clear();
+    let (status, body) =
+        call(admin(&f.app, Method::POST, &format!("/admin/forwarders/backup/outbox/{id}/retry"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 1).await);
+    assert_eq!(f.settled().await, vec![("backup".to_owned(), Status::Succeeded, 1)]);
+    id
+}
+
+forwarding_test!(retrying_a_delivered_row_needs_force);
+async fn retrying_a_delivered_row_needs_force(backend: Backend) {
+    let sim = Simulator::start(Lrs::new("fwd-key", "fwd-secret"));
+    sim.behaviour.refused_verbs.lock().unwrap().push(REFUSED.into());
+    let Some(f) = start(backend, &sim).await else { return };
+    let id = delivered_row(&f, &sim).await;
+    let row_retry = format!("/admin/forwarders/backup/outbox/{id}/retry");
+    let bulk = |query: &str| {
+        admin(&f.app, Method::POST, &format!("/admin/forwarders/backup/retry{query}"))
+            .json(&json!({"statuses": ["succeeded"]}))
+    };
+
+    // Delivered: not sent again unless asked to.
+    let (status, body) = call(admin(&f.app, Method::POST, &row_retry)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("row {id} was delivered already")) && message.contains("force=true"),
+        "{message}"
+    );
+    let (status, body) = call(bulk("")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("succeeded rows were delivered already") && message.contains("force=true"), "{message}");
+    let (status, body) = call(bulk("?force=yes")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("force 'yes'"), "{body}");
+    assert_eq!(f.statuses().await, vec![("backup".to_owned(), Status::Succeeded, 1)], "nothing made due");
+
+    // With force it goes again, by id and in bulk.
+    let sent = sim.requests().len();
+    let (status, row) = call(admin(&f.app, Method::POST, &format!("{row_retry}?force=true"))).await;
+    assert_eq!((status, &row["status"]), (StatusCode::OK, &json!("pending")), "{row}");
+    assert!(sim.wait_until(WAIT, |_| sim.requests().len() > sent).await, "sent again");
+    assert_eq!(f.settled().await, vec![("backup".to_owned(), Status::Succeeded, 1)]);
+    let (status, retried) = call(bulk("?force=true")).await;
+    assert_eq!((status, &retried["rows"]), (StatusCode::OK, &json!(1)), "{retried}");
+}

@@ -313,3 +313,39 @@ async fn forward_rows_lists_rows_with_their_last_error(backend: Backend) {
     let (ok, _, stderr) = cli(vec!["forward", "rows", "backup", "--status", "lost"]).await.unwrap();
     assert!(!ok && stderr.contains("unknown outbox status 'lost'"), "{stderr}");
 }
+
+forwarding_test!(forward_retry_of_delivered_rows_needs_force);
+async fn forward_retry_of_delivered_rows_needs_force(backend: Backend) {
+    use crate::forwarding::{Forwarding, LRS_SECRETS, WAIT, lrs_target, with_verb};
+    use crate::simulators::{Simulator, lrs::Lrs};
+    use xlrs::store::outbox::Status;
+    let refused = "http://example.com/verbs/refused";
+    let sim = Simulator::start(Lrs::new("fwd-key", "fwd-secret"));
+    sim.behaviour.refused_verbs.lock().unwrap().push(refused.into());
+    let Some(f) = Forwarding::start(backend, &lrs_target("backup", &sim.url, ""), LRS_SECRETS).await else { return };
+    f.app.store(&with_verb(refused)).await;
+    f.settled().await;
+    sim.behaviour.refused_verbs.lock().unwrap().clear();
+    let url = f.app.database_url.clone();
+    let cli = move |args: Vec<&'static str>| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || run(&args, &url))
+    };
+    let (ok, _, stderr) = cli(vec!["forward", "retry", "--target", "backup"]).await.unwrap();
+    assert!(ok, "{stderr}");
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 1).await);
+    let delivered = vec![("backup".to_owned(), Status::Succeeded, 1)];
+    assert_eq!(f.settled().await, delivered);
+
+    let again = vec!["forward", "retry", "--target", "backup", "--status", "succeeded"];
+    let (ok, _, stderr) = cli(again.clone()).await.unwrap();
+    assert!(!ok, "refused without --force");
+    assert!(stderr.contains("succeeded rows were delivered already") && stderr.contains("--force"), "{stderr}");
+    assert_eq!(f.statuses().await, delivered, "nothing made due");
+
+    let sent = sim.requests().len();
+    let (ok, stdout, stderr) = cli([again, vec!["--force"]].concat()).await.unwrap();
+    assert!(ok && stdout.contains("1 rows are due again"), "{stdout}{stderr}");
+    assert!(sim.wait_until(WAIT, |_| sim.requests().len() > sent).await, "sent again");
+    assert_eq!(f.settled().await, delivered);
+}

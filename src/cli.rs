@@ -76,6 +76,9 @@ pub enum ForwardAction {
         /// Statuses to retry, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "dead,parked")]
         status: Vec<String>,
+        /// Retry delivered (`succeeded`) rows too: the target gets them again.
+        #[arg(long)]
+        force: bool,
     },
     /// Stop delivering to a target (on every node) until it is resumed.
     Pause {
@@ -224,9 +227,9 @@ async fn forward(ops: &Operations<'_>, action: ForwardAction) -> anyhow::Result<
             }
         }
         ForwardAction::Identity { action } => identity(ops, action).await?,
-        ForwardAction::Retry { target, status } => {
+        ForwardAction::Retry { target, status, force } => {
             let statuses = operations::parse_statuses(&status)?;
-            let retried = ops.retry(target.as_deref(), &statuses).await?;
+            let retried = ops.retry(target.as_deref(), &statuses, force).await?;
             println!("{} rows are due again", retried.rows);
             if retried.forgotten_lookups > 0 {
                 println!("{} learners not found before will be looked up again", retried.forgotten_lookups);

@@ -27,6 +27,9 @@ pub enum OpsError {
     /// The row is being delivered right now.
     #[error("{0}")]
     Busy(String),
+    /// The row was delivered; retrying it needs `force`.
+    #[error("{0}")]
+    Delivered(String),
     #[error(transparent)]
     Storage(#[from] anyhow::Error),
 }
@@ -37,6 +40,10 @@ pub type OpsResult<T> = Result<T, OpsError>;
 pub const MAX_LIMIT: u32 = 1000;
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const DEFAULT_PAUSE_REASON: &str = "paused by an operator";
+
+/// Why a delivered row is not retried without being told to.
+const RESEND: &str =
+    "retrying sends it to the target again; to do so, add --force (xlrs forward retry) or force=true (admin API)";
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TargetStatus {
@@ -205,11 +212,15 @@ impl<'a> Operations<'a> {
     }
 
     /// Makes rows of `statuses` (of `target`, or every target) due again,
-    /// and forgets that learners were not found there.
-    pub async fn retry(&self, target: Option<&str>, statuses: &[Status]) -> OpsResult<Retried> {
+    /// and forgets that learners were not found there. Delivered
+    /// (`succeeded`) rows only with `force`: the target gets them again.
+    pub async fn retry(&self, target: Option<&str>, statuses: &[Status], force: bool) -> OpsResult<Retried> {
         let target = target.map(|t| self.target(t)).transpose()?;
         if let Some(s) = statuses.iter().find(|s| **s == Status::InFlight) {
             return Err(OpsError::BadInput(format!("rows {} are being delivered; they cannot be retried", s.as_str())));
+        }
+        if !force && statuses.contains(&Status::Succeeded) {
+            return Err(OpsError::BadInput(format!("succeeded rows were delivered already: {RESEND}")));
         }
         if statuses.is_empty() {
             return Err(OpsError::BadInput("name at least one status to retry".into()));
@@ -219,11 +230,15 @@ impl<'a> Operations<'a> {
         Ok(Retried { rows, forgotten_lookups })
     }
 
-    /// Makes one row due again; returns it as the retry left it.
-    pub async fn retry_row(&self, target: &str, id: i64) -> OpsResult<Row> {
+    /// Makes one row due again; returns it as the retry left it. A
+    /// delivered (`succeeded`) row only with `force`.
+    pub async fn retry_row(&self, target: &str, id: i64, force: bool) -> OpsResult<Row> {
         let target = self.target(target)?;
-        let Some(row) = outbox::retry_row(self.db, target, id, Utc::now().timestamp_micros()).await? else {
-            return match outbox::get(self.db, target, id).await? {
+        let Some(row) = outbox::retry_row(self.db, target, id, Utc::now().timestamp_micros(), force).await? else {
+            return match outbox::get(self.db, target, id).await?.map(|r| r.status) {
+                Some(Status::Succeeded) => {
+                    Err(OpsError::Delivered(format!("row {id} was delivered already: {RESEND}")))
+                }
                 Some(_) => Err(OpsError::Busy(format!("row {id} is being delivered now; retry it once it is closed"))),
                 None => Err(OpsError::NotFound(format!("'{target}' has no outbox row {id}"))),
             };

@@ -41,7 +41,7 @@ impl From<OpsError> for LrsError {
         match e {
             OpsError::UnknownTarget(m) | OpsError::NotFound(m) => LrsError::NotFound(m),
             OpsError::BadInput(m) => LrsError::bad_request(m),
-            OpsError::Busy(m) => LrsError::Conflict(m),
+            OpsError::Busy(m) | OpsError::Delivered(m) => LrsError::Conflict(m),
             OpsError::Storage(e) => LrsError::Internal(e),
         }
     }
@@ -127,27 +127,46 @@ fn default_retry_statuses() -> Vec<String> {
     vec!["dead".into(), "parked".into()]
 }
 
+/// `?force=true`: delivered rows are retried too.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryQuery {
+    force: Option<String>,
+}
+
+fn force(req: &HttpRequest) -> Result<bool, LrsError> {
+    let q: RetryQuery = query(req)?;
+    match q.force.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(LrsError::bad_request(format!("force '{other}' is not true or false"))),
+    }
+}
+
 async fn retry(
     _: Operator,
+    req: HttpRequest,
     target: web::Path<String>,
     state: web::Data<AppState>,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, LrsError> {
+    let force = force(&req)?;
     let b: RetryBody = body(&bytes, true)?;
     let statuses = operations::parse_statuses(&b.statuses)?;
-    let retried = ops(&state).retry(Some(&target), &statuses).await?;
+    let retried = ops(&state).retry(Some(&target), &statuses, force).await?;
     wake(&state, &target);
     Ok(HttpResponse::Ok().json(retried))
 }
 
 async fn retry_row(
     _: Operator,
+    req: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, LrsError> {
     let (target, id) = path.into_inner();
     let id = id.parse::<i64>().map_err(|_| LrsError::bad_request(format!("row id '{id}' is not an integer")))?;
-    let row = ops(&state).retry_row(&target, id).await?;
+    let row = ops(&state).retry_row(&target, id, force(&req)?).await?;
     wake(&state, &target);
     Ok(HttpResponse::Ok().json(row))
 }

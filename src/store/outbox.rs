@@ -617,19 +617,23 @@ pub async fn get(db: &DatabaseConnection, target: &str, id: i64) -> anyhow::Resu
 }
 
 /// Makes the row `id` of `target` due again now with its attempts reset,
-/// unless it is in flight (a dispatcher holds it). Returns the row as the
-/// retry left it (a dispatcher may claim it the moment after), if it was.
+/// unless it is in flight (a dispatcher holds it) or, without `force`, was
+/// delivered. Returns the row as the retry left it (a dispatcher may claim
+/// it the moment after), if it was.
 pub async fn retry_row(
     db: &DatabaseConnection,
     target: &str,
     id: i64,
     now_us: i64,
+    force: bool,
 ) -> anyhow::Result<Option<RowSummary>> {
     let backend = db.get_database_backend();
     let p = |n| sql::p(backend, n);
+    // In the update itself: a row delivered meanwhile is not sent again.
+    let kept = if force { "'in_flight'" } else { "'in_flight', 'succeeded'" };
     let update = format!(
         "UPDATE forward_outbox SET status = 'pending', attempts = 0, next_attempt_us = {}, updated_us = {} \
-         WHERE target = {} AND id = {} AND status <> 'in_flight' RETURNING {SUMMARY_COLUMNS}",
+         WHERE target = {} AND id = {} AND status NOT IN ({kept}) RETURNING {SUMMARY_COLUMNS}",
         p(1),
         p(2),
         p(3),
