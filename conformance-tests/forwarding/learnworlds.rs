@@ -325,3 +325,41 @@ async fn learnworlds_documented_course_rule_completes_the_whole_course(backend: 
     assert_eq!(res.status().as_u16(), 422);
     assert_eq!(res.text().await.unwrap(), r#"{"error":"Invalid learning activity id(s)"}"#);
 }
+
+forwarding_test!(learnworlds_remembers_a_learner_it_does_not_know);
+async fn learnworlds_remembers_a_learner_it_does_not_know(backend: Backend) {
+    let sim = school();
+    let Some(f) = start(backend, &sim, "", SECRET).await else { return };
+    let zed = || json!({"objectType": "Agent", "mbox": "mailto:zed@example.com"});
+    let asked = |sim: &Simulator<LearnWorlds>| sim.requests().iter().filter(|r| r.path.contains("/zed%40")).count();
+    f.app.store(&did(zed(), "completed", SLEEP)).await;
+    assert_eq!(f.settled().await, vec![("lw".to_owned(), Status::Parked, 1)]);
+    f.app.store(&did(zed(), "completed", FIRE_U1)).await;
+    assert_eq!(f.settled().await, vec![("lw".to_owned(), Status::Parked, 2)]);
+    assert_eq!(asked(&sim), 1, "the school was asked about zed once, not once per row");
+    let parked = reasons(&rows(&f).await, "parked");
+    assert!(parked[0].contains("does not know the user 'zed@example.com'"), "{}", parked[0]);
+    assert!(parked[1].contains("is not known to 'lw'"), "{}", parked[1]);
+
+    // `forward retry` forgets it: asked again, once for both rows.
+    f.cli(&["retry", "--target", "lw"]).await;
+    assert!(sim.wait_until(WAIT, |_| asked(&sim) == 2).await);
+    assert_eq!(f.settled().await, vec![("lw".to_owned(), Status::Parked, 2)]);
+    assert_eq!(asked(&sim), 2);
+}
+
+forwarding_test!(learnworlds_token_requests_count_against_the_limit);
+async fn learnworlds_token_requests_count_against_the_limit(backend: Backend) {
+    let sim = school();
+    let Some(f) = start(backend, &sim, "", SECRET).await else { return };
+    let units: Vec<Value> =
+        (1..=5).map(|n| did(ann(), "completed", &format!("https://lms.example.com/courses/fire/units/t{n}"))).collect();
+    f.app.store(&json!(units)).await;
+    assert!(sim.wait_until(WAIT, |lw| lw.completions().len() == 5).await);
+    let requests = sim.requests();
+    assert_eq!(requests[0].path, TOKEN_PATH);
+    // The token and four calls take the burst of 5; the fifth call waits for
+    // the next token of 2.5 a second.
+    let span = requests[5].at - requests[0].at;
+    assert!(span >= Duration::from_millis(350), "a token request and 5 calls in {span:?}");
+}

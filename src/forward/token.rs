@@ -29,6 +29,9 @@ pub struct TokenSource {
     client_id: String,
     client_secret: String,
     dialect: Dialect,
+    /// The platform bucket token requests are paced by, beside the target's
+    /// own limiter: a renewal storm must not spend the platform's limit.
+    bucket: Option<&'static str>,
     cached: tokio::sync::Mutex<Option<(String, Instant)>>,
 }
 
@@ -37,7 +40,12 @@ const EARLY: Duration = Duration::from_secs(60);
 
 impl TokenSource {
     fn new(url: String, client_id: String, client_secret: String, dialect: Dialect) -> TokenSource {
-        TokenSource { url, client_id, client_secret, dialect, cached: tokio::sync::Mutex::new(None) }
+        TokenSource { url, client_id, client_secret, dialect, bucket: None, cached: tokio::sync::Mutex::new(None) }
+    }
+
+    /// Token requests also take a token of the platform's `bucket`.
+    pub fn paced_by(self, bucket: &'static str) -> TokenSource {
+        TokenSource { bucket: Some(bucket), ..self }
     }
 
     /// `<school>/admin/api/oauth2/access_token`.
@@ -159,7 +167,7 @@ impl TokenSource {
                 client.post(&self.url).json(&body)
             }
         };
-        let response = channel.send_with(Some("token"), follow_up, request).await.map_err(|e| Outcome::network(&e))?;
+        let response = channel.send_with(self.bucket, follow_up, request).await.map_err(|e| Outcome::network(&e))?;
         let (status, headers, text) = read_response(response).await;
         match classify(status, &headers, &text) {
             Outcome::Delivered { .. } => {}

@@ -63,7 +63,9 @@ pub async fn get(
     .transpose()
 }
 
-/// Sets (or replaces) the identity of `actor_key` on `target`.
+/// Sets (or replaces) the identity of `actor_key` on `target`. A lookup
+/// never replaces an operator's row: a platform saying "no such user" for
+/// an id an operator set must not erase what the operator said.
 pub async fn put(
     db: &DatabaseConnection,
     target: &str,
@@ -78,7 +80,8 @@ pub async fn put(
     let upsert = format!(
         "INSERT INTO forward_identity (target, actor_key, remote_id, source, expires_us, updated_us) \
          VALUES ({params}) ON CONFLICT (target, actor_key) DO UPDATE SET remote_id = excluded.remote_id, \
-         source = excluded.source, expires_us = excluded.expires_us, updated_us = excluded.updated_us"
+         source = excluded.source, expires_us = excluded.expires_us, updated_us = excluded.updated_us \
+         WHERE forward_identity.source = 'lookup' OR excluded.source = 'operator'"
     );
     let values = vec![
         Value::from(target.to_owned()),
@@ -139,4 +142,27 @@ pub async fn list(db: &DatabaseConnection, target: &str) -> anyhow::Result<Vec<I
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lookup_never_replaces_an_operators_row() {
+        for db in crate::store::test_databases::each("identity_guard").await {
+            let (key, now) = ("mbox:mailto:ann@example.com", 1_000);
+            put(&db, "lw", key, Some("u-ann"), Source::Operator, None, now).await.unwrap();
+            put(&db, "lw", key, None, Source::Lookup, Some(now + 10_000), now).await.unwrap();
+            let row = get(&db, "lw", key, now).await.unwrap().expect("a row");
+            assert_eq!((row.remote_id.as_deref(), row.source.as_str()), (Some("u-ann"), "operator"));
+            // A lookup replaces a lookup, and an operator either.
+            let other = "mbox:mailto:bo@example.com";
+            put(&db, "lw", other, Some("u-bo"), Source::Lookup, Some(now + 10_000), now).await.unwrap();
+            put(&db, "lw", other, None, Source::Lookup, Some(now + 10_000), now).await.unwrap();
+            assert_eq!(get(&db, "lw", other, now).await.unwrap().unwrap().remote_id, None);
+            put(&db, "lw", other, Some("u-bo"), Source::Operator, None, now).await.unwrap();
+            assert_eq!(get(&db, "lw", other, now).await.unwrap().unwrap().source, "operator");
+        }
+    }
 }

@@ -25,8 +25,13 @@ use crate::xapi::formats::parse_timestamp;
 
 /// 360's limits per company: writes 10/s, reads 50/s. Each bucket's burst
 /// and refill together make the second's limit (`Bucket`): 2 + 8, 10 + 40.
-pub const BUCKETS: &[Bucket] = &[Bucket::new("write", 10, 1, 2), Bucket::new("read", 50, 1, 10)];
+pub const BUCKETS: &[Bucket] = &[Bucket::new(WRITE, 10, 1, 2), Bucket::new(READ, 50, 1, 10)];
 const _: () = assert!(crate::forward::rate::keep_within_limits(BUCKETS));
+
+/// 360's buckets: POST, PATCH, PUT and DELETE calls (the token request
+/// too), and GET calls.
+pub const WRITE: &str = "write";
+const READ: &str = "read";
 
 /// Most rows in one bulk job.
 const MAX_ROWS: usize = 10_000;
@@ -112,7 +117,7 @@ impl Learning360 {
         let body = json!({ "input": input });
         let (status, headers, text) = self
             .token
-            .send(ctx.channel, Some("write"), |token| self.request(ctx, reqwest::Method::POST, &url, token).json(&body))
+            .send(ctx.channel, Some(WRITE), |token| self.request(ctx, reqwest::Method::POST, &url, token).json(&body))
             .await?;
         if status.is_success() {
             return operation_id(&headers, &text).ok_or_else(|| Outcome::Retry {
@@ -188,7 +193,7 @@ impl Learning360 {
     ) -> Result<Option<(StatusCode, HeaderMap, String)>, Outcome> {
         let call = self
             .token
-            .send_follow_up(ctx.channel, Some("read"), |token| self.request(ctx, reqwest::Method::GET, url, token));
+            .send_follow_up(ctx.channel, Some(READ), |token| self.request(ctx, reqwest::Method::GET, url, token));
         match tokio::time::timeout_at(deadline, call).await {
             Err(_) => Err(unfinished(&format!("a poll of {url} outlasted the lease"))),
             Ok(Err(Outcome::Retry { .. })) => Ok(None),

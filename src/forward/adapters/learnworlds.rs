@@ -33,8 +33,10 @@ pub struct LearnWorlds {
     tokens: TokenSource,
 }
 
-/// Who and what a call is about: the user path segment and the course.
+/// Who and what a call is about: the learner's actor key (to remember
+/// that LearnWorlds does not know them), the user path segment and the course.
 struct Subject {
+    key: String,
     user: String,
     course: Course,
 }
@@ -54,7 +56,9 @@ impl LearnWorlds {
     pub fn new(school_url: &str, api_url: Option<&str>, client: (String, String)) -> LearnWorlds {
         let school = school_url.trim_end_matches('/');
         let api_url = api_url.map_or_else(|| format!("{school}/admin/api"), |u| u.trim_end_matches('/').to_owned());
-        LearnWorlds { api_url, tokens: TokenSource::learnworlds(school, client.0, client.1) }
+        // The token request counts against the school's limit like any call.
+        let tokens = TokenSource::learnworlds(school, client.0, client.1).paced_by(API);
+        LearnWorlds { api_url, tokens }
     }
 
     /// One job at a time, in order. Once LearnWorlds refuses us or says to
@@ -94,7 +98,7 @@ impl LearnWorlds {
                 refused => return Ok(refused),
             }
         }
-        Ok(read(answer, &subject))
+        settle(ctx, answer, &subject).await
     }
 
     async fn enroll_learner(&self, ctx: &Ctx<'_>, statement: &Value) -> Result<Outcome, Outcome> {
@@ -110,7 +114,7 @@ impl LearnWorlds {
         if answer.0.is_client_error() && answer.2.to_lowercase().contains("already enrolled") {
             return Ok(Outcome::Delivered { http_status: Some(answer.0.as_u16()) });
         }
-        Ok(read(answer, subject))
+        settle(ctx, answer, subject).await
     }
 
     /// Resets what the voided statement completed, if it was forwarded here:
@@ -149,7 +153,7 @@ impl LearnWorlds {
         }
         let subject = subject(ctx, &voided).await?;
         let answer = self.post(ctx, &subject.path("reset"), &json!({"units": subject.units()})).await?;
-        Ok(read(answer, &subject))
+        settle(ctx, answer, &subject).await
     }
 
     /// POSTs `body` to `path` of the v2 API with a token (refreshed once on a 401).
@@ -168,7 +172,7 @@ impl LearnWorlds {
 async fn subject(ctx: &Ctx<'_>, statement: &Value) -> Result<Subject, Outcome> {
     let park = |reason: String| Outcome::Park { http_status: None, reason };
     let actor = statement.get("actor").cloned().unwrap_or(Value::Null);
-    let (_, learner) = ctx.identities.resolve(ctx.db, &actor).await.map_err(|e| unread("the identity table", e))?;
+    let (key, learner) = ctx.identities.resolve(ctx.db, &actor).await.map_err(|e| unread("the identity table", e))?;
     let user = match learner {
         Learner::Id(id) => id,
         Learner::Email(email) => email,
@@ -176,7 +180,7 @@ async fn subject(ctx: &Ctx<'_>, statement: &Value) -> Result<Subject, Outcome> {
     };
     let iri = statement.pointer("/object/id").and_then(Value::as_str).ok_or_else(|| park("no activity".into()))?;
     let course = ctx.courses.require(iri).map_err(park)?;
-    Ok(Subject { user, course })
+    Ok(Subject { key, user, course })
 }
 
 /// Our own database could not be read: the row is tried again later.
@@ -190,18 +194,40 @@ fn not_enrolled(answer: &Answer) -> bool {
     matches!(answer.0.as_u16(), 400 | 403 | 404 | 422) && answer.2.to_lowercase().contains("not enrolled")
 }
 
+/// `read`, and a "no such user" is remembered in the identity table (for
+/// `not_found_ttl_secs`, as Docebo's lookups are): the learner's later rows
+/// are parked without a call each, until it expires or `forward retry`.
+async fn settle(ctx: &Ctx<'_>, answer: Answer, subject: &Subject) -> Result<Outcome, Outcome> {
+    if unknown_user(&answer) && !subject.key.is_empty() {
+        ctx.identities.remember(ctx.db, &subject.key, None).await.map_err(|e| unread("the identity table", e))?;
+    }
+    Ok(read(answer, subject))
+}
+
+/// Whether a 404 is about the course (or the product an enrollment names).
+fn unknown_course((status, _, text): &Answer) -> bool {
+    let text = text.to_lowercase();
+    *status == StatusCode::NOT_FOUND && (text.contains("course") || text.contains("product"))
+}
+
+/// Whether a 404 says the user does not exist (and not the course).
+fn unknown_user(answer: &Answer) -> bool {
+    answer.0 == StatusCode::NOT_FOUND && answer.2.to_lowercase().contains("user") && !unknown_course(answer)
+}
+
 /// The usual reading, but a 404 (no such user or course) waits for an operator.
-fn read((status, headers, text): Answer, subject: &Subject) -> Outcome {
-    if status == StatusCode::NOT_FOUND {
-        let what = if text.to_lowercase().contains("course") {
+fn read(answer: Answer, subject: &Subject) -> Outcome {
+    if answer.0 == StatusCode::NOT_FOUND {
+        let what = if unknown_course(&answer) {
             format!("the course '{}'", subject.course.id)
         } else {
             format!("the user '{}'", subject.user)
         };
-        let reason = format!("LearnWorlds does not know {what} (HTTP 404: {}), retry once it does", excerpt(&text));
+        let text = &answer.2;
+        let reason = format!("LearnWorlds does not know {what} (HTTP 404: {}), retry once it does", excerpt(text));
         return Outcome::Park { http_status: Some(404), reason };
     }
-    classify(status, &headers, &text)
+    classify(answer.0, &answer.1, &answer.2)
 }
 
 /// A path segment, percent-encoded (an e-mail's `@`, a course id's spaces).
@@ -225,17 +251,27 @@ mod tests {
     fn path_segments_are_percent_encoded() {
         assert_eq!(encode("ann.o+lee@example.com"), "ann.o%2Blee%40example.com");
         assert_eq!(encode("kurs größe/1"), "kurs%20gr%C3%B6%C3%9Fe%2F1");
-        let subject = Subject { user: "a@b.c".into(), course: Course { id: "c-1".into(), unit: Some("u 2".into()) } };
+        let subject = Subject {
+            key: String::new(),
+            user: "a@b.c".into(),
+            course: Course { id: "c-1".into(), unit: Some("u 2".into()) },
+        };
         assert_eq!(subject.path("complete"), "/v2/users/a%40b.c/courses/c-1/complete");
         assert_eq!(subject.units(), ["u 2"]);
     }
 
     #[test]
     fn not_found_parks_and_names_what_is_missing() {
-        let subject = Subject { user: "zed@x.y".into(), course: Course { id: "c-1".into(), unit: None } };
+        let subject =
+            Subject { key: String::new(), user: "zed@x.y".into(), course: Course { id: "c-1".into(), unit: None } };
         let answer = (StatusCode::NOT_FOUND, Default::default(), r#"{"error":"User not found"}"#.to_owned());
         let Outcome::Park { reason, .. } = read(answer, &subject) else { panic!("parked") };
         assert!(reason.contains("the user 'zed@x.y'"), "{reason}");
+        assert!(unknown_user(&(StatusCode::NOT_FOUND, Default::default(), r#"{"error":"User not found"}"#.to_owned())));
+        let product = (StatusCode::NOT_FOUND, Default::default(), r#"{"error":"Product not found"}"#.to_owned());
+        assert!(!unknown_user(&product), "an enrollment's unknown course is not an unknown user");
+        let Outcome::Park { reason, .. } = read(product, &subject) else { panic!("parked") };
+        assert!(reason.contains("the course 'c-1'"), "{reason}");
         let refused =
             (StatusCode::BAD_REQUEST, Default::default(), "The user is NOT enrolled in the course".to_owned());
         assert!(not_enrolled(&refused));

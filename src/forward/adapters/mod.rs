@@ -236,7 +236,8 @@ impl Adapter {
             }
             KindConfig::Learning360 { url, integration_id, client_id, client_secret, company_id } => {
                 let (id, secret) = (read(client_id, "client_id")?, read(client_secret, "client_secret")?);
-                let token = token::TokenSource::learning360(url, id, secret, company_id.clone());
+                let token =
+                    token::TokenSource::learning360(url, id, secret, company_id.clone()).paced_by(learning360::WRITE);
                 Adapter::Learning360(learning360::Learning360::new(url, integration_id, token, target.delivery.lease()))
             }
         })
