@@ -322,7 +322,14 @@ fn parsed(rows: Vec<(i64, i64, String)>) -> anyhow::Result<Vec<(i64, i64, Json)>
 /// How far progress counts: every statement up to `through_seq`; and
 /// whether it is kept (false while servers run with `--progress false`).
 pub(super) async fn counted_through(db: &impl WriterSql) -> anyhow::Result<(i64, bool)> {
-    let select = "SELECT through_seq, kept FROM progress_counted";
+    // On PostgreSQL the row stays locked to the transaction's end: counting
+    // runs beside the writer's groups (`progress_fold::flush_apart`), and
+    // every transaction that counts reads this first, so two never count
+    // the same statements. (SQLite has one writer at a time anyway.)
+    let select = match db.backend() {
+        DbBackend::Postgres => "SELECT through_seq, kept FROM progress_counted FOR UPDATE",
+        _ => "SELECT through_seq, kept FROM progress_counted",
+    };
     let rows: Vec<(i64, bool)> = db.rows(sql::stmt(db.backend(), select, vec![])).await.context("progress counted")?;
     rows.first().copied().context("progress_counted has no row")
 }

@@ -19,13 +19,18 @@ pub async fn each(name: &str) -> Vec<DatabaseConnection> {
 
 /// A fresh, migrated PostgreSQL database, or `None` without `XLRS_TEST_POSTGRES`.
 pub async fn postgres(name: &str) -> Option<DatabaseConnection> {
+    postgres_pooled(name, 1).await
+}
+
+/// `postgres` with a pool of `pool_size` connections.
+pub async fn postgres_pooled(name: &str, pool_size: u32) -> Option<DatabaseConnection> {
     let base = std::env::var("XLRS_TEST_POSTGRES").ok()?;
     let mut admin = sqlx::PgConnection::connect(&format!("{base}/postgres")).await.unwrap();
     let db = format!("xlrs_t_{}_{name}", std::process::id());
     for text in [format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"), format!("CREATE DATABASE \"{db}\"")] {
         sqlx::raw_sql(sqlx::AssertSqlSafe(text)).execute(&mut admin).await.unwrap();
     }
-    let conn = super::connect(&DatabaseArgs { url: format!("{base}/{db}"), pool_size: 1 }).await.unwrap();
+    let conn = super::connect(&DatabaseArgs { url: format!("{base}/{db}"), pool_size }).await.unwrap();
     super::migrate(&conn).await.unwrap();
     Some(conn)
 }

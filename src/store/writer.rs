@@ -18,7 +18,7 @@ use super::checkpoint::Checkpointer;
 use super::filter_index::{FilterIndex, Postings, encode_keys};
 use super::forward_stream::Streamed;
 use super::pg_writer::PgWriterTransaction;
-use super::progress_fold::Fold;
+use super::progress_fold::{self, Fold};
 use super::sql;
 use super::write_memo::{Learned, WriteMemo};
 use super::writer_sql::{CopyRows, SqliteWriter, WriterSql};
@@ -208,6 +208,13 @@ trait Store {
     /// Writes the fold (or counts from the log), in a transaction of its
     /// own; returns how far progress then counts.
     async fn flush_progress(&self, fold: &Fold) -> anyhow::Result<i64>;
+
+    /// Where a fold can be written beside the groups' commits, not between
+    /// them: on PostgreSQL, another connection of the pool. (A SQLite file
+    /// has one writer at a time whatever the connection.)
+    fn apart(&self) -> Option<DatabaseConnection> {
+        None
+    }
 }
 
 impl Store for DatabaseConnection {
@@ -235,6 +242,10 @@ impl Store for DatabaseConnection {
         let through = fold.flush(&*txn, false).await?;
         txn.commit().await.context("commit")?;
         Ok(through)
+    }
+
+    fn apart(&self) -> Option<DatabaseConnection> {
+        (self.get_database_backend() == DbBackend::Postgres).then(|| self.clone())
     }
 
     async fn load_index(&self, index: &FilterIndex) -> anyhow::Result<()> {
@@ -318,14 +329,54 @@ impl Progress {
         }
     }
 
+    /// Hands the fold to a task that writes it on `db` while the writer
+    /// goes on committing groups into a new fold (`progress_fold.rs`).
+    fn flush_apart(&mut self, db: DatabaseConnection) -> Apart {
+        let fold = std::mem::take(&mut self.fold);
+        let last = fold.last_seq();
+        Apart { task: tokio::spawn(async move { progress_fold::flush_apart(&db, &fold).await }), last }
+    }
+
+    /// A flush apart ended: readers learn how far it counted; if it did not
+    /// count all its fold held, what came after is counted from the log.
+    fn flushed_apart(&mut self, result: anyhow::Result<i64>, last: Option<i64>) {
+        match result {
+            Ok(through) => {
+                self.counts.send_if_modified(|c| std::mem::replace(c, through.max(*c)) != *c);
+                if last.is_some_and(|last| through < last) {
+                    self.fold.lost(Duration::ZERO);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot count learner progress; trying again shortly");
+                self.fold.lost(progress_fold::MAX_LAG);
+            }
+        }
+    }
+
     /// After a group's commit: its statements join the fold (`flushed`: the
     /// group's transaction counted everything before them first).
     fn committed(&mut self, staged: &Staged) {
         if let Some(through) = staged.flushed {
             self.fold.flushed(through, through);
-            self.counts.send_replace(through);
+            self.counts.send_if_modified(|c| std::mem::replace(c, through.max(*c)) != *c);
         }
         self.fold.add(&staged.rows, staged.stored_us, &staged.voided);
+    }
+}
+
+/// A fold being written beside the groups (`Store::apart`), and the last
+/// `seq` it holds.
+struct Apart {
+    task: tokio::task::JoinHandle<anyhow::Result<i64>>,
+    last: Option<i64>,
+}
+
+/// The end of the flush apart, if one runs; never ready otherwise.
+async fn apart_done(apart: &mut Option<Apart>) -> anyhow::Result<i64> {
+    match apart {
+        Some(a) => (&mut a.task).await.unwrap_or_else(|e| Err(anyhow::anyhow!("progress flush task: {e}"))),
+        None => std::future::pending().await,
     }
 }
 
@@ -349,8 +400,10 @@ async fn run(mut store: impl Store, task: Task) {
         p.flush(&store, 0).await;
     }
     let mut stopping = false;
+    let (mut apart, mut wanted) = (None::<Apart>, false);
     loop {
-        let deadline = progress.as_ref().and_then(|p| p.fold.deadline());
+        // One flush apart at a time; the next when it ends.
+        let deadline = progress.as_ref().filter(|_| apart.is_none()).and_then(|p| p.fold.deadline());
         let first = tokio::select! {
             job = rx.recv() => match job {
                 Some(job) => job,
@@ -364,11 +417,22 @@ async fn run(mut store: impl Store, task: Task) {
             }
             // The fold's lag runs out, or a reader wants it counted now.
             _ = sleep_until(deadline), if deadline.is_some() => {
-                flush_progress(&store, &mut progress, &commits).await;
+                flush_when_due(&store, &mut progress, &mut apart, &commits, true).await;
                 continue;
             }
             Some(()) = recv_request(&mut progress) => {
-                flush_progress(&store, &mut progress, &commits).await;
+                wanted = true;
+                flush_when_due(&store, &mut progress, &mut apart, &commits, wanted).await;
+                wanted &= apart.is_none();
+                continue;
+            }
+            result = apart_done(&mut apart) => {
+                let last = apart.take().and_then(|a| a.last);
+                if let Some(p) = &mut progress {
+                    p.flushed_apart(result, last);
+                }
+                flush_when_due(&store, &mut progress, &mut apart, &commits, wanted).await;
+                wanted = false;
                 continue;
             }
         };
@@ -397,14 +461,38 @@ async fn run(mut store: impl Store, task: Task) {
         if let Some(c) = &checkpointer {
             c.after_commit().await;
         }
-        if progress.as_ref().is_some_and(|p| p.fold.due()) {
-            flush_progress(&store, &mut progress, &commits).await;
-        }
+        flush_when_due(&store, &mut progress, &mut apart, &commits, false).await;
     }
     // A clean stop leaves nothing for the next start to count.
+    if let Some(a) = apart.take() {
+        let result = a.task.await.unwrap_or_else(|e| Err(anyhow::anyhow!("progress flush task: {e}")));
+        if let Some(p) = &mut progress {
+            p.flushed_apart(result, a.last);
+        }
+    }
     flush_progress(&store, &mut progress, &commits).await;
     if let Some(c) = checkpointer {
         c.stop().await;
+    }
+}
+
+/// Writes the fold when it is due (or `now`), apart where the store can
+/// (unless a flush apart still runs: the next begins when it ends), else
+/// between the groups.
+async fn flush_when_due(
+    store: &impl Store,
+    progress: &mut Option<Progress>,
+    apart: &mut Option<Apart>,
+    commits: &watch::Sender<i64>,
+    now: bool,
+) {
+    let Some(p) = progress else { return };
+    if apart.is_some() || !(now || p.fold.due()) {
+        return;
+    }
+    match store.apart() {
+        Some(db) => *apart = Some(p.flush_apart(db)),
+        None => flush_progress(store, progress, commits).await,
     }
 }
 
