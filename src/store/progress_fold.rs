@@ -128,11 +128,6 @@ impl Fold {
         }
     }
 
-    /// The last `seq` folded.
-    pub fn last_seq(&self) -> Option<i64> {
-        self.span.map(|(_, last)| last)
-    }
-
     /// What came before this fold was not all counted (a flush apart
     /// failed, or counted only part of the log): count from the log, after
     /// `retry`.

@@ -330,20 +330,22 @@ impl Progress {
     }
 
     /// Hands the fold to a task that writes it on `db` while the writer
-    /// goes on committing groups into a new fold (`progress_fold.rs`).
-    fn flush_apart(&mut self, db: DatabaseConnection) -> Apart {
+    /// goes on committing groups into a new fold (`progress_fold.rs`);
+    /// `committed` is the writer's last commit, which the fold reaches.
+    fn flush_apart(&mut self, db: DatabaseConnection, committed: i64) -> Apart {
         let fold = std::mem::take(&mut self.fold);
-        let last = fold.last_seq();
-        Apart { task: tokio::spawn(async move { progress_fold::flush_apart(&db, &fold).await }), last }
+        let task = tokio::spawn(async move { progress_fold::flush_apart(&db, &fold).await });
+        Apart { task, last: committed }
     }
 
-    /// A flush apart ended: readers learn how far it counted; if it did not
-    /// count all its fold held, what came after is counted from the log.
-    fn flushed_apart(&mut self, result: anyhow::Result<i64>, last: Option<i64>) {
+    /// A flush apart of everything through `last` ended: readers learn how
+    /// far it counted; if not that far (it read part of the log, or
+    /// failed), what came after is counted from the log.
+    fn flushed_apart(&mut self, result: anyhow::Result<i64>, last: i64) {
         match result {
             Ok(through) => {
                 self.counts.send_if_modified(|c| std::mem::replace(c, through.max(*c)) != *c);
-                if last.is_some_and(|last| through < last) {
+                if through < last {
                     self.fold.lost(Duration::ZERO);
                 }
             }
@@ -365,11 +367,11 @@ impl Progress {
     }
 }
 
-/// A fold being written beside the groups (`Store::apart`), and the last
-/// `seq` it holds.
+/// A fold being written beside the groups (`Store::apart`), and the
+/// writer's last commit when it began, which it is to count through.
 struct Apart {
     task: tokio::task::JoinHandle<anyhow::Result<i64>>,
-    last: Option<i64>,
+    last: i64,
 }
 
 /// The end of the flush apart, if one runs; never ready otherwise.
@@ -421,13 +423,14 @@ async fn run(mut store: impl Store, task: Task) {
                 continue;
             }
             Some(()) = recv_request(&mut progress) => {
-                wanted = true;
-                flush_when_due(&store, &mut progress, &mut apart, &commits, wanted).await;
-                wanted &= apart.is_none();
+                // A flush apart under way may have begun before what the
+                // reader waits for: another follows it.
+                wanted = apart.is_some();
+                flush_when_due(&store, &mut progress, &mut apart, &commits, true).await;
                 continue;
             }
             result = apart_done(&mut apart) => {
-                let last = apart.take().and_then(|a| a.last);
+                let last = apart.take().map_or(0, |a| a.last);
                 if let Some(p) = &mut progress {
                     p.flushed_apart(result, last);
                 }
@@ -491,7 +494,7 @@ async fn flush_when_due(
         return;
     }
     match store.apart() {
-        Some(db) => *apart = Some(p.flush_apart(db)),
+        Some(db) => *apart = Some(p.flush_apart(db, *commits.borrow())),
         None => flush_progress(store, progress, commits).await,
     }
 }
