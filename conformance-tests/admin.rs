@@ -161,6 +161,62 @@ async fn replay_enqueues_stored_statements_again(backend: Backend) {
     }
 }
 
+forwarding_test!(a_dry_run_counts_per_route_and_filters_choose_the_statements);
+async fn a_dry_run_counts_per_route_and_filters_choose_the_statements(backend: Backend) {
+    let sim = Simulator::start(Lrs::new("fwd-key", "fwd-secret"));
+    let routes = "[[forwarder.route]]\nverbs = [\"completed\"]\n[[forwarder.route]]\nverbs = [\"passed\"]";
+    let Some(f) = Forwarding::start(backend, &lrs_target("backup", &sim.url, routes), LRS_SECRETS).await else {
+        return;
+    };
+    let since = chrono::Utc::now().to_rfc3339();
+    let adl = |verb: &str| format!("http://adlnet.gov/expapi/verbs/{verb}");
+    let mut by_bo = with_verb(&adl("completed"));
+    by_bo["actor"] = json!({"mbox": "mailto:Bo@Example.com"});
+    let stored = f.app.store(&json!([with_verb(&adl("completed")), with_verb(&adl("passed")), by_bo])).await;
+    f.app.store(&with_verb(&adl("experienced"))).await;
+    assert!(sim.wait_until(WAIT, |lrs| lrs.count() == 3).await);
+    let before = f.settled().await;
+    let replay = |body: Value| admin(&f.app, Method::POST, "/admin/forwarders/backup/replay").json(&body);
+
+    let (status, body) = call(replay(json!({"since": since, "dry_run": true}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"], 3, "{body}");
+    assert_eq!((body["dry_run"].as_bool(), body["statements"].as_u64()), (Some(true), Some(4)), "{body}");
+    assert_eq!(body["by_route"], json!({"route 1": 2, "route 2": 1}));
+    assert_eq!(body["by_op"], json!({"statement": 3}));
+    assert_eq!(f.statuses().await, before, "a dry run writes nothing");
+
+    let (_, body) = call(replay(json!({"since": since, "dry_run": true, "verbs": ["passed"]}))).await;
+    assert_eq!((body["rows"].as_u64(), body["statements"].as_u64()), (Some(1), Some(1)), "{body}");
+    let (_, body) = call(replay(json!({"since": since, "dry_run": true, "agent": "bo@example.com"}))).await;
+    assert_eq!(body["by_route"], json!({"route 1": 1}), "{body}");
+    let (_, body) =
+        call(replay(json!({"since": since, "dry_run": true, "activity": "http://example.com/nothing"}))).await;
+    assert_eq!(body["rows"], 0, "{body}");
+
+    // Filters without a dry run: only Bo's completion is sent again.
+    let (status, body) =
+        call(replay(json!({"since": since, "verbs": ["completed"], "agent": "mbox:mailto:bo@example.com"}))).await;
+    assert_eq!(
+        (status, body["rows"].as_u64(), body["dry_run"].as_bool()),
+        (StatusCode::OK, Some(1), Some(false)),
+        "{body}"
+    );
+    f.settled().await;
+    let (_, rows) = call(admin(&f.app, Method::GET, "/admin/forwarders/backup/outbox")).await;
+    let rows = rows["rows"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 1, "one row: {rows:?}");
+    assert_eq!((&rows[0]["statement_id"], &rows[0]["status"]), (&json!(stored[2]), &json!("succeeded")));
+
+    for (bad, names) in
+        [(json!({"since": since, "agent": "bo"}), "actor"), (json!({"since": since, "activity": "x"}), "activity")]
+    {
+        let (status, body) = call(replay(bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body["message"].as_str().unwrap().contains(names), "{body}");
+    }
+}
+
 forwarding_test!(identities_are_set_listed_and_removed);
 async fn identities_are_set_listed_and_removed(backend: Backend) {
     let sim = Simulator::start(Lrs::new("fwd-key", "fwd-secret"));

@@ -5,7 +5,8 @@ use clap::{Parser, Subcommand};
 use crate::config::{DatabaseArgs, ServeArgs};
 use crate::export_client::{self, ExportArgs};
 use crate::forward::ForwardingConfig;
-use crate::forward::operations::{self, DEFAULT_PAUSE_REASON, Operations};
+use crate::forward::operations::{self, DEFAULT_PAUSE_REASON, Operations, Replay};
+use crate::forward::replay::Replayed;
 use crate::startup::Application;
 use crate::store::{self, credentials};
 
@@ -30,12 +31,12 @@ pub enum Command {
         #[command(subcommand)]
         action: CredentialsAction,
     },
-    /// Look after the forwarders: status, rows, retry, pause, resume, replay, identities.
+    /// Look after the forwarders: status, rows, retry, pause, resume, replay, test, identities.
     Forward {
         #[command(flatten)]
         database: DatabaseArgs,
-        /// The forwarders' configuration: replay needs it (the target's
-        /// routes); with it, other commands refuse targets it does not name.
+        /// The forwarders' configuration: replay and test need it (the target's routes,
+        /// its credentials); with it, other commands refuse targets it does not name.
         #[arg(long, env = "XLRS_FORWARDERS", global = true)]
         forwarders: Option<std::path::PathBuf>,
         #[command(subcommand)]
@@ -97,7 +98,21 @@ pub enum ForwardAction {
         /// End of the range (default: now), inclusive.
         #[arg(long)]
         until: Option<String>,
+        /// Only statements with one of these verbs (IRIs, or bare ADL verbs), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        verb: Vec<String>,
+        /// Only statements about this activity (its IRI).
+        #[arg(long)]
+        activity: Option<String>,
+        /// Only statements by this actor (an actor key, as `identity` takes, or an e-mail).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Count the rows it would write, per route and operation; write none.
+        #[arg(long)]
+        dry_run: bool,
     },
+    /// One authenticated call to a target that changes nothing there, and what answered.
+    Test { target: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,13 +258,36 @@ async fn forward(ops: &Operations<'_>, action: ForwardAction) -> anyhow::Result<
             ops.resume(&target).await?;
             println!("resumed {target}");
         }
-        ForwardAction::Replay { target, since, until } => {
+        ForwardAction::Replay { target, since, until, verb, activity, agent, dry_run } => {
             let until = until.as_deref().map(time).transpose()?;
-            let replayed = ops.replay(&target, time(&since)?, until).await?;
-            println!("{} rows enqueued for {target}", replayed.rows);
+            let replay = Replay { since: time(&since)?, until, verbs: verb, activity, agent, dry_run };
+            print_replayed(&target, &ops.replay(&target, &replay).await?);
+        }
+        ForwardAction::Test { target } => {
+            let probe = ops.test(&target).await?;
+            let answer = probe.http_status.map_or_else(|| "no answer".to_owned(), |s| format!("HTTP {s}"));
+            let verdict = if probe.ok { "ok" } else { "FAILED" };
+            println!("{target}: {verdict}: {} answered {answer} in {} ms", probe.call, probe.elapsed_ms);
+            if let Some(error) = &probe.error {
+                println!("{error}");
+            }
+            if !probe.ok {
+                anyhow::bail!("the test call to {target} failed");
+            }
         }
     }
     Ok(())
+}
+
+fn print_replayed(target: &str, r: &Replayed) {
+    let verb = if r.dry_run { "would be enqueued (dry run: nothing written)" } else { "enqueued" };
+    println!("{} rows {verb} for {target}, from {} statements", r.rows, r.statements);
+    for (route, rows) in &r.by_route {
+        println!("by route\t{route}\t{rows}");
+    }
+    for (op, rows) in &r.by_op {
+        println!("by operation\t{op}\t{rows}");
+    }
 }
 
 async fn identity(ops: &Operations<'_>, action: IdentityAction) -> anyhow::Result<()> {

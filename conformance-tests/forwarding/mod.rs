@@ -549,3 +549,4 @@ mod learning360;
 mod learnworlds;
 mod mobieus;
 mod outage;
+mod probe;

@@ -1,5 +1,5 @@
 //! Another LRS, as far as forwarding uses it: `POST /xapi/statements` (one
-//! or an array, all or nothing) and `PUT ?statementId=`, HTTP Basic, and
+//! or an array, all or nothing), `PUT` and `GET ?statementId=`, HTTP Basic, and
 //! statement ids that never change content (same → no effect, other → 409).
 
 use std::collections::HashMap;
@@ -25,6 +25,17 @@ impl Lrs {
             authorization: Mutex::new(basic(user, password)),
             stored: Mutex::default(),
             refused_verbs: Mutex::default(),
+        }
+    }
+
+    /// `GET ?statementId=`: the statement, or 404.
+    fn get(&self, r: &Recorded) -> HttpResponse {
+        let Some(id) = r.query.strip_prefix("statementId=") else {
+            return HttpResponse::BadRequest().json(json!({"error": "only single statements are served"}));
+        };
+        match self.stored.lock().unwrap().get(id) {
+            Some(statement) => HttpResponse::Ok().json(statement),
+            None => HttpResponse::NotFound().json(json!({"error": format!("no statement {id}")})),
         }
     }
 
@@ -60,6 +71,9 @@ impl Behaviour for Lrs {
         }
         if r.path != "/xapi/statements" || r.header("x-experience-api-version").is_none() {
             return HttpResponse::BadRequest().json(json!({"error": "not a statement request"}));
+        }
+        if r.method == "GET" {
+            return self.get(r);
         }
         let Ok(body) = serde_json::from_slice::<Value>(&r.body) else {
             return HttpResponse::BadRequest().json(json!({"error": "not JSON"}));

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::{Behaviour, Recorded};
 
 const ENROLLMENTS: &str = "/api/v1/learn/enrollments";
+const COURSES: &str = "/api/v1/learn/courses";
 
 #[derive(Default)]
 pub struct MobieusState {
@@ -76,6 +77,19 @@ impl Mobieus {
         HttpResponse::Created().json(answer)
     }
 
+    /// Courses by id, descending; at most `limit` (50 by default, at most 100).
+    fn courses(&self, r: &Recorded) -> HttpResponse {
+        let query: HashMap<String, String> = form_urlencoded::parse(r.query.as_bytes()).into_owned().collect();
+        let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(50);
+        if !(1..=100).contains(&limit) {
+            return error(400, "invalid_limit", "limit must be between 1 and 100.");
+        }
+        let mut ids: Vec<i64> = self.courses.iter().copied().collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let page: Vec<Value> = ids.iter().take(limit).map(|id| json!({"id": id, "status": "published"})).collect();
+        HttpResponse::Ok().json(json!({"data": page, "next_cursor": null, "request_id": "req_courses"}))
+    }
+
     fn list(&self, r: &Recorded) -> HttpResponse {
         let query: HashMap<String, String> = form_urlencoded::parse(r.query.as_bytes()).into_owned().collect();
         let wanted = |name: &str| query.get(name).and_then(|v| v.parse::<i64>().ok());
@@ -111,6 +125,7 @@ impl Behaviour for Mobieus {
         match (r.method.as_str(), r.path.as_str()) {
             ("POST", ENROLLMENTS) => self.enroll(r),
             ("GET", ENROLLMENTS) => self.list(r),
+            ("GET", COURSES) => self.courses(r),
             _ => error(404, "not_found", "No such route."),
         }
     }

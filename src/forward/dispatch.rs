@@ -74,6 +74,18 @@ impl Dispatchers {
     }
 }
 
+/// The channel `adapter` sends through: an HTTP client with the target's
+/// timeouts, paced by its limiter and the platform's buckets.
+pub fn channel(d: &DeliveryConfig, adapter: &Adapter) -> anyhow::Result<Channel> {
+    let timeout = Duration::from_secs(d.timeout_secs.max(1));
+    let client = reqwest::Client::builder()
+        .connect_timeout(timeout.min(Duration::from_secs(15)))
+        .timeout(timeout)
+        .user_agent(concat!("xlrs/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    Ok(Channel::new(client, RateLimiter::new(d.rate_per_sec, d.burst), adapter.buckets()))
+}
+
 struct Dispatcher {
     db: DatabaseConnection,
     name: String,
@@ -106,17 +118,11 @@ impl Dispatcher {
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Dispatcher> {
         let d = &target.delivery;
-        let timeout = Duration::from_secs(d.timeout_secs.max(1));
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(15)))
-            .timeout(timeout)
-            .user_agent(concat!("xlrs/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         let adapter = Adapter::new(target)?;
         Ok(Dispatcher {
             db,
             name: target.name.clone(),
-            channel: Channel::new(client, RateLimiter::new(d.rate_per_sec, d.burst), adapter.buckets()),
+            channel: channel(d, &adapter)?,
             adapter,
             identities: Identities::new(&target.name, &target.identity),
             courses: Courses::new(&target.courses)?,

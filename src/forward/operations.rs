@@ -11,8 +11,11 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
 
-use super::config::ForwardingConfig;
-use super::replay;
+use super::adapters::Adapter;
+use super::adapters::probe::Probe;
+use super::config::{ForwardingConfig, TargetConfig};
+use super::dispatch;
+use super::replay::{self, ReplayFilter, Replayed};
 use crate::store::identities::{self, IdentityRow, Source};
 use crate::store::outbox::{self, RowSummary, Status};
 
@@ -114,11 +117,6 @@ pub struct Retried {
     pub forgotten_lookups: u64,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct Replayed {
-    pub rows: u64,
-}
-
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Identity {
     pub actor: String,
@@ -136,6 +134,34 @@ impl From<IdentityRow> for Identity {
             source: r.source,
             expires: r.expires_us.and_then(DateTime::from_timestamp_micros),
         }
+    }
+}
+
+/// A replay as an operator asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct Replay {
+    pub since: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
+    /// Verbs (IRIs, or bare ADL words) the statements must have one of.
+    pub verbs: Vec<String>,
+    /// The object activity's IRI.
+    pub activity: Option<String>,
+    /// The actor, as an actor key or an e-mail (see `actor_key`).
+    pub agent: Option<String>,
+    pub dry_run: bool,
+}
+
+impl Replay {
+    fn filter(&self) -> OpsResult<ReplayFilter> {
+        if let Some(v) = self.verbs.iter().find(|v| v.trim().is_empty()) {
+            return Err(OpsError::BadInput(format!("verb '{v}' is empty")));
+        }
+        let activity = self.activity.as_deref().map(str::trim);
+        if activity.is_some_and(|a| !a.contains(':')) {
+            return Err(OpsError::BadInput(format!("activity '{}' is not an IRI", activity.unwrap_or_default())));
+        }
+        let agent = self.agent.as_deref().map(actor_key).transpose()?;
+        Ok(ReplayFilter::new(&self.verbs, activity.map(str::to_owned), agent))
     }
 }
 
@@ -261,23 +287,48 @@ impl<'a> Operations<'a> {
         Ok(())
     }
 
-    /// Routes statements stored in `[since, until]` (until: now) to `target` again.
-    pub async fn replay(
-        &self,
-        target: &str,
-        since: DateTime<Utc>,
-        until: Option<DateTime<Utc>>,
-    ) -> OpsResult<Replayed> {
+    /// Routes the statements stored in `[since, until]` (until: now) that
+    /// the filters keep to `target` again; a dry run only counts the rows.
+    pub async fn replay(&self, target: &str, replay: &Replay) -> OpsResult<Replayed> {
         let target = self.target(target)?;
         let Some(config) = self.config else {
             return Err(OpsError::BadInput("replay needs the forwarders' configuration (--forwarders)".into()));
         };
-        let until = until.unwrap_or_else(Utc::now);
+        let (since, until) = (replay.since, replay.until.unwrap_or_else(Utc::now));
         if since > until {
             return Err(OpsError::BadInput(format!("since ({since}) is after until ({until})")));
         }
-        let rows = replay::replay(self.db, config, target, since.timestamp_micros(), until.timestamp_micros()).await?;
-        Ok(Replayed { rows })
+        let filter = replay.filter()?;
+        let range = (since.timestamp_micros(), until.timestamp_micros());
+        Ok(replay::replay(self.db, config, target, range, &filter, replay.dry_run).await?)
+    }
+
+    /// One authenticated call to `target` that changes nothing there, and
+    /// what answered. Made with an adapter and channel of its own (fresh
+    /// credentials and token; the target is not paused by a refusal).
+    pub async fn test(&self, target: &str) -> OpsResult<Probe> {
+        let config = self.configured(target, "test")?;
+        // The error names the field and the variable or file, never the value.
+        let adapter = Adapter::new(config).map_err(|e| OpsError::BadInput(format!("{e:#}")))?;
+        let channel = dispatch::channel(&config.delivery, &adapter)?;
+        let Some(call) = adapter.test_call(&channel.client) else {
+            return Err(OpsError::BadInput(format!(
+                "'{target}' is a webhook: a receiver has no call that changes nothing, so none is sent"
+            )));
+        };
+        Ok(call.run(&channel).await)
+    }
+
+    /// `target`'s configuration, which `what` needs.
+    fn configured(&self, target: &str, what: &str) -> OpsResult<&'a TargetConfig> {
+        let Some(config) = self.config else {
+            return Err(OpsError::BadInput(format!("{what} needs the forwarders' configuration (--forwarders)")));
+        };
+        config
+            .targets
+            .iter()
+            .find(|t| t.name == target)
+            .ok_or_else(|| OpsError::UnknownTarget(format!("no forwarder named '{target}' is configured")))
     }
 
     pub async fn identities(&self, target: &str) -> OpsResult<Vec<Identity>> {

@@ -192,6 +192,26 @@ impl Router {
     }
 }
 
+impl Router {
+    /// Which of `target`'s routes took `statement` (one `plan` gave rows
+    /// for): `route N` (the first that matches, from 1), `all` for a target
+    /// without routes, `voiding` for a voiding statement (routes skipped).
+    pub fn route_label(&self, target: &str, statement: &Value) -> String {
+        let Some(t) = self.targets.iter().find(|t| t.name == target) else { return "none".into() };
+        if t.revokes && is_voiding(statement) {
+            return "voiding".into();
+        }
+        if t.routes.is_empty() {
+            return "all".into();
+        }
+        let fields = RouteFields::of(statement);
+        match t.routes.iter().position(|r| r.matches(&fields)) {
+            Some(i) => format!("route {}", i + 1),
+            None => "none".into(),
+        }
+    }
+}
+
 fn compile(route: &RouteConfig) -> Route {
     Route {
         verbs: route.verbs.iter().map(|v| verb_iri(v)).collect(),
@@ -407,6 +427,30 @@ mod tests {
             (p.op, p.order_key.as_str()),
             (Op::Statement, "mbox:mailto:ann@example.com https://lms.example.com/c2")
         );
+    }
+
+    #[test]
+    fn a_route_label_names_the_first_route_that_took_the_statement() {
+        let r = router(
+            r#"
+            [[forwarder]]
+            name = "all"
+            kind = "webhook"
+            url = "http://x"
+            [[forwarder]]
+            name = "two"
+            kind = "xapi_lrs"
+            url = "http://y"
+            [[forwarder.route]]
+            verbs = ["completed"]
+            [[forwarder.route]]
+            verbs = ["passed", "completed"]
+            "#,
+        );
+        let activity = json!({"id": "https://lms.example.com/c"});
+        assert_eq!(r.route_label("two", &statement("completed", activity.clone())), "route 1");
+        assert_eq!(r.route_label("two", &statement("passed", activity.clone())), "route 2");
+        assert_eq!(r.route_label("all", &statement("passed", activity)), "all");
     }
 
     #[test]

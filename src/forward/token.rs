@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
+use super::adapters::probe::TestCall;
 use super::adapters::{Channel, read_response};
 use super::outcome::{Outcome, classify};
 
@@ -137,9 +138,13 @@ impl TokenSource {
         }
     }
 
-    async fn mint(&self, channel: &Channel, follow_up: bool) -> Result<(String, Duration), Outcome> {
-        let client = &channel.client;
-        let request = match &self.dialect {
+    /// The token request: a test call (`forward test`) makes it and nothing else.
+    pub fn test_call(&self, client: &reqwest::Client) -> TestCall {
+        TestCall::new(reqwest::Method::POST, &self.url, self.token_request(client)).in_bucket(self.bucket)
+    }
+
+    fn token_request(&self, client: &reqwest::Client) -> reqwest::RequestBuilder {
+        match &self.dialect {
             Dialect::LearnWorlds => client.post(&self.url).header("Lw-Client", &self.client_id).json(&json!({
                 "client_id": self.client_id, "client_secret": self.client_secret, "grant_type": "client_credentials"
             })),
@@ -166,7 +171,11 @@ impl TokenSource {
                 }
                 client.post(&self.url).json(&body)
             }
-        };
+        }
+    }
+
+    async fn mint(&self, channel: &Channel, follow_up: bool) -> Result<(String, Duration), Outcome> {
+        let request = self.token_request(&channel.client);
         let response = channel.send_with(self.bucket, follow_up, request).await.map_err(|e| Outcome::network(&e))?;
         let (status, headers, text) = read_response(response).await;
         match classify(status, &headers, &text) {

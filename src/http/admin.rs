@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::auth::Operator;
 use crate::error::LrsError;
-use crate::forward::operations::{self, DEFAULT_LIMIT, Operations, OpsError};
+use crate::forward::operations::{self, DEFAULT_LIMIT, Operations, OpsError, Replay};
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -25,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/{target}/pause", web::post().to(pause))
             .route("/{target}/resume", web::post().to(resume))
             .route("/{target}/replay", web::post().to(replay))
+            .route("/{target}/test", web::post().to(test))
             .service(
                 web::resource("/{target}/identities")
                     .route(web::get().to(identities))
@@ -199,6 +200,12 @@ async fn resume(_: Operator, target: web::Path<String>, state: web::Data<AppStat
 struct ReplayBody {
     since: String,
     until: Option<String>,
+    #[serde(default)]
+    verbs: Vec<String>,
+    activity: Option<String>,
+    agent: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
 }
 
 async fn replay(
@@ -210,9 +217,19 @@ async fn replay(
     let b: ReplayBody = body(&bytes, false)?;
     let since = time("since", &b.since)?;
     let until = b.until.as_deref().map(|u| time("until", u)).transpose()?;
-    let replayed = ops(&state).replay(&target, since, until).await?;
-    wake(&state, &target);
+    let replay = Replay { since, until, verbs: b.verbs, activity: b.activity, agent: b.agent, dry_run: b.dry_run };
+    let replayed = ops(&state).replay(&target, &replay).await?;
+    if !replay.dry_run {
+        wake(&state, &target);
+    }
     Ok(HttpResponse::Ok().json(replayed))
+}
+
+async fn test(_: Operator, target: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, LrsError> {
+    let probe = ops(&state).test(&target).await?;
+    let mut answer = json!({ "target": *target });
+    answer.as_object_mut().expect("an object").extend(json!(probe).as_object().cloned().unwrap_or_default());
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 async fn identities(

@@ -48,6 +48,11 @@ impl Docebo {
         }
     }
 
+    /// The test call is a token request: it shows the credentials taken.
+    pub fn test_call(&self, client: &reqwest::Client) -> super::probe::TestCall {
+        self.tokens.test_call(client)
+    }
+
     pub async fn deliver(&self, ctx: &Ctx<'_>, jobs: &[Job]) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
         let mut lookups = Lookups::default();

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value, json};
 
+use super::probe::TestCall;
 use super::{Bucket, Channel, Job, read_response};
 use crate::forward::outcome::{Outcome, classify, excerpt};
 use crate::forward::router::Op;
@@ -68,24 +69,35 @@ impl Bob {
         outcomes.into_iter().map(|o| o.expect("every job has an outcome")).collect()
     }
 
-    fn request(&self, method: reqwest::Method, url: &str, channel: &Channel) -> reqwest::RequestBuilder {
-        channel.client.request(method, url).basic_auth(&self.user.0, Some(&self.user.1))
+    fn request(&self, method: reqwest::Method, url: &str, client: &reqwest::Client) -> reqwest::RequestBuilder {
+        client.request(method, url).basic_auth(&self.user.0, Some(&self.user.1))
     }
 
-    /// Creates our integration; one that exists already is as good.
-    async fn create_integration(&self, channel: &Channel) -> Result<(), Outcome> {
+    /// Bob documents no read: the test creates our integration, which
+    /// changes nothing once it exists (and the first delivery makes it anyway).
+    pub fn test_call(&self, client: &reqwest::Client) -> TestCall {
+        let request = self.integration_request(client);
+        TestCall::new(reqwest::Method::POST, &self.integrations_url, request)
+            .in_bucket(Some("integration"))
+            .fine_when(|status, text| status.is_success() || integration_exists(status, text))
+    }
+
+    fn integration_request(&self, client: &reqwest::Client) -> reqwest::RequestBuilder {
         let mut body = json!({"providerIdentifier": self.provider});
         if let Some(name) = &self.provider_name {
             body["name"] = json!(name);
         }
-        let request = self.request(reqwest::Method::POST, &self.integrations_url, channel).json(&body);
+        self.request(reqwest::Method::POST, &self.integrations_url, client).json(&body)
+    }
+
+    /// Creates our integration; one that exists already is as good.
+    async fn create_integration(&self, channel: &Channel) -> Result<(), Outcome> {
+        let request = self.integration_request(&channel.client);
         let response = channel.send_in(Some("integration"), request).await.map_err(|e| Outcome::network(&e))?;
         let (status, headers, text) = read_response(response).await;
-        let exists = status == reqwest::StatusCode::CONFLICT
-            || (status == reqwest::StatusCode::BAD_REQUEST && text.to_lowercase().contains("exist"));
         match classify(status, &headers, &text) {
             Outcome::Delivered { .. } => Ok(()),
-            _ if exists => Ok(()),
+            _ if integration_exists(status, &text) => Ok(()),
             other => Err(other),
         }
     }
@@ -140,7 +152,7 @@ impl Bob {
         items: &[&Value],
     ) -> Result<(u16, Vec<Value>, String), Outcome> {
         let url = format!("{}/{}/training-content", self.integrations_url, self.provider);
-        let request = self.request(method, &url, channel).json(&json!({ "items": items }));
+        let request = self.request(method, &url, &channel.client).json(&json!({ "items": items }));
         let response = channel.send_in(Some("catalog"), request).await.map_err(|e| Outcome::network(&e))?;
         let (status, headers, text) = read_response(response).await;
         match classify(status, &headers, &text) {
@@ -159,7 +171,7 @@ impl Bob {
             Err(reason) => return Outcome::Park { http_status: None, reason },
         };
         let url = format!("{}/{}/xapi/statements", self.integrations_url, self.provider);
-        let request = self.request(reqwest::Method::POST, &url, channel).json(&statement);
+        let request = self.request(reqwest::Method::POST, &url, &channel.client).json(&statement);
         match channel.send_in(Some("statements"), request).await {
             Err(e) => Outcome::network(&e),
             Ok(response) => {
@@ -176,6 +188,12 @@ impl Bob {
 }
 
 /// The external identifiers in a `{"success": [...]}` answer.
+/// Bob's answer to creating an integration it has already.
+fn integration_exists(status: reqwest::StatusCode, text: &str) -> bool {
+    status == reqwest::StatusCode::CONFLICT
+        || (status == reqwest::StatusCode::BAD_REQUEST && text.to_lowercase().contains("exist"))
+}
+
 fn succeeded_ids(text: &str) -> Vec<Value> {
     serde_json::from_str::<Value>(text)
         .ok()

@@ -68,6 +68,11 @@ impl Learning360 {
         }
     }
 
+    /// The test call is a token request: it shows the credentials taken.
+    pub fn test_call(&self, client: &reqwest::Client) -> super::probe::TestCall {
+        self.token.test_call(client)
+    }
+
     pub async fn deliver(&self, ctx: &Ctx<'_>, jobs: &[Job]) -> Vec<Outcome> {
         // Rows must be closed while the claim's lease holds, or another round
         // would claim them again meanwhile.

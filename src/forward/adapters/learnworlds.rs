@@ -63,6 +63,11 @@ impl LearnWorlds {
 
     /// One job at a time, in order. Once LearnWorlds refuses us or says to
     /// slow down, the channel sends nothing more this round.
+    /// The test call is a token request: it shows the credentials taken.
+    pub fn test_call(&self, client: &reqwest::Client) -> super::probe::TestCall {
+        self.tokens.test_call(client)
+    }
+
     pub async fn deliver(&self, ctx: &Ctx<'_>, jobs: &[Job]) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {

@@ -8,6 +8,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::probe::TestCall;
 use super::{Ctx, Job, read_response};
 use crate::forward::identity::Learner;
 use crate::forward::outcome::{Outcome, classify, excerpt};
@@ -18,12 +19,25 @@ const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6f0b_23c5_8d8a_5b1e_9a41_52e0_77c3
 
 pub struct Mobieus {
     enrollments_url: String,
+    courses_url: String,
     api_key: String,
 }
 
 impl Mobieus {
     pub fn new(url: &str, api_key: String) -> Mobieus {
-        Mobieus { enrollments_url: format!("{}/api/v1/learn/enrollments", url.trim_end_matches('/')), api_key }
+        let url = url.trim_end_matches('/');
+        Mobieus {
+            enrollments_url: format!("{url}/api/v1/learn/enrollments"),
+            courses_url: format!("{url}/api/v1/learn/courses"),
+            api_key,
+        }
+    }
+
+    /// A read of one course (`learn:read`, which enrolling needs too): the
+    /// cheapest call mobieus documents.
+    pub fn test_call(&self, client: &reqwest::Client) -> TestCall {
+        let url = format!("{}?limit=1", self.courses_url);
+        TestCall::new(reqwest::Method::GET, &url, client.get(&url).bearer_auth(&self.api_key))
     }
 
     pub async fn deliver(&self, ctx: &Ctx<'_>, jobs: &[Job]) -> Vec<Outcome> {

@@ -6,6 +6,7 @@ pub mod hibob;
 pub mod learning360;
 pub mod learnworlds;
 pub mod mobieus;
+pub mod probe;
 pub mod webhook;
 pub mod xapi_lrs;
 
@@ -262,6 +263,20 @@ impl Adapter {
     /// Whether the platform allows one call at a time over every node.
     pub fn exclusive(&self) -> bool {
         matches!(self, Adapter::Docebo(_))
+    }
+
+    /// The target's connection test: one authenticated call that changes
+    /// nothing there (`probe`); `None` for a webhook, which has no such call.
+    pub fn test_call(&self, client: &reqwest::Client) -> Option<probe::TestCall> {
+        Some(match self {
+            Adapter::XapiLrs(a) => a.test_call(client),
+            Adapter::Webhook(_) => return None,
+            Adapter::Hibob(a) => a.test_call(client),
+            Adapter::Mobieus(a) => a.test_call(client),
+            Adapter::Learnworlds(a) => a.test_call(client),
+            Adapter::Docebo(a) => a.test_call(client),
+            Adapter::Learning360(a) => a.test_call(client),
+        })
     }
 
     /// Delivers `jobs`; one outcome per job, in order.

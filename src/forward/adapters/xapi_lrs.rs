@@ -2,6 +2,7 @@
 //! receiving LRS sets its own `stored` and `authority`). The statement id is
 //! kept, so a redelivery is the "same statement" and changes nothing there.
 
+use super::probe::TestCall;
 use super::{Channel, Job, read_response};
 use crate::forward::outcome::{Outcome, classify, excerpt};
 
@@ -27,7 +28,7 @@ impl XapiLrs {
         // The stored texts, joined: no statement is parsed or serialised again.
         let bodies: Vec<&str> = jobs.iter().map(|j| j.body.as_str()).collect();
         let batch = format!("[{}]", bodies.join(","));
-        let request = self.request(channel, reqwest::Method::POST, &self.statements_url).body(batch);
+        let request = self.request(&channel.client, reqwest::Method::POST, &self.statements_url).body(batch);
         let outcome = match channel.send(request).await {
             Err(e) => Outcome::network(&e),
             Ok(response) => {
@@ -54,7 +55,7 @@ impl XapiLrs {
     async fn put_one(&self, channel: &Channel, job: &Job) -> Outcome {
         // Statement ids are UUIDs: nothing in them needs escaping.
         let url = format!("{}?statementId={}", self.statements_url, job.statement_id);
-        let request = self.request(channel, reqwest::Method::PUT, &url).body(job.body.clone());
+        let request = self.request(&channel.client, reqwest::Method::PUT, &url).body(job.body.clone());
         match channel.send(request).await {
             Err(e) => Outcome::network(&e),
             Ok(response) => {
@@ -73,9 +74,17 @@ impl XapiLrs {
         }
     }
 
-    fn request(&self, channel: &Channel, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        let request = channel
-            .client
+    /// A lookup of the nil statement id, which no statement has: an LRS that
+    /// takes our credentials answers 404 (or 200), and nothing is written.
+    pub fn test_call(&self, client: &reqwest::Client) -> TestCall {
+        let url = format!("{}?statementId=00000000-0000-0000-0000-000000000000", self.statements_url);
+        let request = self.request(client, reqwest::Method::GET, &url);
+        TestCall::new(reqwest::Method::GET, &url, request)
+            .fine_when(|status, _| status.is_success() || status == reqwest::StatusCode::NOT_FOUND)
+    }
+
+    fn request(&self, client: &reqwest::Client, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let request = client
             .request(method, url)
             .header("X-Experience-API-Version", &self.version)
             .header(reqwest::header::CONTENT_TYPE, "application/json");
