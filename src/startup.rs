@@ -110,6 +110,7 @@ impl Application {
         for target in forwarding.targets.iter().filter(|t| t.enabled && t.kind.streams()) {
             store::forward_stream::start(&db, &target.name, now_us).await?;
         }
+        crate::forward::dispatch::reexamine_parked_on_new_mappings(&db, &forwarding).await?;
         let metrics = Arc::new(Metrics::new()?);
         let forward_db =
             if forwarding.targets.is_empty() { None } else { store::connect_relaxed(&args.database).await? };

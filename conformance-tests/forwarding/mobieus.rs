@@ -125,3 +125,31 @@ async fn outbox_rows(db: &DatabaseConnection) -> Vec<(String, String, String)> {
         })
         .collect()
 }
+
+forwarding_test!(setting_a_learners_identity_sends_their_parked_rows_without_a_retry);
+async fn setting_a_learners_identity_sends_their_parked_rows_without_a_retry(backend: Backend) {
+    use reqwest::Method;
+
+    use crate::admin::{admin, call};
+    let sim = Simulator::start(Mobieus::new("mc_live_test", &[42, 43], &[7]));
+    let Some(f) = Forwarding::start(backend, &config(&sim.url), &[("mobieus-key", "mc_live_test")]).await else {
+        return;
+    };
+    let (ann, bo) = (json!({"mbox": "mailto:Ann@Example.com"}), json!({"mbox": "mailto:bo@example.com"}));
+    f.app.store(&by(&ann, "launched", 7)).await;
+    f.app.store(&by(&bo, "launched", 7)).await;
+    assert_eq!(f.settled().await, vec![("mobieus".to_owned(), Status::Parked, 2)], "no mobieus id for either");
+
+    // An operator maps Ann: her row goes out, Bo's stays parked.
+    f.cli(&["identity", "set", "mobieus", "ann@example.com", "42"]).await;
+    assert!(sim.wait_until(WAIT, |m| m.enrollments() == [(42, 7)]).await, "sent without a retry");
+    let want = vec![("mobieus".to_owned(), Status::Parked, 1), ("mobieus".to_owned(), Status::Succeeded, 1)];
+    assert_eq!(f.settled().await, want);
+
+    // The same over the admin API.
+    let put = admin(&f.app, Method::PUT, "/admin/forwarders/mobieus/identities");
+    let (status, body) = call(put.json(&json!({"actor": "bo@example.com", "remote_id": "43"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(sim.wait_until(WAIT, |m| m.enrollments().len() == 2).await, "sent without a retry");
+    assert_eq!(f.settled().await, vec![("mobieus".to_owned(), Status::Succeeded, 2)]);
+}

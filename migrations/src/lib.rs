@@ -19,6 +19,7 @@ mod m0012_filter_postings;
 mod m0013_progress_follows_log;
 mod m0014_progress_name_ids;
 mod m0015_statement_body_lz4;
+mod m0016_forward_mapping_hash;
 
 pub struct Migrator;
 
@@ -67,6 +68,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0013_progress_follows_log::Migration),
             Box::new(m0014_progress_name_ids::Migration),
             Box::new(m0015_statement_body_lz4::Migration),
+            Box::new(m0016_forward_mapping_hash::Migration),
         ]
     }
 }

@@ -36,6 +36,18 @@ pub struct TargetConfig {
     pub courses: Vec<CourseRule>,
 }
 
+impl TargetConfig {
+    /// A digest of the rules that say who learners are and which course an
+    /// activity is (not the lookups' TTLs): when it changes, rows parked for
+    /// want of a mapping are worth another look. Taken over the rules' debug
+    /// text: a new build that prints them otherwise costs one needless look.
+    pub fn mapping_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let rules = format!("{:?}|{:?}|{:?}", self.identity.mbox, self.identity.account_home_pages, self.courses);
+        crate::xapi::attachment::to_hex(&Sha256::digest(rules.as_bytes()))
+    }
+}
+
 /// How a learner is found on a platform, after the identity table (rows an
 /// operator set, and earlier lookups, found or not).
 #[derive(Debug, Clone, Deserialize)]

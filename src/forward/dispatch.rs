@@ -74,6 +74,26 @@ impl Dispatchers {
     }
 }
 
+/// A target started with other learner or course rules than last time (the
+/// forwarders file was edited) gets its parked rows back as pending: the
+/// mapping they waited for may be there now. Nodes starting with the same
+/// rules change nothing.
+pub async fn reexamine_parked_on_new_mappings(
+    db: &DatabaseConnection,
+    config: &ForwardingConfig,
+) -> anyhow::Result<()> {
+    let now_us = Utc::now().timestamp_micros();
+    for target in config.targets.iter().filter(|t| t.enabled) {
+        if outbox::note_mapping(db, &target.name, &target.mapping_hash(), now_us).await? {
+            let rows = outbox::unpark(db, &target.name, None, now_us).await?;
+            if rows > 0 {
+                tracing::info!(target_name = %target.name, rows, "new mapping rules: parked rows are pending again");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The channel `adapter` sends through: an HTTP client with the target's
 /// timeouts, paced by its limiter and the platform's buckets.
 pub fn channel(d: &DeliveryConfig, adapter: &Adapter) -> anyhow::Result<Channel> {
@@ -544,6 +564,60 @@ mod tests {
             }
             assert!(parked.contains("no course is mapped for the activity https://other.example.com/unmapped"));
             assert!(!log.contains("lw-secret-never-logged") && !log.contains("tok-never-logged"), "{log}");
+        }
+    }
+
+    /// A school that mints tokens and takes every completion.
+    async fn accepting_school(request: HttpRequest) -> HttpResponse {
+        if request.path().ends_with("/oauth2/access_token") {
+            return HttpResponse::Ok()
+                .json(serde_json::json!({"tokenData": {"access_token": "tok", "expires_in": 8000}}));
+        }
+        HttpResponse::Ok().json(serde_json::json!({"success": true}))
+    }
+
+    async fn status_of(db: &DatabaseConnection, id: i64) -> Status {
+        outbox::get(db, "lw", id).await.unwrap().expect("the row").status
+    }
+
+    #[actix_web::test]
+    async fn parked_rows_are_pending_again_when_a_node_starts_with_new_course_rules() {
+        let server = actix_web::HttpServer::new(|| actix_web::App::new().default_service(web::to(accepting_school)))
+            .workers(1)
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+        let school = format!("http://{}", server.addrs()[0]);
+        actix_web::rt::spawn(server.run());
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s").unwrap();
+        let config = |course: &str| {
+            ForwardingConfig::parse(&format!(
+                "[[forwarder]]\nname = \"lw\"\nkind = \"learnworlds\"\nschool_url = \"{school}\"\n\
+                 client_id = {{ file = {secret:?} }}\nclient_secret = {{ file = {secret:?} }}\n\
+                 [[forwarder.course]]\nactivity = \"https://lms.example.com/courses/{course}\"\ncourse = \"{course}\"\n"
+            ))
+            .unwrap()
+        };
+        let (before, after) = (config("fire"), config("water"));
+        for db in crate::store::test_databases::each("dispatch_remaps").await {
+            row(&db, 1, "https://lms.example.com/courses/water").await;
+            let run = |config: &ForwardingConfig| {
+                let metrics = Arc::new(Metrics::new().unwrap());
+                let stop = watch::channel(false).1;
+                Dispatcher::new(db.clone(), &config.targets[0], Default::default(), stop, "n".into(), metrics).unwrap()
+            };
+            reexamine_parked_on_new_mappings(&db, &before).await.unwrap();
+            run(&before).round().await.unwrap();
+            assert_eq!(status_of(&db, 1).await, Status::Parked, "no rule maps the activity");
+            // Started again with the same rules: the row stays parked.
+            reexamine_parked_on_new_mappings(&db, &before).await.unwrap();
+            assert_eq!(status_of(&db, 1).await, Status::Parked);
+            // With a rule for it: pending, and delivered by the next round.
+            reexamine_parked_on_new_mappings(&db, &after).await.unwrap();
+            assert_eq!(status_of(&db, 1).await, Status::Pending);
+            run(&after).round().await.unwrap();
+            assert_eq!(status_of(&db, 1).await, Status::Succeeded);
         }
     }
 }

@@ -346,6 +346,8 @@ impl<'a> Operations<'a> {
         }
         let now_us = Utc::now().timestamp_micros();
         identities::put(self.db, target, &key, Some(remote_id), Source::Operator, None, now_us).await?;
+        // The learner's rows parked for want of an identity can go now.
+        outbox::unpark(self.db, target, Some(&key), now_us).await?;
         Ok(Identity { actor: key, remote_id: Some(remote_id.to_owned()), source: "operator".into(), expires: None })
     }
 
@@ -355,6 +357,9 @@ impl<'a> Operations<'a> {
         if !identities::remove(self.db, target, &key).await? {
             return Err(OpsError::NotFound(format!("'{target}' has no identity for {key}")));
         }
+        // Without the operator's row the learner is found otherwise (an
+        // account rule, their e-mail): their parked rows get another look.
+        outbox::unpark(self.db, target, Some(&key), Utc::now().timestamp_micros()).await?;
         Ok(())
     }
 }

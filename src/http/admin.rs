@@ -256,6 +256,7 @@ async fn set_identity(
 ) -> Result<HttpResponse, LrsError> {
     let b: IdentityBody = body(&bytes, false)?;
     let identity = ops(&state).set_identity(&target, &b.actor, &b.remote_id).await?;
+    wake(&state, &target);
     Ok(HttpResponse::Ok().json(identity))
 }
 
@@ -272,5 +273,6 @@ async fn remove_identity(
 ) -> Result<HttpResponse, LrsError> {
     let q: ActorQuery = query(&req)?;
     ops(&state).remove_identity(&target, &q.actor).await?;
+    wake(&state, &target);
     Ok(HttpResponse::NoContent().finish())
 }

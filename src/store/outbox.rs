@@ -400,6 +400,62 @@ pub async fn retry(
     Ok(result.rows_affected())
 }
 
+/// Sends `target`'s parked rows (those of one learner: `order_key`s that
+/// start with `learner_key` and a space, see `router::order_key`) back to
+/// pending, due now: what they waited for (an identity, a course mapping)
+/// may be there now. Returns how many.
+pub async fn unpark(
+    db: &DatabaseConnection,
+    target: &str,
+    learner_key: Option<&str>,
+    now_us: i64,
+) -> anyhow::Result<u64> {
+    let backend = db.get_database_backend();
+    let p = |n| sql::p(backend, n);
+    let mut update = format!(
+        "UPDATE forward_outbox SET status = 'pending', attempts = 0, next_attempt_us = {}, updated_us = {} \
+         WHERE status = 'parked' AND target = {}",
+        p(1),
+        p(2),
+        p(3)
+    );
+    let mut values = vec![Value::from(now_us), Value::from(now_us), Value::from(target.to_owned())];
+    if let Some(key) = learner_key {
+        // substr counts characters on both backends; a LIKE would take `%` and `_` in the key as wildcards.
+        let prefix = format!("{key} ");
+        update.push_str(&format!(" AND substr(order_key, 1, {}) = {}", p(4), p(5)));
+        values.extend([Value::from(prefix.chars().count() as i32), Value::from(prefix)]);
+    }
+    let result = db.execute_raw(sql::stmt(backend, update, values)).await.context("unpark outbox rows")?;
+    Ok(result.rows_affected())
+}
+
+/// Records `hash` as the mapping rules `target` runs with; whether they
+/// differ from the ones recorded before (none recorded counts as differing).
+pub async fn note_mapping(db: &DatabaseConnection, target: &str, hash: &str, now_us: i64) -> anyhow::Result<bool> {
+    let backend = db.get_database_backend();
+    let (p1, p2, p3) = (sql::p(backend, 1), sql::p(backend, 2), sql::p(backend, 3));
+    let txn = super::begin_write(db).await.context("begin noting the mapping")?;
+    let select = format!("SELECT mapping_hash FROM forward_target_state WHERE target = {p1}");
+    let before = txn
+        .query_one_raw(sql::stmt(backend, select, vec![Value::from(target.to_owned())]))
+        .await
+        .context("read the mapping hash")?;
+    let before: Option<String> = before.map(|r| r.try_get_by_index(0)).transpose()?.flatten();
+    if before.as_deref() == Some(hash) {
+        txn.commit().await?;
+        return Ok(false);
+    }
+    let upsert = format!(
+        "INSERT INTO forward_target_state (target, mapping_hash, updated_us) VALUES ({p1}, {p2}, {p3}) \
+         ON CONFLICT (target) DO UPDATE SET mapping_hash = excluded.mapping_hash, updated_us = excluded.updated_us"
+    );
+    let values = vec![Value::from(target.to_owned()), Value::from(hash.to_owned()), Value::from(now_us)];
+    txn.execute_raw(sql::stmt(backend, upsert, values)).await.context("note the mapping hash")?;
+    txn.commit().await?;
+    Ok(true)
+}
+
 /// Every target's pause that is set: `(target, until_us, reason)`.
 pub async fn pauses(db: &DatabaseConnection) -> anyhow::Result<Vec<(String, i64, String)>> {
     let backend = db.get_database_backend();
