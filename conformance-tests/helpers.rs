@@ -99,6 +99,7 @@ async fn postgres_database() -> Option<String> {
 pub fn serve_args(database_url: &str) -> ServeArgs {
     ServeArgs {
         listen: "127.0.0.1:0".into(),
+        node_id: None,
         database: DatabaseArgs { url: database_url.into(), pool_size: 4 },
         admin_key: Some(ADMIN_KEY.into()),
         admin_secret: Some(ADMIN_SECRET.into()),

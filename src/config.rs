@@ -63,6 +63,13 @@ pub struct ServeArgs {
     #[arg(long, env = "XLRS_FORWARDERS")]
     pub forwarders: Option<std::path::PathBuf>,
 
+    /// This node's name in the forwarders' claims and leases: the same
+    /// across restarts, different for every node on one database. Started
+    /// again, a node releases the claims it held under it at once instead
+    /// of waiting out their leases. Default: `<hostname>:<port listened on>`.
+    #[arg(long, env = "XLRS_NODE_ID")]
+    pub node_id: Option<String>,
+
     /// Most live-stream consumers (`/xapi/extensions/stream`) at once; 503 beyond.
     #[arg(long, env = "XLRS_MAX_STREAM_CONSUMERS", default_value_t = 256)]
     pub max_stream_consumers: usize,

@@ -111,10 +111,17 @@ impl Application {
             store::forward_stream::start(&db, &target.name, now_us).await?;
         }
         crate::forward::dispatch::reexamine_parked_on_new_mappings(&db, &forwarding).await?;
+        // Bound before the dispatchers start: the default node id names the port.
+        let listener = TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+        let port = listener.local_addr()?.port();
+        let configured_node = args.node_id.clone().filter(|n| !n.trim().is_empty());
+        let node = configured_node.unwrap_or_else(|| crate::forward::dispatch::default_node_id(port));
+        crate::forward::dispatch::release_claims(&db, &node).await?;
         let metrics = Arc::new(Metrics::new()?);
         let forward_db =
             if forwarding.targets.is_empty() { None } else { store::connect_relaxed(&args.database).await? };
-        let dispatchers = Dispatchers::start(forward_db.as_ref().unwrap_or(&db), &forwarding, &routing, &metrics)?;
+        let dispatchers =
+            Dispatchers::start(forward_db.as_ref().unwrap_or(&db), &forwarding, &routing, &metrics, &node)?;
         let (writer, writer_handle) =
             Writer::spawn(db.clone(), routing.clone(), metrics.clone(), args.progress).await?;
         let streams = Arc::new(LiveStreams::new(
@@ -136,8 +143,6 @@ impl Application {
             metrics,
             streams: streams.clone(),
         });
-        let listener = TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
-        let port = listener.local_addr()?.port();
         let max_body = args.max_body_bytes;
         let mut server =
             HttpServer::new(move || create_app(state.clone(), max_body)).listen(listener)?.shutdown_timeout(30);

@@ -550,3 +550,4 @@ mod learnworlds;
 mod mobieus;
 mod outage;
 mod probe;
+mod restart;

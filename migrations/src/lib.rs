@@ -20,6 +20,7 @@ mod m0013_progress_follows_log;
 mod m0014_progress_name_ids;
 mod m0015_statement_body_lz4;
 mod m0016_forward_mapping_hash;
+mod m0017_outbox_claimed_by;
 
 pub struct Migrator;
 
@@ -69,6 +70,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0014_progress_name_ids::Migration),
             Box::new(m0015_statement_body_lz4::Migration),
             Box::new(m0016_forward_mapping_hash::Migration),
+            Box::new(m0017_outbox_claimed_by::Migration),
         ]
     }
 }

@@ -38,15 +38,16 @@ pub struct Dispatchers {
 impl Dispatchers {
     /// Starts a dispatcher for every enabled target (adapters are built, and
     /// their secrets read, before any starts).
+    /// `node` is this node's name in claims and target leases (see `release_claims`).
     pub fn start(
         db: &DatabaseConnection,
         config: &ForwardingConfig,
         routing: &Routing,
         metrics: &Arc<Metrics>,
+        node: &str,
     ) -> anyhow::Result<Dispatchers> {
         let (stop, stopped) = watch::channel(false);
-        // This node's name in target leases (platforms that take one call at a time).
-        let node = uuid::Uuid::new_v4().to_string();
+        let node = node.to_owned();
         let mut dispatchers = Vec::new();
         for target in config.targets.iter().filter(|t| t.enabled) {
             let waker = routing.waker(&target.name);
@@ -72,6 +73,32 @@ impl Dispatchers {
             self.tasks.abort_all();
         }
     }
+}
+
+/// Releases what `node` claimed before it was started again (a crash, a
+/// kill, a restart): those rows are due now, not when their leases end.
+pub async fn release_claims(db: &DatabaseConnection, node: &str) -> anyhow::Result<()> {
+    let rows = outbox::release_claims(db, node, Utc::now().timestamp_micros()).await?;
+    if rows > 0 {
+        tracing::info!(node, rows, "rows this node claimed before it was started again are due now");
+    }
+    Ok(())
+}
+
+/// This node's default name: the host's, and the port it listens on (two
+/// nodes on one host cannot share one). With port 0 (any free port) it
+/// changes each start, so an earlier claim waits out its lease.
+pub fn default_node_id(port: u16) -> String {
+    format!("{}:{port}", hostname())
+}
+
+fn hostname() -> String {
+    let mut name = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that.
+    let ok = unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) } == 0;
+    let len = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+    let name = String::from_utf8_lossy(&name[..len]).into_owned();
+    if ok && !name.is_empty() { name } else { "localhost".to_owned() }
 }
 
 /// A target started with other learner or course rules than last time (the
@@ -221,7 +248,7 @@ impl Dispatcher {
             // Another node is calling the target; it allows one call at a time.
             return Ok(Next::Poll(POLL));
         }
-        let claimed = outbox::claim(&self.db, &self.name, limit, now_us, lease_us).await?;
+        let claimed = outbox::claim(&self.db, &self.name, &self.node, limit, now_us, lease_us).await?;
         if claimed.is_empty() {
             if exclusive {
                 outbox::release_target(&self.db, &self.name, &self.node).await?;
@@ -618,6 +645,45 @@ mod tests {
             assert_eq!(status_of(&db, 1).await, Status::Pending);
             run(&after).round().await.unwrap();
             assert_eq!(status_of(&db, 1).await, Status::Succeeded);
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_node_started_again_releases_its_own_claims_at_once() {
+        let server = actix_web::HttpServer::new(|| actix_web::App::new().default_service(web::to(accepting_school)))
+            .workers(1)
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+        let school = format!("http://{}", server.addrs()[0]);
+        actix_web::rt::spawn(server.run());
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s").unwrap();
+        let config = ForwardingConfig::parse(&format!(
+            "[[forwarder]]\nname = \"lw\"\nkind = \"learnworlds\"\nschool_url = \"{school}\"\n\
+             client_id = {{ file = {secret:?} }}\nclient_secret = {{ file = {secret:?} }}\n\
+             [[forwarder.course]]\npattern = \"^https://lms.example.com/courses/(?P<c>.+)$\"\ncourse = \"$c\"\n"
+        ))
+        .unwrap();
+        let lease_us = 60_000_000;
+        for db in crate::store::test_databases::each("dispatch_reclaims").await {
+            // Two nodes each claimed a row under a 60 s lease, then died.
+            row(&db, 1, "https://lms.example.com/courses/a").await;
+            let now_us = Utc::now().timestamp_micros();
+            assert_eq!(outbox::claim(&db, "lw", "node-a", 1, now_us, lease_us).await.unwrap().len(), 1);
+            row(&db, 2, "https://lms.example.com/courses/b").await;
+            assert_eq!(outbox::claim(&db, "lw", "node-b", 1, now_us, lease_us).await.unwrap().len(), 1);
+
+            // node-a starts again: its claim is due now and delivered; node-b's waits out its lease.
+            release_claims(&db, "node-a").await.unwrap();
+            let stop = watch::channel(false).1;
+            let metrics = Arc::new(Metrics::new().unwrap());
+            let target = &config.targets[0];
+            let mut d =
+                Dispatcher::new(db.clone(), target, Default::default(), stop, "node-a".into(), metrics).unwrap();
+            d.round().await.unwrap();
+            assert_eq!(status_of(&db, 1).await, Status::Succeeded);
+            assert_eq!(status_of(&db, 2).await, Status::InFlight, "another node's claim is left alone");
         }
     }
 }

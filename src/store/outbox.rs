@@ -133,6 +133,7 @@ pub struct Claimed {
 pub async fn claim(
     db: &DatabaseConnection,
     target: &str,
+    node: &str,
     limit: usize,
     now_us: i64,
     lease_us: i64,
@@ -143,18 +144,20 @@ pub async fn claim(
     let p = |n| sql::p(backend, n);
     let claim_sql = format!(
         "UPDATE forward_outbox SET status = 'in_flight', attempts = attempts + 1, next_attempt_us = {}, \
-         updated_us = {} WHERE id IN (SELECT id FROM forward_outbox WHERE target = {} \
+         updated_us = {}, claimed_by = {} WHERE id IN (SELECT id FROM forward_outbox WHERE target = {} \
          AND status IN ('pending', 'retry', 'in_flight') AND next_attempt_us <= {} \
          ORDER BY next_attempt_us, id LIMIT {} {lock}) RETURNING id",
         p(1),
         p(2),
         p(3),
         p(4),
-        p(5)
+        p(5),
+        p(6)
     );
     let values = vec![
         Value::from(now_us + lease_us),
         Value::from(now_us),
+        Value::from(node.to_owned()),
         Value::from(target.to_owned()),
         Value::from(now_us),
         Value::from(limit as i64),
@@ -397,6 +400,21 @@ pub async fn retry(
         values.push(Value::from(t.to_owned()));
     }
     let result = db.execute_raw(sql::stmt(backend, update, values)).await.context("retry outbox rows")?;
+    Ok(result.rows_affected())
+}
+
+/// Makes the rows `node` claimed and did not close due now: the node was
+/// started again, so the process that held them is gone. Its target leases
+/// need nothing: a node takes a lease it holds already. Returns how many.
+pub async fn release_claims(db: &DatabaseConnection, node: &str, now_us: i64) -> anyhow::Result<u64> {
+    let backend = db.get_database_backend();
+    let (p1, p2, p3) = (sql::p(backend, 1), sql::p(backend, 2), sql::p(backend, 3));
+    let update = format!(
+        "UPDATE forward_outbox SET next_attempt_us = {p1}, updated_us = {p2} \
+         WHERE status = 'in_flight' AND claimed_by = {p3}"
+    );
+    let values = vec![Value::from(now_us), Value::from(now_us), Value::from(node.to_owned())];
+    let result = db.execute_raw(sql::stmt(backend, update, values)).await.context("release earlier claims")?;
     Ok(result.rows_affected())
 }
 
