@@ -10,12 +10,12 @@ use crate::on_both_backends;
 
 const BOUNDARY: &str = "abc123";
 
-fn sha256_hex(content: &[u8]) -> String {
+pub fn sha256_hex(content: &[u8]) -> String {
     Sha256::digest(content).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An attachment declaration for `content`.
-fn declare(content: &[u8], content_type: &str, n: usize) -> Value {
+pub fn declare(content: &[u8], content_type: &str, n: usize) -> Value {
     json!({
         "usageType": format!("http://example.com/attachment-usage/{n}"),
         "display": {"en-US": format!("Attachment {n}")},
@@ -69,7 +69,7 @@ fn multipart_body(boundary: &str, parts: &[Part]) -> Vec<u8> {
 }
 
 /// The standard request: statement part, then one part per content.
-fn request_body(statements: &Value, contents: &[(&[u8], &str)]) -> Vec<u8> {
+pub fn request_body(statements: &Value, contents: &[(&[u8], &str)]) -> Vec<u8> {
     let mut parts = vec![json_part(statements)];
     parts.extend(contents.iter().map(|(c, t)| content_part(c, t)));
     multipart_body(BOUNDARY, &parts)
@@ -81,19 +81,19 @@ async fn send(app: &TestApp, method: Method, path: &str, content_type: &str, bod
     (status, res.text().await.unwrap_or_default())
 }
 
-async fn post_multipart(app: &TestApp, body: Vec<u8>) -> (StatusCode, String) {
+pub async fn post_multipart(app: &TestApp, body: Vec<u8>) -> (StatusCode, String) {
     send(app, Method::POST, "/statements", &format!("multipart/mixed; boundary={BOUNDARY}"), body).await
 }
 
 /// A response part.
 #[derive(Debug)]
-struct Received {
-    headers: Vec<(String, String)>,
-    content: Vec<u8>,
+pub struct Received {
+    pub headers: Vec<(String, String)>,
+    pub content: Vec<u8>,
 }
 
 impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
@@ -149,7 +149,7 @@ fn parse_multipart(body: &[u8], boundary: &str) -> Vec<Received> {
 }
 
 /// GET with `attachments=true`: the content type's boundary and the parts.
-async fn get_multipart(app: &TestApp, query: &str) -> (Vec<u8>, Vec<Received>) {
+pub async fn get_multipart(app: &TestApp, query: &str) -> (Vec<u8>, Vec<Received>) {
     let res = app.request(Method::GET, &format!("/statements?{query}")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK, "GET ?{query}");
     let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
@@ -166,7 +166,7 @@ async fn get_multipart(app: &TestApp, query: &str) -> (Vec<u8>, Vec<Received>) {
     (body, parts)
 }
 
-fn with_attachments(id: &str, attachments: Vec<Value>) -> Value {
+pub fn with_attachments(id: &str, attachments: Vec<Value>) -> Value {
     let mut s = statement();
     s["id"] = json!(id);
     s["attachments"] = Value::Array(attachments);

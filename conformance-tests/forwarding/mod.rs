@@ -544,6 +544,7 @@ async fn the_circuit_opens_after_failed_rounds(backend: Backend) {
     assert_eq!(f.settled().await, vec![("backup".to_owned(), Status::Succeeded, 10)]);
 }
 
+mod attachments;
 mod docebo;
 mod learning360;
 mod learnworlds;

@@ -282,7 +282,7 @@ impl Adapter {
     /// Delivers `jobs`; one outcome per job, in order.
     pub async fn deliver(&self, ctx: &Ctx<'_>, jobs: &[Job]) -> Vec<Outcome> {
         match self {
-            Adapter::XapiLrs(a) => a.deliver(ctx.channel, jobs).await,
+            Adapter::XapiLrs(a) => a.deliver(ctx, jobs).await,
             Adapter::Webhook(a) => a.deliver(ctx.channel, jobs).await,
             Adapter::Hibob(a) => a.deliver(ctx.channel, jobs).await,
             Adapter::Mobieus(a) => a.deliver(ctx, jobs).await,
