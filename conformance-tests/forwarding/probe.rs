@@ -5,6 +5,8 @@ use reqwest::Method;
 
 use super::*;
 use crate::admin::{admin, call};
+use crate::simulators::docebo::Docebo;
+use crate::simulators::learning360::Learning360;
 use crate::simulators::learnworlds::{LearnWorlds, TOKEN_PATH};
 use crate::simulators::mobieus::Mobieus;
 
@@ -86,6 +88,56 @@ async fn a_connection_test_is_one_call_that_changes_nothing(backend: Backend) {
     assert!(body["message"].as_str().unwrap().contains("webhook"), "{body}");
     let (status, _) = call(test("nobody")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+forwarding_test!(token_platforms_are_tested_by_a_token_request_in_their_dialect);
+async fn token_platforms_are_tested_by_a_token_request_in_their_dialect(backend: Backend) {
+    let docebo = Simulator::start(Docebo::new(("xlrs-app", "app-secret"), Some(("api-admin", "pw")), vec![], &[]));
+    let l360 = Simulator::start(Learning360::new(("client-7", "s3cret"), "int-1", &[], &[]));
+    let config = format!(
+        r#"
+        [[forwarder]]
+        name = "docebo"
+        kind = "docebo"
+        url = "{}"
+        client_id = {{ file = "$DIR/d-id" }}
+        client_secret = {{ file = "$DIR/d-secret" }}
+        username = {{ file = "$DIR/d-user" }}
+        password = {{ file = "$DIR/d-password" }}
+        [[forwarder]]
+        name = "l360"
+        kind = "360learning"
+        url = "{}"
+        integration_id = "int-1"
+        client_id = {{ file = "$DIR/l-id" }}
+        client_secret = {{ file = "$DIR/l-secret" }}
+        "#,
+        docebo.url, l360.url
+    );
+    let secrets = [
+        ("d-id", "xlrs-app"),
+        ("d-secret", "app-secret"),
+        ("d-user", "api-admin"),
+        ("d-password", "pw-not-this-7"),
+        ("l-id", "client-7"),
+        ("l-secret", "s3cret"),
+    ];
+    let Some(f) = Forwarding::start(backend, &config, &secrets).await else { return };
+    let test = |target: &str| admin(&f.app, Method::POST, &format!("/admin/forwarders/{target}/test"));
+    let (status, body) = call(test("l360")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["call"], "POST /api/v2/oauth2/token");
+    assert_eq!((body["http_status"].as_u64(), body["ok"].as_bool()), (Some(200), Some(true)), "{body}");
+    assert_eq!(l360.requests().len(), 1);
+    // Docebo's API user has the wrong password: the refusal is what answered.
+    let (status, body) = call(test("docebo")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["call"], "POST /oauth2/token");
+    assert_eq!(body["ok"], false, "{body}");
+    assert!(body["http_status"].as_u64().is_some_and(|s| (400..500).contains(&s)), "{body}");
+    assert!(!body.to_string().contains("app-secret") && !body.to_string().contains("pw-not-this-7"), "{body}");
+    assert_eq!(docebo.behaviour.tokens_minted(), 0);
+    assert_eq!(outbox::paused_until(&f.db, "docebo").await.unwrap(), None, "a test does not pause the target");
 }
 
 forwarding_test!(a_refused_connection_test_is_reported_not_acted_on);
