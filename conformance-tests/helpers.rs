@@ -75,7 +75,9 @@ async fn postgres_database() -> Option<String> {
     if CLEANED.set(()).is_ok() {
         // Databases of earlier runs are left over only if a run was killed:
         // drop those whose process is gone, never those of a run going on
-        // beside this one.
+        // beside this one. Not WITH (FORCE): a run on another machine
+        // sharing this server has a pid this machine may not know, but it
+        // is connected to its databases, and a plain DROP refuses those.
         let rows: Vec<(String,)> = sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'xlrs_t_%'")
             .fetch_all(&mut conn)
             .await
@@ -83,7 +85,7 @@ async fn postgres_database() -> Option<String> {
         for (name,) in rows {
             let owner = name.trim_start_matches("xlrs_t_").split('_').next().unwrap_or_default();
             if !std::path::Path::new("/proc").join(owner).exists() {
-                let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                let drop = format!("DROP DATABASE IF EXISTS \"{name}\"");
                 let _ = sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut conn).await;
             }
         }
