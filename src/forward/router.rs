@@ -172,42 +172,58 @@ impl Router {
     pub fn plan<'a>(&'a self, statement: &Value) -> Vec<Planned<'a>> {
         let mut out = Vec::new();
         let mut key = None;
+        // The statement's fields are the same for every target: read once.
+        let fields = RouteFields::of(statement);
         for target in &self.targets {
-            // A voiding statement's object is a StatementRef, which routes
-            // about activities never match: the target decides at delivery
-            // whether the voided statement was one it was sent.
-            if target.revokes && is_voiding(statement) {
-                let key: &str = key.get_or_insert_with(|| order_key(statement));
-                out.push(Planned { target: &target.name, op: Op::Revoke, order_key: key.to_owned(), dedupe_key: None });
-                continue;
-            }
-            let fields = RouteFields::of(statement);
-            let routed = target.routes.is_empty() || target.routes.iter().any(|r| r.matches(&fields));
-            if routed {
-                let key: &str = key.get_or_insert_with(|| order_key(statement));
-                plan_for(target, statement, key, &mut out);
+            let Some(taken) = target.taken_by(statement, &fields) else { continue };
+            let key: &str = key.get_or_insert_with(|| order_key(statement));
+            match taken {
+                Taken::Voiding => out.push(Planned {
+                    target: &target.name,
+                    op: Op::Revoke,
+                    order_key: key.to_owned(),
+                    dedupe_key: None,
+                }),
+                Taken::All | Taken::Route(_) => plan_for(target, statement, key, &mut out),
             }
         }
         out
     }
-}
 
-impl Router {
     /// Which of `target`'s routes took `statement` (one `plan` gave rows
     /// for): `route N` (the first that matches, from 1), `all` for a target
     /// without routes, `voiding` for a voiding statement (routes skipped).
     pub fn route_label(&self, target: &str, statement: &Value) -> String {
         let Some(t) = self.targets.iter().find(|t| t.name == target) else { return "none".into() };
-        if t.revokes && is_voiding(statement) {
-            return "voiding".into();
-        }
-        if t.routes.is_empty() {
-            return "all".into();
-        }
-        let fields = RouteFields::of(statement);
-        match t.routes.iter().position(|r| r.matches(&fields)) {
-            Some(i) => format!("route {}", i + 1),
+        match t.taken_by(statement, &RouteFields::of(statement)) {
+            Some(Taken::Voiding) => "voiding".into(),
+            Some(Taken::All) => "all".into(),
+            Some(Taken::Route(i)) => format!("route {}", i + 1),
             None => "none".into(),
+        }
+    }
+}
+
+/// How a target takes a statement (`RoutedTarget::taken_by`).
+enum Taken {
+    /// A voiding statement, for a target that revokes: its object is a
+    /// StatementRef, which routes about activities never match; the target
+    /// decides at delivery whether the voided statement was one it was sent.
+    Voiding,
+    /// The target has no routes.
+    All,
+    /// By its route of this index, the first that matches.
+    Route(usize),
+}
+
+impl RoutedTarget {
+    fn taken_by(&self, statement: &Value, fields: &RouteFields<'_>) -> Option<Taken> {
+        if self.revokes && is_voiding(statement) {
+            Some(Taken::Voiding)
+        } else if self.routes.is_empty() {
+            Some(Taken::All)
+        } else {
+            self.routes.iter().position(|r| r.matches(fields)).map(Taken::Route)
         }
     }
 }
