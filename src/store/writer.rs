@@ -344,7 +344,7 @@ impl Progress {
     fn flushed_apart(&mut self, result: anyhow::Result<i64>, last: i64) {
         match result {
             Ok(through) => {
-                self.counts.send_if_modified(|c| std::mem::replace(c, through.max(*c)) != *c);
+                self.publish(through);
                 if through < last {
                     self.fold.lost(Duration::ZERO);
                 }
@@ -356,12 +356,22 @@ impl Progress {
         }
     }
 
+    /// Readers learn that counting reached `through`; a flush apart that
+    /// ends after a later count never takes it back.
+    fn publish(&self, through: i64) {
+        self.counts.send_if_modified(|c| {
+            let later = through > *c;
+            *c = (*c).max(through);
+            later
+        });
+    }
+
     /// After a group's commit: its statements join the fold (`flushed`: the
     /// group's transaction counted everything before them first).
     fn committed(&mut self, staged: &Staged) {
         if let Some(through) = staged.flushed {
             self.fold.flushed(through, through);
-            self.counts.send_if_modified(|c| std::mem::replace(c, through.max(*c)) != *c);
+            self.publish(through);
         }
         self.fold.add(&staged.rows, staged.stored_us, &staged.voided);
     }
@@ -372,6 +382,14 @@ impl Progress {
 struct Apart {
     task: tokio::task::JoinHandle<anyhow::Result<i64>>,
     last: i64,
+}
+
+/// The flush apart ended with `result`: it is gone, and the fold learns how.
+fn ended_apart(apart: &mut Option<Apart>, progress: &mut Option<Progress>, result: anyhow::Result<i64>) {
+    let last = apart.take().map_or(0, |a| a.last);
+    if let Some(p) = progress {
+        p.flushed_apart(result, last);
+    }
 }
 
 /// The end of the flush apart, if one runs; never ready otherwise.
@@ -430,10 +448,7 @@ async fn run(mut store: impl Store, task: Task) {
                 continue;
             }
             result = apart_done(&mut apart) => {
-                let last = apart.take().map_or(0, |a| a.last);
-                if let Some(p) = &mut progress {
-                    p.flushed_apart(result, last);
-                }
+                ended_apart(&mut apart, &mut progress, result);
                 flush_when_due(&store, &mut progress, &mut apart, &commits, wanted).await;
                 wanted = false;
                 continue;
@@ -467,11 +482,9 @@ async fn run(mut store: impl Store, task: Task) {
         flush_when_due(&store, &mut progress, &mut apart, &commits, false).await;
     }
     // A clean stop leaves nothing for the next start to count.
-    if let Some(a) = apart.take() {
-        let result = a.task.await.unwrap_or_else(|e| Err(anyhow::anyhow!("progress flush task: {e}")));
-        if let Some(p) = &mut progress {
-            p.flushed_apart(result, a.last);
-        }
+    if apart.is_some() {
+        let result = apart_done(&mut apart).await;
+        ended_apart(&mut apart, &mut progress, result);
     }
     flush_progress(&store, &mut progress, &commits).await;
     if let Some(c) = checkpointer {
