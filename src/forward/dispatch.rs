@@ -544,21 +544,10 @@ mod tests {
 
     #[actix_web::test]
     async fn dead_and_parked_rows_are_warned_of_with_their_reason() {
-        let server = actix_web::HttpServer::new(|| actix_web::App::new().default_service(web::to(refusing_school)))
-            .workers(1)
-            .bind(("127.0.0.1", 0))
-            .unwrap();
-        let school = format!("http://{}", server.addrs()[0]);
-        actix_web::rt::spawn(server.run());
+        let school = serve_school(refusing_school);
         let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("secret");
-        std::fs::write(&secret, "lw-secret-never-logged").unwrap();
-        let config = ForwardingConfig::parse(&format!(
-            "[[forwarder]]\nname = \"lw\"\nkind = \"learnworlds\"\nschool_url = \"{school}\"\n\
-             client_id = {{ file = {secret:?} }}\nclient_secret = {{ file = {secret:?} }}\n\
-             [[forwarder.course]]\nactivity = \"https://lms.example.com/courses/fire\"\ncourse = \"fire\"\n"
-        ))
-        .unwrap();
+        let course = "activity = \"https://lms.example.com/courses/fire\"\ncourse = \"fire\"";
+        let config = learnworlds(dir.path(), &school, "lw-secret-never-logged", course);
         for db in crate::store::test_databases::each("dispatch_warns").await {
             row(&db, 1, "https://lms.example.com/courses/fire").await;
             row(&db, 2, "https://other.example.com/unmapped").await;
@@ -603,28 +592,47 @@ mod tests {
         HttpResponse::Ok().json(serde_json::json!({"success": true}))
     }
 
+    /// A LearnWorlds school answering every request with `handler`; its URL.
+    fn serve_school<H, Args>(handler: H) -> String
+    where
+        H: actix_web::Handler<Args> + Clone + Send + 'static,
+        Args: actix_web::FromRequest + 'static,
+        H::Output: actix_web::Responder + 'static,
+    {
+        let server =
+            actix_web::HttpServer::new(move || actix_web::App::new().default_service(web::to(handler.clone())))
+                .workers(1)
+                .bind(("127.0.0.1", 0))
+                .unwrap();
+        let school = format!("http://{}", server.addrs()[0]);
+        actix_web::rt::spawn(server.run());
+        school
+    }
+
+    /// A target `lw` on the LearnWorlds `school`, its credentials `secret`
+    /// in a file of `dir`, with one `[[forwarder.course]]` rule (`course`).
+    fn learnworlds(dir: &std::path::Path, school: &str, secret: &str, course: &str) -> ForwardingConfig {
+        let file = dir.join("secret");
+        std::fs::write(&file, secret).unwrap();
+        ForwardingConfig::parse(&format!(
+            "[[forwarder]]\nname = \"lw\"\nkind = \"learnworlds\"\nschool_url = \"{school}\"\n\
+             client_id = {{ file = {file:?} }}\nclient_secret = {{ file = {file:?} }}\n\
+             [[forwarder.course]]\n{course}\n"
+        ))
+        .unwrap()
+    }
+
     async fn status_of(db: &DatabaseConnection, id: i64) -> Status {
         outbox::get(db, "lw", id).await.unwrap().expect("the row").status
     }
 
     #[actix_web::test]
     async fn parked_rows_are_pending_again_when_a_node_starts_with_new_course_rules() {
-        let server = actix_web::HttpServer::new(|| actix_web::App::new().default_service(web::to(accepting_school)))
-            .workers(1)
-            .bind(("127.0.0.1", 0))
-            .unwrap();
-        let school = format!("http://{}", server.addrs()[0]);
-        actix_web::rt::spawn(server.run());
+        let school = serve_school(accepting_school);
         let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("secret");
-        std::fs::write(&secret, "s").unwrap();
         let config = |course: &str| {
-            ForwardingConfig::parse(&format!(
-                "[[forwarder]]\nname = \"lw\"\nkind = \"learnworlds\"\nschool_url = \"{school}\"\n\
-                 client_id = {{ file = {secret:?} }}\nclient_secret = {{ file = {secret:?} }}\n\
-                 [[forwarder.course]]\nactivity = \"https://lms.example.com/courses/{course}\"\ncourse = \"{course}\"\n"
-            ))
-            .unwrap()
+            let rule = format!("activity = \"https://lms.example.com/courses/{course}\"\ncourse = \"{course}\"");
+            learnworlds(dir.path(), &school, "s", &rule)
         };
         let (before, after) = (config("fire"), config("water"));
         for db in crate::store::test_databases::each("dispatch_remaps").await {
@@ -650,21 +658,10 @@ mod tests {
 
     #[actix_web::test]
     async fn a_node_started_again_releases_its_own_claims_at_once() {
-        let server = actix_web::HttpServer::new(|| actix_web::App::new().default_service(web::to(accepting_school)))
-            .workers(1)
-            .bind(("127.0.0.1", 0))
-            .unwrap();
-        let school = format!("http://{}", server.addrs()[0]);
-        actix_web::rt::spawn(server.run());
+        let school = serve_school(accepting_school);
         let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("secret");
-        std::fs::write(&secret, "s").unwrap();
-        let config = ForwardingConfig::parse(&format!(
-            "[[forwarder]]\nname = \"lw\"\nkind = \"learnworlds\"\nschool_url = \"{school}\"\n\
-             client_id = {{ file = {secret:?} }}\nclient_secret = {{ file = {secret:?} }}\n\
-             [[forwarder.course]]\npattern = \"^https://lms.example.com/courses/(?P<c>.+)$\"\ncourse = \"$c\"\n"
-        ))
-        .unwrap();
+        let course = "pattern = \"^https://lms.example.com/courses/(?P<c>.+)$\"\ncourse = \"$c\"";
+        let config = learnworlds(dir.path(), &school, "s", course);
         let lease_us = 60_000_000;
         for db in crate::store::test_databases::each("dispatch_reclaims").await {
             // Two nodes each claimed a row under a 60 s lease, then died.
