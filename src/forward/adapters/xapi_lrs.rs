@@ -15,6 +15,7 @@ use crate::error::LrsError;
 use crate::forward::outcome::{Outcome, classify, excerpt};
 use crate::http::multipart::{attachment_head, closing, statements_head};
 use crate::store::attachments::{self, StoredAttachment};
+use crate::xapi::attachment;
 
 /// Attachment content is read from the database this much at a time as it
 /// is sent: memory stays bounded whatever the attachment's size.
@@ -173,21 +174,19 @@ impl XapiLrs {
     }
 }
 
-/// The distinct hashes of the statement's attachments that have no
-/// `fileUrl` (their content must travel with it), in order. The stored text
-/// is parsed only when it mentions attachments at all.
+/// The distinct hashes of the statement's attachments (its own and its
+/// sub-statement's, `attachment::declared`) that have no `fileUrl`: their
+/// content must travel with it, in order. The stored text is parsed only
+/// when it mentions attachments at all.
 fn content_hashes(body: &str) -> Vec<String> {
     if !body.contains("\"attachments\"") {
         return Vec::new();
     }
     let Ok(statement) = serde_json::from_str::<Value>(body) else { return Vec::new() };
     let mut hashes: Vec<String> = Vec::new();
-    for a in statement["attachments"].as_array().into_iter().flatten() {
-        if a.get("fileUrl").is_some() {
-            continue;
-        }
-        if let Some(sha2) = a["sha2"].as_str().filter(|h| !hashes.iter().any(|known| known == h)) {
-            hashes.push(sha2.to_owned());
+    for d in attachment::declared(&statement).into_iter().filter(|d| !d.has_file_url) {
+        if !hashes.contains(&d.sha2) {
+            hashes.push(d.sha2);
         }
     }
     hashes
